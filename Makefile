@@ -1,0 +1,41 @@
+# The two commands of README.md live here. Everything a run needs is installed by these targets;
+# downloads and builds are cached outside the repository, in $(TONGXING_CACHE).
+
+PYTHON ?= python3
+export TONGXING_CACHE ?= $(HOME)/.cache/tongxing
+PYVER := $(shell $(PYTHON) -c 'import sys; print("%d.%d" % sys.version_info[:2])')
+# One virtual environment per Python version and dependency list: dependencies install once.
+DEPS_KEY := $(shell $(PYTHON) -c 'import hashlib, json, tomllib; p = tomllib.load(open("pyproject.toml", "rb"))["project"]; print(hashlib.sha256(json.dumps([p["dependencies"], p["optional-dependencies"]]).encode()).hexdigest()[:12])')
+VENV := $(TONGXING_CACHE)/venv-py$(PYVER)-$(DEPS_KEY)
+BIN := $(VENV)/bin
+PYTEST_ARGS ?=
+
+.PHONY: test lint venv up down status
+
+## test: lint, type-check, then every test tier against the real servers
+test: lint
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+## lint: ruff and mypy, as configured in pyproject.toml
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+## venv: the dependencies (once per pyproject.toml) and this checkout, editable (every time)
+venv: $(VENV)/.deps
+	$(BIN)/pip install --quiet --no-deps --no-build-isolation --editable .
+
+$(VENV)/.deps:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip setuptools wheel
+	$(BIN)/pip install --quiet --editable '.[test]'
+	touch $@
+
+## up / down / status: keep the test servers running between test runs
+up: venv
+	$(BIN)/tongxing-dev up
+down: venv
+	$(BIN)/tongxing-dev down
+status: venv
+	$(BIN)/tongxing-dev status
