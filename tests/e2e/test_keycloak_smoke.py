@@ -4,18 +4,17 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import html
-import re
 import secrets
 import uuid
 from collections.abc import Iterator
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 import pytest
 import requests
 from joserfc import jwt
 from joserfc.jwk import KeySet
 from keycloak import KeycloakAdmin, KeycloakOpenIDConnection
+from playwright.sync_api import Browser
 from tongxing_dev import peers
 from tongxing_dev.keycloak import KeycloakEndpoint
 
@@ -51,7 +50,7 @@ def _pkce() -> tuple[str, str]:
 
 
 def test_a_user_created_with_python_keycloak_signs_in_with_the_code_flow(
-    keycloak: KeycloakEndpoint, realm: tuple[KeycloakAdmin, str]
+    keycloak: KeycloakEndpoint, realm: tuple[KeycloakAdmin, str], browser: Browser
 ) -> None:
     admin, name = realm
     admin.create_client(
@@ -79,32 +78,42 @@ def test_a_user_created_with_python_keycloak_signs_in_with_the_code_flow(
     verifier, challenge = _pkce()
     state, nonce = secrets.token_urlsafe(16), secrets.token_urlsafe(16)
 
-    browser = requests.Session()
-    login_page = browser.get(
-        metadata["authorization_endpoint"],
-        timeout=10,
-        params={
-            "client_id": "portal-smoke",
-            "redirect_uri": REDIRECT_URI,
-            "response_type": "code",
-            "scope": "openid",
-            "state": state,
-            "nonce": nonce,
-            "code_challenge": challenge,
-            "code_challenge_method": "S256",
-        },
+    # Keycloak's session cookies are `Secure`: only a browser (which trusts loopback as a secure
+    # context) carries them over plain HTTP, as a citizen's browser would.
+    page = browser.new_page(locale="zh-CN")
+    redirects: list[str] = []
+    page.route(
+        f"{REDIRECT_URI}**",
+        lambda route: (
+            redirects.append(route.request.url),
+            route.fulfill(status=200, body="signed in"),
+        ),
     )
-    assert login_page.status_code == 200
-    action = re.search(r'<form[^>]*id="kc-form-login"[^>]*action="([^"]+)"', login_page.text)
-    assert action is not None, "Keycloak's login form"
-    answer = browser.post(
-        html.unescape(action.group(1)),
-        timeout=10,
-        allow_redirects=False,
-        data={"username": "zhangsan", "password": "Ss-0123456789"},
-    )
-    assert answer.status_code == 302
-    location = urlsplit(answer.headers["Location"])
+    try:
+        page.goto(
+            metadata["authorization_endpoint"]
+            + "?"
+            + urlencode(
+                {
+                    "client_id": "portal-smoke",
+                    "redirect_uri": REDIRECT_URI,
+                    "response_type": "code",
+                    "scope": "openid",
+                    "state": state,
+                    "nonce": nonce,
+                    "code_challenge": challenge,
+                    "code_challenge_method": "S256",
+                }
+            )
+        )
+        page.fill("#username", "zhangsan")
+        page.fill("#password", "Ss-0123456789")
+        page.click("#kc-login")
+        page.wait_for_url(f"{REDIRECT_URI}**")
+    finally:
+        page.close()
+    assert len(redirects) == 1
+    location = urlsplit(redirects[0])
     assert f"{location.scheme}://{location.netloc}{location.path}" == REDIRECT_URI
     query = parse_qs(location.query)
     assert query["state"] == [state]

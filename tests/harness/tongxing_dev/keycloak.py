@@ -6,7 +6,7 @@ import os
 import secrets
 import shutil
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import requests
@@ -32,7 +32,7 @@ class KeycloakEndpoint:
     url: str
     management_url: str
     admin_user: str
-    admin_password: str
+    admin_password: str = field(repr=False)  # never in a test report or log
     version: str
 
     def issuer(self, realm: str) -> str:

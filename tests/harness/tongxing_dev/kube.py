@@ -15,7 +15,7 @@ import os
 import re
 import secrets
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import requests
@@ -52,7 +52,7 @@ class KubeEndpoint:
 
     server: str
     kubeconfig: str
-    token: str
+    token: str = field(repr=False)  # never in a test report or log
     ca_file: str
     etcd_url: str
     version: str

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import secrets
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import psycopg
@@ -25,7 +25,7 @@ class PostgresEndpoint:
     host: str
     port: int
     user: str
-    password: str
+    password: str = field(repr=False)  # never in a test report or log
     dbname: str
 
     def url(self, dbname: str | None = None) -> str:
