@@ -23,7 +23,7 @@ _SHAPE = re.compile(r"[0-9]{17}[0-9X]")
 _ADDRESS_FIRST_DIGIT = set("12345678")
 
 
-class InvalidIdentityNumber(ValueError):
+class IdentityNumberError(ValueError):
     """The text is not a well-formed GB 11643-1999 citizen identity number."""
 
     def __init__(self, reason: str) -> None:
@@ -66,19 +66,19 @@ def parse_identity_number(
     """
     candidate = text.strip().upper()
     if len(candidate) != 18:
-        raise InvalidIdentityNumber(f"must have 18 characters, has {len(candidate)}")
+        raise IdentityNumberError(f"must have 18 characters, has {len(candidate)}")
     if _SHAPE.fullmatch(candidate) is None:
-        raise InvalidIdentityNumber("must be 17 digits followed by a digit or X")
+        raise IdentityNumberError("must be 17 digits followed by a digit or X")
     if candidate[0] not in _ADDRESS_FIRST_DIGIT:
-        raise InvalidIdentityNumber("address code is not an assigned region")
+        raise IdentityNumberError("address code is not an assigned region")
     try:
         born = datetime.date(int(candidate[6:10]), int(candidate[10:12]), int(candidate[12:14]))
     except ValueError:
-        raise InvalidIdentityNumber("birth date is not a real date") from None
+        raise IdentityNumberError("birth date is not a real date") from None
     if born.year < 1900 or born > (today or datetime.date.today()):
-        raise InvalidIdentityNumber("birth date is out of range")
+        raise IdentityNumberError("birth date is out of range")
     if check_character(candidate[:17]) != candidate[17]:
-        raise InvalidIdentityNumber("check character does not match (ISO 7064 MOD 11-2)")
+        raise IdentityNumberError("check character does not match (ISO 7064 MOD 11-2)")
     return ResidentIdentityNumber(candidate)
 
 

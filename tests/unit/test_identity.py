@@ -7,7 +7,7 @@ import datetime
 import pytest
 
 from gateway.identity import (
-    InvalidIdentityNumber,
+    IdentityNumberError,
     check_character,
     identity_key,
     pairwise_subject,
@@ -48,7 +48,7 @@ def test_the_check_character_follows_iso_7064_mod_11_2() -> None:
     ],
 )
 def test_malformed_numbers_are_refused_with_a_reason(text: str, reason: str) -> None:
-    with pytest.raises(InvalidIdentityNumber, match=reason):
+    with pytest.raises(IdentityNumberError, match=reason):
         parse_identity_number(text, today=TODAY)
 
 
