@@ -14,7 +14,7 @@ import requests
 from joserfc import jwt
 from joserfc.jwk import KeySet
 from keycloak import KeycloakAdmin, KeycloakOpenIDConnection
-from playwright.sync_api import Browser
+from playwright.sync_api import Browser, Route
 from tongxing_dev import peers
 from tongxing_dev.keycloak import KeycloakEndpoint
 
@@ -82,13 +82,12 @@ def test_a_user_created_with_python_keycloak_signs_in_with_the_code_flow(
     # context) carries them over plain HTTP, as a citizen's browser would.
     page = browser.new_page(locale="zh-CN")
     redirects: list[str] = []
-    page.route(
-        f"{REDIRECT_URI}**",
-        lambda route: (
-            redirects.append(route.request.url),
-            route.fulfill(status=200, body="signed in"),
-        ),
-    )
+
+    def portal_callback(route: Route) -> None:
+        redirects.append(route.request.url)
+        route.fulfill(status=200, body="signed in")
+
+    page.route(f"{REDIRECT_URI}**", portal_callback)
     try:
         page.goto(
             metadata["authorization_endpoint"]
