@@ -1,0 +1,250 @@
+"""Regions (upstream identity providers) and portals (clients): their models and the registry.
+
+A new region is data, not code: everything the broker needs to reach a province's IdP is in a
+:class:`Region`, and everything the provider needs to serve a portal is in a :class:`Portal`.
+Both are validated here, before anything is stored, so the admin API can answer bad input with
+field-level messages. Protocol-free: no Flask.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import ipaddress
+import re
+import secrets
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated, Any, Literal, Self
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+
+from gateway.store.contract import RegistryKind, Store
+
+CODE_PATTERN = r"^[a-z][a-z0-9-]{1,31}$"
+CLIENT_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{2,63}$"
+LOOPBACK_HOSTS = {"localhost", "127.0.0.1", "::1"}
+Level = Literal["loa1", "loa2", "loa3"]
+GrantType = Literal["authorization_code", "refresh_token", "client_credentials"]
+
+
+def _default_grants() -> list[GrantType]:
+    return ["authorization_code", "refresh_token"]
+
+
+class RegionKind(StrEnum):
+    PROVINCE = "province"
+    MUNICIPALITY = "municipality"
+    AUTONOMOUS_REGION = "autonomous-region"
+    SAR = "sar"
+    CORPS = "corps"
+    DEPARTMENT = "department"
+
+
+class Names(BaseModel):
+    """Display names: zh-CN first, English second."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    zh: Annotated[str, Field(min_length=1, max_length=64)]
+    en: Annotated[str, Field(min_length=1, max_length=64)]
+
+
+def _is_loopback(host: str) -> bool:
+    if host in LOOPBACK_HOSTS:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_absolute_url(value: str, *, what: str, allow_query: bool = True) -> str:
+    """An absolute https URL (http only on loopback) with no userinfo, fragment or wildcard.
+
+    RFC 9700 §2.1 and §4.1.3: registered redirect URIs are compared exactly, so anything that
+    makes a pattern out of them (wildcards) or hides the real host (userinfo) is refused.
+    """
+    if any(ch.isspace() for ch in value) or "*" in value:
+        raise ValueError(f"{what} must not contain whitespace or wildcards")
+    parts = urlsplit(value)
+    if parts.scheme not in ("https", "http") or not parts.hostname:
+        raise ValueError(f"{what} must be an absolute https URL")
+    if parts.scheme == "http" and not _is_loopback(parts.hostname):
+        raise ValueError(f"{what} must use https (http is allowed on loopback only)")
+    if parts.username is not None or parts.password is not None or "@" in parts.netloc:
+        raise ValueError(f"{what} must not contain userinfo")
+    if parts.fragment or value.endswith("#"):
+        raise ValueError(f"{what} must not contain a fragment")
+    if parts.query and not allow_query:
+        raise ValueError(f"{what} must not contain a query")
+    if re.search(r"(^|/)\.\.?(;[^/]*)?(/|$)", parts.path):
+        raise ValueError(f"{what} must not contain dot segments")
+    return value
+
+
+class ClaimMapping(BaseModel):
+    """Which upstream ID-token claims carry the person's attributes."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    identity_number: str = "id_number"
+    name: str = "name"
+    phone_number: str = "phone_number"
+
+
+class Region(BaseModel):
+    """An upstream OpenID Provider: a province's (or department's) identity realm."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    code: Annotated[str, Field(pattern=CODE_PATTERN)]
+    names: Names
+    kind: RegionKind
+    issuer: str
+    client_id: Annotated[str, Field(min_length=1, max_length=255)]
+    client_secret: SecretStr
+    scopes: list[str] = Field(default_factory=lambda: ["openid", "profile"])
+    claims: ClaimMapping = Field(default_factory=ClaimMapping)
+    acr_mapping: dict[str, Level] = Field(default_factory=dict)
+    enabled: bool = True
+
+    @field_validator("issuer")
+    @classmethod
+    def _issuer(cls, value: str) -> str:
+        check_absolute_url(value, what="issuer", allow_query=False)
+        return value.rstrip("/")
+
+    @field_validator("scopes")
+    @classmethod
+    def _openid_scope(cls, value: list[str]) -> list[str]:
+        if "openid" not in value:
+            raise ValueError("scopes must include openid")
+        return list(dict.fromkeys(value))
+
+    def document(self) -> dict[str, Any]:
+        """The JSON document the store keeps (the client secret included)."""
+        data = self.model_dump(mode="json")
+        data["client_secret"] = self.client_secret.get_secret_value()
+        return data
+
+
+class AuthMethod(StrEnum):
+    CLIENT_SECRET_BASIC = "client_secret_basic"  # noqa: S105 - a method name, not a secret
+    CLIENT_SECRET_POST = "client_secret_post"  # noqa: S105
+    PRIVATE_KEY_JWT = "private_key_jwt"
+    NONE = "none"  # public clients (PKCE required)
+
+
+class Portal(BaseModel):
+    """A relying party: a provincial or departmental portal that delegates login."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    client_id: Annotated[str, Field(pattern=CLIENT_ID_PATTERN)]
+    names: Names
+    owner: Annotated[str, Field(pattern=CODE_PATTERN)]
+    redirect_uris: Annotated[list[str], Field(min_length=1, max_length=20)]
+    post_logout_redirect_uris: list[str] = Field(default_factory=list)
+    backchannel_logout_uri: str | None = None
+    token_endpoint_auth_method: AuthMethod = AuthMethod.CLIENT_SECRET_BASIC
+    # SHA-256 of the client secret; the secret itself is shown once, when it is made.
+    client_secret_hash: str | None = None
+    jwks: dict[str, Any] | None = None
+    grant_types: list[GrantType] = Field(default_factory=_default_grants)
+    scopes: list[str] = Field(default_factory=lambda: ["openid", "profile"])
+    subject_type: Literal["public", "pairwise"] = "public"
+    minimum_level: Level = "loa1"
+    enabled: bool = True
+
+    @field_validator("redirect_uris", "post_logout_redirect_uris")
+    @classmethod
+    def _uris(cls, value: list[str]) -> list[str]:
+        for uri in value:
+            check_absolute_url(uri, what="redirect URI")
+        return list(dict.fromkeys(value))
+
+    @field_validator("backchannel_logout_uri")
+    @classmethod
+    def _backchannel(cls, value: str | None) -> str | None:
+        if value is not None:
+            check_absolute_url(value, what="backchannel_logout_uri")
+        return value
+
+    @model_validator(mode="after")
+    def _credentials_match_the_method(self) -> Self:
+        method = self.token_endpoint_auth_method
+        secret_methods = (AuthMethod.CLIENT_SECRET_BASIC, AuthMethod.CLIENT_SECRET_POST)
+        if method in secret_methods and not self.client_secret_hash:
+            raise ValueError(f"{method} needs a client secret")
+        if method is AuthMethod.PRIVATE_KEY_JWT and not (self.jwks and self.jwks.get("keys")):
+            raise ValueError("private_key_jwt needs jwks with at least one public key")
+        if method is AuthMethod.NONE and "client_credentials" in self.grant_types:
+            raise ValueError("a public client cannot use client_credentials")
+        return self
+
+    @property
+    def is_public(self) -> bool:
+        return self.token_endpoint_auth_method is AuthMethod.NONE
+
+    @property
+    def sector_identifier(self) -> str:
+        """The host pairwise subjects are computed for (OIDC Core §8.1)."""
+        return urlsplit(self.redirect_uris[0]).hostname or self.client_id
+
+    def check_secret(self, secret: str) -> bool:
+        """Constant-time comparison of a presented secret with the stored hash."""
+        if self.client_secret_hash is None:
+            return False
+        return hmac.compare_digest(hash_secret(secret), self.client_secret_hash)
+
+
+def hash_secret(secret: str) -> str:
+    """Client secrets are random 256-bit values, so one SHA-256 is enough to store them."""
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def new_client_secret() -> str:
+    return secrets.token_urlsafe(32)
+
+
+class Registry:
+    """Regions and portals over the store's registry documents, validated on the way in and out."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+
+    def put_region(self, region: Region, now: datetime) -> tuple[Region, bool]:
+        """Create or replace a region; returns it and whether it was created."""
+        created = self._store.get_document(RegistryKind.REGION, region.code) is None
+        self._store.put_document(RegistryKind.REGION, region.code, region.document(), now)
+        return region, created
+
+    def region(self, code: str) -> Region | None:
+        found = self._store.get_document(RegistryKind.REGION, code)
+        return None if found is None else Region.model_validate(found.document)
+
+    def regions(self) -> list[Region]:
+        documents = self._store.list_documents(RegistryKind.REGION)
+        return [Region.model_validate(d.document) for d in documents]
+
+    def delete_region(self, code: str) -> bool:
+        return self._store.delete_document(RegistryKind.REGION, code)
+
+    def put_portal(self, portal: Portal, now: datetime) -> tuple[Portal, bool]:
+        created = self._store.get_document(RegistryKind.PORTAL, portal.client_id) is None
+        document = portal.model_dump(mode="json")
+        self._store.put_document(RegistryKind.PORTAL, portal.client_id, document, now)
+        return portal, created
+
+    def portal(self, client_id: str) -> Portal | None:
+        found = self._store.get_document(RegistryKind.PORTAL, client_id)
+        return None if found is None else Portal.model_validate(found.document)
+
+    def portals(self) -> list[Portal]:
+        documents = self._store.list_documents(RegistryKind.PORTAL)
+        return [Portal.model_validate(d.document) for d in documents]
+
+    def delete_portal(self, client_id: str) -> bool:
+        return self._store.delete_document(RegistryKind.PORTAL, client_id)
