@@ -1,0 +1,75 @@
+"""The gateway's store: one contract (:mod:`.contract`), engines that keep it (:mod:`.sql`).
+
+Protocol-free: nothing here imports Flask. Callers depend on :class:`Store` and the records and
+errors of the contract; only the application factory names :class:`SqlStore`.
+"""
+
+from gateway.store import migrations
+from gateway.store.contract import (
+    AccessTokenRecord,
+    CodeNotFoundError,
+    CodeRecord,
+    CodeReplayedError,
+    DuplicateRecordError,
+    Grant,
+    GrantNotFoundError,
+    JsonObject,
+    LoginTransaction,
+    LoginTransactionNotFoundError,
+    RecordNotFoundError,
+    RefreshTokenNotFoundError,
+    RefreshTokenRecord,
+    RefreshTokenReuseError,
+    RefreshTokenStatus,
+    RegistryDocument,
+    RegistryKind,
+    RevisionConflictError,
+    SessionNotFoundError,
+    SessionParticipant,
+    SsoSession,
+    Store,
+    StoreError,
+    StoreUnavailableError,
+    Subject,
+    SubjectLink,
+    SubjectLinkConflictError,
+    SubjectNotFoundError,
+    token_hash,
+)
+from gateway.store.migrations import upgrade
+from gateway.store.sql import SqlStore
+
+__all__ = [
+    "AccessTokenRecord",
+    "CodeNotFoundError",
+    "CodeRecord",
+    "CodeReplayedError",
+    "DuplicateRecordError",
+    "Grant",
+    "GrantNotFoundError",
+    "JsonObject",
+    "LoginTransaction",
+    "LoginTransactionNotFoundError",
+    "RecordNotFoundError",
+    "RefreshTokenNotFoundError",
+    "RefreshTokenRecord",
+    "RefreshTokenReuseError",
+    "RefreshTokenStatus",
+    "RegistryDocument",
+    "RegistryKind",
+    "RevisionConflictError",
+    "SessionNotFoundError",
+    "SessionParticipant",
+    "SqlStore",
+    "SsoSession",
+    "Store",
+    "StoreError",
+    "StoreUnavailableError",
+    "Subject",
+    "SubjectLink",
+    "SubjectLinkConflictError",
+    "SubjectNotFoundError",
+    "migrations",
+    "token_hash",
+    "upgrade",
+]

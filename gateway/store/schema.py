@@ -1,0 +1,256 @@
+"""Tables of the SQL store (SQLAlchemy Core), shared by :mod:`gateway.store.sql` and tests.
+
+The migrations in :mod:`gateway.store.migrations` create exactly these tables; the contract
+suite checks that the two never drift apart. Column types are portable between SQLite and
+PostgreSQL: times are ``timestamptz`` on PostgreSQL and ISO text in UTC on SQLite (which sorts
+and compares correctly because every value is written in the same format).
+"""
+
+from __future__ import annotations
+
+import datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    CheckConstraint,
+    Column,
+    DateTime,
+    Dialect,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.types import TypeDecorator, TypeEngine
+
+# Constraint names are part of the schema: fixed by convention so migrations can refer to them.
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+HASH = 64  # hex SHA-256
+ID = 64
+NAME = 255
+
+
+class UtcDateTime(TypeDecorator[datetime.datetime]):
+    """A timezone-aware UTC datetime on every engine; naive values are refused.
+
+    SQLite has no time zone type: values are stored as naive UTC and given ``UTC`` back on
+    read, so comparisons in SQL (``expires_at > :now``) are correct on both engines.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(
+        self, value: datetime.datetime | None, dialect: Dialect
+    ) -> datetime.datetime | None:
+        if value is None:
+            return None
+        if value.utcoffset() is None:
+            raise ValueError("naive datetime: the store takes timezone-aware UTC times only")
+        value = value.astimezone(datetime.UTC)
+        if dialect.name == "sqlite":
+            return value.replace(tzinfo=None)
+        return value
+
+    def process_result_value(
+        self, value: datetime.datetime | None, dialect: Dialect
+    ) -> datetime.datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=datetime.UTC)
+        return value.astimezone(datetime.UTC)
+
+
+def json_type() -> TypeEngine[Any]:
+    """JSON on SQLite, JSONB on PostgreSQL (indexable, and compact)."""
+    return JSON().with_variant(JSONB(), "postgresql")
+
+
+metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+subjects = Table(
+    "subjects",
+    metadata,
+    Column("id", String(ID), primary_key=True),
+    # HMAC of the resident identity number: the only key a person is ever linked by.
+    Column("identity_key", String(NAME), nullable=False, unique=True),
+    Column("created_at", UtcDateTime(), nullable=False),
+)
+
+subject_links = Table(
+    "subject_links",
+    metadata,
+    Column("region", String(ID), primary_key=True),
+    Column("upstream_sub", String(NAME), primary_key=True),
+    Column(
+        "subject_id",
+        String(ID),
+        ForeignKey("subjects.id", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    ),
+    Column("created_at", UtcDateTime(), nullable=False),
+)
+
+
+def _registry_table(name: str) -> Table:
+    return Table(
+        name,
+        metadata,
+        Column("key", String(NAME), primary_key=True),
+        Column("document", json_type(), nullable=False),
+        Column("revision", Integer(), nullable=False),
+        Column("created_at", UtcDateTime(), nullable=False),
+        Column("updated_at", UtcDateTime(), nullable=False),
+    )
+
+
+regions = _registry_table("regions")
+portals = _registry_table("portals")
+
+sso_sessions = Table(
+    "sso_sessions",
+    metadata,
+    Column("session_hash", String(HASH), primary_key=True),
+    Column(
+        "subject",
+        String(ID),
+        ForeignKey("subjects.id", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    ),
+    Column("region", String(ID), nullable=False),
+    Column("auth_time", UtcDateTime(), nullable=False),
+    Column("acr", String(NAME), nullable=True),
+    Column("amr", json_type(), nullable=False),
+    Column("claims", json_type(), nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("expires_at", UtcDateTime(), nullable=False, index=True),
+    Column("ended_at", UtcDateTime(), nullable=True),
+)
+
+session_participants = Table(
+    "session_participants",
+    metadata,
+    Column(
+        "session_hash",
+        String(HASH),
+        ForeignKey("sso_sessions.session_hash", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("client_id", String(NAME), primary_key=True),
+    Column("sid", String(NAME), nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
+)
+
+grants = Table(
+    "grants",
+    metadata,
+    Column("grant_id", String(ID), primary_key=True),
+    Column("client_id", String(NAME), nullable=False),
+    # A national subject id, or the client itself for client_credentials: no foreign key.
+    Column("subject", String(NAME), nullable=False, index=True),
+    Column(
+        "session_hash",
+        String(HASH),
+        ForeignKey("sso_sessions.session_hash", ondelete="SET NULL"),
+        nullable=True,
+        index=True,
+    ),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("revoked_at", UtcDateTime(), nullable=True),
+)
+
+authorization_codes = Table(
+    "authorization_codes",
+    metadata,
+    Column("code_hash", String(HASH), primary_key=True),
+    Column(
+        "grant_id",
+        String(ID),
+        ForeignKey("grants.grant_id", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    ),
+    Column("client_id", String(NAME), nullable=False),
+    Column("redirect_uri", Text(), nullable=False),
+    Column("scope", Text(), nullable=False),
+    Column("nonce", Text(), nullable=True),
+    Column("code_challenge", String(128), nullable=True),
+    Column("code_challenge_method", String(16), nullable=True),
+    Column("claims", json_type(), nullable=False),
+    Column("expires_at", UtcDateTime(), nullable=False, index=True),
+    Column("redeemed_at", UtcDateTime(), nullable=True),
+)
+
+access_tokens = Table(
+    "access_tokens",
+    metadata,
+    Column("token_hash", String(HASH), primary_key=True),
+    Column(
+        "grant_id",
+        String(ID),
+        ForeignKey("grants.grant_id", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    ),
+    Column("client_id", String(NAME), nullable=False),
+    Column("subject", String(NAME), nullable=False),
+    Column("scope", Text(), nullable=False),
+    Column("expires_at", UtcDateTime(), nullable=False, index=True),
+)
+
+refresh_tokens = Table(
+    "refresh_tokens",
+    metadata,
+    Column("token_hash", String(HASH), primary_key=True),
+    Column(
+        "grant_id",
+        String(ID),
+        ForeignKey("grants.grant_id", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    ),
+    Column("client_id", String(NAME), nullable=False),
+    Column("subject", String(NAME), nullable=False),
+    Column("scope", Text(), nullable=False),
+    Column("expires_at", UtcDateTime(), nullable=False, index=True),
+    Column("status", String(16), nullable=False),
+    CheckConstraint("status IN ('live', 'rotated', 'revoked')", name="status"),
+)
+
+# RFC 9700 §4.14.2: at most one live refresh token per family, enforced by the database itself
+# so that no interleaving of concurrent rotations can leave two.
+Index(
+    "uq_refresh_tokens_one_live_per_grant",
+    refresh_tokens.c.grant_id,
+    unique=True,
+    postgresql_where=text("status = 'live'"),
+    sqlite_where=text("status = 'live'"),
+)
+
+login_transactions = Table(
+    "login_transactions",
+    metadata,
+    Column("state_hash", String(HASH), primary_key=True),
+    Column("region", String(ID), nullable=False),
+    Column("nonce", Text(), nullable=False),
+    Column("code_verifier", Text(), nullable=False),
+    Column("request", json_type(), nullable=False),
+    Column("expires_at", UtcDateTime(), nullable=False, index=True),
+    Column("consumed_at", UtcDateTime(), nullable=True),
+)

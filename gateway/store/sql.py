@@ -1,0 +1,896 @@
+"""The store on SQL: SQLite (embedded default) and PostgreSQL, with SQLAlchemy Core.
+
+How the single-use and one-live-token guarantees hold on both engines:
+
+* Single use (codes, ``state``, session end) is one conditional ``UPDATE ... WHERE <still
+  unused> RETURNING``. On PostgreSQL a concurrent updater blocks on the row lock and re-checks
+  the condition once the first one commits, so it matches nothing; on SQLite every write
+  transaction starts with ``BEGIN IMMEDIATE``, so writers run one at a time.
+* Everything that changes a refresh token family (issue, rotation, revocation) first locks the
+  grant row (``SELECT ... FOR UPDATE`` on PostgreSQL; the database lock on SQLite), and a
+  partial unique index allows one live token per grant whatever happens.
+* Identity linking inserts with ``ON CONFLICT DO NOTHING`` and reads back, so concurrent first
+  logins agree on one subject.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import json
+import uuid
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any
+
+from sqlalchemy import (
+    ColumnElement,
+    Engine,
+    Row,
+    Table,
+    and_,
+    delete,
+    exists,
+    select,
+    text,
+    update,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import URL, Connection
+from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError, SQLAlchemyError
+
+from gateway.store import migrations
+from gateway.store.contract import (
+    AccessTokenRecord,
+    CodeNotFoundError,
+    CodeRecord,
+    CodeReplayedError,
+    DuplicateRecordError,
+    Grant,
+    GrantNotFoundError,
+    JsonObject,
+    LoginTransaction,
+    LoginTransactionNotFoundError,
+    RefreshTokenNotFoundError,
+    RefreshTokenRecord,
+    RefreshTokenReuseError,
+    RefreshTokenStatus,
+    RegistryDocument,
+    RegistryKind,
+    RevisionConflictError,
+    SessionNotFoundError,
+    SessionParticipant,
+    SsoSession,
+    StoreUnavailableError,
+    Subject,
+    SubjectLink,
+    SubjectLinkConflictError,
+    SubjectNotFoundError,
+)
+from gateway.store.engine import (
+    DEFAULT_BUSY_TIMEOUT,
+    DEFAULT_MAX_OVERFLOW,
+    DEFAULT_POOL_SIZE,
+    DEFAULT_POOL_TIMEOUT,
+    READ_ONLY,
+    create_store_engine,
+)
+from gateway.store.schema import (
+    access_tokens,
+    authorization_codes,
+    grants,
+    login_transactions,
+    portals,
+    refresh_tokens,
+    regions,
+    session_participants,
+    sso_sessions,
+    subject_links,
+    subjects,
+)
+
+_REGISTRY_TABLES: dict[RegistryKind, Table] = {
+    RegistryKind.REGION: regions,
+    RegistryKind.PORTAL: portals,
+}
+
+_Insert = postgresql.Insert | sqlite.Insert
+
+
+class SqlStore:
+    """:class:`~gateway.store.contract.Store` on SQLite or PostgreSQL."""
+
+    def __init__(self, engine: Engine) -> None:
+        if engine.dialect.name not in ("sqlite", "postgresql"):
+            raise ValueError(f"unsupported database {engine.dialect.name!r}")
+        self._engine = engine
+
+    @classmethod
+    def from_url(
+        cls,
+        url: str | URL,
+        *,
+        pool_size: int = DEFAULT_POOL_SIZE,
+        max_overflow: int = DEFAULT_MAX_OVERFLOW,
+        pool_timeout: float = DEFAULT_POOL_TIMEOUT,
+        busy_timeout: float = DEFAULT_BUSY_TIMEOUT,
+    ) -> SqlStore:
+        """A store for ``sqlite:///path/to/file.db`` or ``postgresql[+psycopg]://...``."""
+        return cls(
+            create_store_engine(
+                url,
+                pool_size=pool_size,
+                max_overflow=max_overflow,
+                pool_timeout=pool_timeout,
+                busy_timeout=busy_timeout,
+            )
+        )
+
+    @property
+    def engine(self) -> Engine:
+        return self._engine
+
+    def __repr__(self) -> str:
+        # Never the password of the URL.
+        return f"SqlStore({self._engine.url.render_as_string(hide_password=True)!r})"
+
+    # --- lifecycle ------------------------------------------------------------------------------
+
+    def migrate(self) -> None:
+        """Run the Alembic migrations up to the newest revision."""
+        with _unavailable():
+            migrations.upgrade(self._engine)
+
+    def healthy(self) -> bool:
+        try:
+            with self._read() as conn:
+                return bool(conn.execute(text("SELECT 1")).scalar_one() == 1)
+        except (SQLAlchemyError, StoreUnavailableError):
+            return False
+
+    def close(self) -> None:
+        self._engine.dispose()
+
+    # --- national subjects ----------------------------------------------------------------------
+
+    def link_subject(
+        self, identity_key: str, region: str, upstream_sub: str, now: datetime.datetime
+    ) -> Subject:
+        _require_text(identity_key=identity_key, region=region, upstream_sub=upstream_sub)
+        _require_aware(now=now)
+        with self._write() as conn:
+            linked = conn.execute(
+                select(subjects)
+                .join(subject_links, subject_links.c.subject_id == subjects.c.id)
+                .where(
+                    subject_links.c.region == region,
+                    subject_links.c.upstream_sub == upstream_sub,
+                )
+            ).first()
+            if linked is not None:
+                if linked.identity_key != identity_key:
+                    raise SubjectLinkConflictError(region)
+                return _subject(linked)
+            # Two first logins of one person race here: the unique identity_key lets one insert
+            # win, and both read back the same row.
+            conn.execute(
+                self._insert(subjects)
+                .values(id=uuid.uuid4().hex, identity_key=identity_key, created_at=now)
+                .on_conflict_do_nothing(index_elements=[subjects.c.identity_key])
+            )
+            subject = conn.execute(
+                select(subjects).where(subjects.c.identity_key == identity_key)
+            ).one()
+            conn.execute(
+                self._insert(subject_links)
+                .values(
+                    region=region, upstream_sub=upstream_sub, subject_id=subject.id, created_at=now
+                )
+                .on_conflict_do_nothing(
+                    index_elements=[subject_links.c.region, subject_links.c.upstream_sub]
+                )
+            )
+            linked_to = conn.execute(
+                select(subject_links.c.subject_id).where(
+                    subject_links.c.region == region,
+                    subject_links.c.upstream_sub == upstream_sub,
+                )
+            ).scalar_one()
+            if linked_to != subject.id:
+                # Raised inside the transaction: a subject created just now is rolled back.
+                raise SubjectLinkConflictError(region)
+            return _subject(subject)
+
+    def get_subject(self, subject_id: str) -> Subject | None:
+        with self._read() as conn:
+            row = conn.execute(select(subjects).where(subjects.c.id == subject_id)).first()
+        return None if row is None else _subject(row)
+
+    def find_subject(self, region: str, upstream_sub: str) -> Subject | None:
+        with self._read() as conn:
+            row = conn.execute(
+                select(subjects)
+                .join(subject_links, subject_links.c.subject_id == subjects.c.id)
+                .where(
+                    subject_links.c.region == region,
+                    subject_links.c.upstream_sub == upstream_sub,
+                )
+            ).first()
+        return None if row is None else _subject(row)
+
+    def list_subject_links(self, subject_id: str) -> list[SubjectLink]:
+        with self._read() as conn:
+            rows = conn.execute(
+                select(subject_links)
+                .where(subject_links.c.subject_id == subject_id)
+                .order_by(subject_links.c.region, subject_links.c.upstream_sub)
+            ).all()
+        return [
+            SubjectLink(row.region, row.upstream_sub, row.subject_id, row.created_at)
+            for row in rows
+        ]
+
+    # --- registry -------------------------------------------------------------------------------
+
+    def put_document(
+        self,
+        kind: RegistryKind,
+        key: str,
+        document: Mapping[str, Any],
+        now: datetime.datetime,
+        *,
+        expected_revision: int | None = None,
+    ) -> RegistryDocument:
+        table = _REGISTRY_TABLES[RegistryKind(kind)]
+        _require_text(key=key)
+        _require_aware(now=now)
+        body = _json_object(document, "document")
+        if expected_revision is not None and expected_revision < 0:
+            raise ValueError("expected_revision must be None, 0 (create) or a revision")
+        with self._write() as conn:
+            row: Row[Any] | None
+            if expected_revision is None:
+                upsert = self._insert(table).values(
+                    key=key, document=body, revision=1, created_at=now, updated_at=now
+                )
+                row = conn.execute(
+                    upsert.on_conflict_do_update(
+                        index_elements=[table.c.key],
+                        set_={
+                            "document": upsert.excluded.document,
+                            "revision": table.c.revision + 1,
+                            "updated_at": upsert.excluded.updated_at,
+                        },
+                    ).returning(*table.c)
+                ).one()
+            elif expected_revision == 0:
+                row = conn.execute(
+                    self._insert(table)
+                    .values(key=key, document=body, revision=1, created_at=now, updated_at=now)
+                    .on_conflict_do_nothing(index_elements=[table.c.key])
+                    .returning(*table.c)
+                ).first()
+            else:
+                row = conn.execute(
+                    update(table)
+                    .where(table.c.key == key, table.c.revision == expected_revision)
+                    .values(document=body, revision=expected_revision + 1, updated_at=now)
+                    .returning(*table.c)
+                ).first()
+            if row is None:
+                actual = conn.execute(
+                    select(table.c.revision).where(table.c.key == key)
+                ).scalar_one_or_none()
+                raise RevisionConflictError(RegistryKind(kind), key, expected_revision or 0, actual)
+            return _document(RegistryKind(kind), row)
+
+    def get_document(self, kind: RegistryKind, key: str) -> RegistryDocument | None:
+        table = _REGISTRY_TABLES[RegistryKind(kind)]
+        with self._read() as conn:
+            row = conn.execute(select(table).where(table.c.key == key)).first()
+        return None if row is None else _document(RegistryKind(kind), row)
+
+    def list_documents(self, kind: RegistryKind) -> list[RegistryDocument]:
+        table = _REGISTRY_TABLES[RegistryKind(kind)]
+        with self._read() as conn:
+            rows = conn.execute(select(table).order_by(table.c.key)).all()
+        return [_document(RegistryKind(kind), row) for row in rows]
+
+    def delete_document(self, kind: RegistryKind, key: str) -> bool:
+        table = _REGISTRY_TABLES[RegistryKind(kind)]
+        with self._write() as conn:
+            return conn.execute(delete(table).where(table.c.key == key)).rowcount > 0
+
+    # --- grants ---------------------------------------------------------------------------------
+
+    def create_grant(
+        self,
+        client_id: str,
+        subject: str,
+        now: datetime.datetime,
+        *,
+        session_hash: str | None = None,
+    ) -> Grant:
+        _require_text(client_id=client_id, subject=subject)
+        _require_aware(now=now)
+        grant = Grant(uuid.uuid4().hex, client_id, subject, session_hash, now)
+        with self._write() as conn:
+            if session_hash is not None and self._live_session(conn, session_hash, now) is None:
+                raise SessionNotFoundError("the grant's SSO session is unknown, ended or expired")
+            conn.execute(
+                grants.insert().values(
+                    grant_id=grant.grant_id,
+                    client_id=client_id,
+                    subject=subject,
+                    session_hash=session_hash,
+                    created_at=now,
+                )
+            )
+        return grant
+
+    def get_grant(self, grant_id: str) -> Grant | None:
+        with self._read() as conn:
+            row = conn.execute(select(grants).where(grants.c.grant_id == grant_id)).first()
+        return None if row is None else _grant(row)
+
+    def revoke_grant(self, grant_id: str, now: datetime.datetime) -> bool:
+        _require_aware(now=now)
+        with self._write() as conn:
+            return bool(self._revoke_grants(conn, grants.c.grant_id == grant_id, now))
+
+    def revoke_session_grants(self, session_hash: str, now: datetime.datetime) -> list[str]:
+        _require_aware(now=now)
+        with self._write() as conn:
+            return self._revoke_grants(conn, grants.c.session_hash == session_hash, now)
+
+    # --- authorization codes --------------------------------------------------------------------
+
+    def save_code(self, code: CodeRecord) -> None:
+        _require_text(code_hash=code.code_hash)
+        claims = _json_object(code.claims, "claims")
+        with self._write() as conn:
+            self._issuable_grant(conn, code.grant_id, code.client_id, subject=None)
+            self._insert_new(
+                conn,
+                authorization_codes,
+                "authorization code",
+                code_hash=code.code_hash,
+                grant_id=code.grant_id,
+                client_id=code.client_id,
+                redirect_uri=code.redirect_uri,
+                scope=code.scope,
+                nonce=code.nonce,
+                code_challenge=code.code_challenge,
+                code_challenge_method=code.code_challenge_method,
+                claims=claims,
+                expires_at=code.expires_at,
+                redeemed_at=code.redeemed_at,
+            )
+
+    def redeem_code(self, code_hash: str, now: datetime.datetime) -> CodeRecord:
+        _require_aware(now=now)
+        codes = authorization_codes
+        with self._write() as conn:
+            redeemed = conn.execute(
+                update(codes)
+                .where(
+                    codes.c.code_hash == code_hash,
+                    codes.c.redeemed_at.is_(None),
+                    codes.c.expires_at > now,
+                    _grant_is_live(codes.c.grant_id),
+                )
+                .values(redeemed_at=now)
+                .returning(*codes.c)
+            ).first()
+            if redeemed is not None:
+                return _code(redeemed)
+            seen = conn.execute(
+                select(codes.c.grant_id, codes.c.redeemed_at).where(codes.c.code_hash == code_hash)
+            ).first()
+            if seen is None or seen.redeemed_at is None:
+                raise CodeNotFoundError("authorization code is unknown, expired or revoked")
+            # RFC 6749 §4.1.2: the code was used before, so revoke what it yielded. Committed
+            # before the error is raised, so the revocation stands.
+            replayed_grant: str = seen.grant_id
+            self._revoke_grants(conn, grants.c.grant_id == replayed_grant, now)
+        raise CodeReplayedError(replayed_grant)
+
+    # --- access tokens --------------------------------------------------------------------------
+
+    def save_access_token(self, token: AccessTokenRecord) -> None:
+        _require_text(token_hash=token.token_hash)
+        with self._write() as conn:
+            self._issuable_grant(conn, token.grant_id, token.client_id, subject=token.subject)
+            self._insert_new(
+                conn,
+                access_tokens,
+                "access token",
+                token_hash=token.token_hash,
+                grant_id=token.grant_id,
+                client_id=token.client_id,
+                subject=token.subject,
+                scope=token.scope,
+                expires_at=token.expires_at,
+            )
+
+    def get_access_token(self, token_hash: str, now: datetime.datetime) -> AccessTokenRecord | None:
+        _require_aware(now=now)
+        with self._read() as conn:
+            row = conn.execute(
+                select(access_tokens).where(
+                    access_tokens.c.token_hash == token_hash,
+                    access_tokens.c.expires_at > now,
+                    _grant_is_live(access_tokens.c.grant_id),
+                )
+            ).first()
+        if row is None:
+            return None
+        return AccessTokenRecord(
+            row.token_hash, row.grant_id, row.client_id, row.subject, row.scope, row.expires_at
+        )
+
+    def revoke_access_token(self, token_hash: str) -> bool:
+        with self._write() as conn:
+            result = conn.execute(
+                delete(access_tokens).where(access_tokens.c.token_hash == token_hash)
+            )
+            return result.rowcount > 0
+
+    # --- refresh tokens -------------------------------------------------------------------------
+
+    def save_refresh_token(self, token: RefreshTokenRecord) -> None:
+        _require_text(token_hash=token.token_hash)
+        if token.status is not RefreshTokenStatus.LIVE:
+            raise ValueError("a new refresh token must be live")
+        with self._write() as conn:
+            self._issuable_grant(
+                conn, token.grant_id, token.client_id, subject=token.subject, lock=True
+            )
+            self._insert_refresh_token(conn, token)
+
+    def get_refresh_token(
+        self, token_hash: str, now: datetime.datetime
+    ) -> RefreshTokenRecord | None:
+        _require_aware(now=now)
+        with self._read() as conn:
+            row = conn.execute(
+                select(refresh_tokens).where(
+                    refresh_tokens.c.token_hash == token_hash,
+                    refresh_tokens.c.status == RefreshTokenStatus.LIVE.value,
+                    refresh_tokens.c.expires_at > now,
+                    _grant_is_live(refresh_tokens.c.grant_id),
+                )
+            ).first()
+        return None if row is None else _refresh_token(row)
+
+    def rotate_refresh_token(
+        self, old_hash: str, new: RefreshTokenRecord, now: datetime.datetime
+    ) -> RefreshTokenRecord:
+        _require_aware(now=now)
+        _require_text(token_hash=new.token_hash)
+        if new.status is not RefreshTokenStatus.LIVE:
+            raise ValueError("the new refresh token must be live")
+        tokens = refresh_tokens
+        with self._write() as conn:
+            family = conn.execute(
+                select(tokens.c.grant_id).where(tokens.c.token_hash == old_hash)
+            ).scalar_one_or_none()
+            if family is None:
+                raise RefreshTokenNotFoundError("refresh token is unknown")
+            # The grant row is the family's lock: rotations and revocations of one family run
+            # one after the other, and each sees what the previous one committed.
+            grant = self._lock_grant(conn, family)
+            old_row = conn.execute(select(tokens).where(tokens.c.token_hash == old_hash)).one()
+            old = _refresh_token(old_row)
+            if old.status is RefreshTokenStatus.ROTATED:
+                # RFC 9700 §4.14.2: a rotated token came back. One of the two holders is an
+                # attacker; revoke the family. Committed before the error is raised.
+                self._revoke_grants(conn, grants.c.grant_id == old.grant_id, now)
+                reused_grant = old.grant_id
+            else:
+                if (
+                    old.status is not RefreshTokenStatus.LIVE
+                    or old.expires_at <= now
+                    or grant is None
+                    or grant.revoked_at is not None
+                ):
+                    raise RefreshTokenNotFoundError("refresh token is expired or revoked")
+                if (new.grant_id, new.client_id, new.subject) != (
+                    old.grant_id,
+                    old.client_id,
+                    old.subject,
+                ):
+                    raise ValueError("the new refresh token must continue the same grant")
+                conn.execute(
+                    update(tokens)
+                    .where(tokens.c.token_hash == old_hash)
+                    .values(status=RefreshTokenStatus.ROTATED.value)
+                )
+                self._insert_refresh_token(conn, new)
+                return dataclasses.replace(old, status=RefreshTokenStatus.ROTATED)
+        raise RefreshTokenReuseError(reused_grant)
+
+    # --- SSO sessions ---------------------------------------------------------------------------
+
+    def create_session(self, session: SsoSession) -> None:
+        _require_text(session_hash=session.session_hash, region=session.region)
+        amr = [str(method) for method in session.amr]
+        claims = _json_object(session.claims, "claims")
+        with self._write() as conn:
+            known = conn.execute(
+                select(subjects.c.id).where(subjects.c.id == session.subject)
+            ).first()
+            if known is None:
+                raise SubjectNotFoundError("the session's subject is unknown")
+            self._insert_new(
+                conn,
+                sso_sessions,
+                "SSO session",
+                session_hash=session.session_hash,
+                subject=session.subject,
+                region=session.region,
+                auth_time=session.auth_time,
+                acr=session.acr,
+                amr=amr,
+                claims=claims,
+                created_at=session.created_at,
+                expires_at=session.expires_at,
+                ended_at=session.ended_at,
+            )
+
+    def get_session(self, session_hash: str, now: datetime.datetime) -> SsoSession | None:
+        _require_aware(now=now)
+        with self._read() as conn:
+            row = self._live_session(conn, session_hash, now)
+        if row is None:
+            return None
+        return SsoSession(
+            session_hash=row.session_hash,
+            subject=row.subject,
+            region=row.region,
+            auth_time=row.auth_time,
+            acr=row.acr,
+            amr=tuple(row.amr),
+            created_at=row.created_at,
+            expires_at=row.expires_at,
+            ended_at=row.ended_at,
+            claims=row.claims,
+        )
+
+    def add_participant(
+        self, session_hash: str, client_id: str, sid: str, now: datetime.datetime
+    ) -> SessionParticipant:
+        _require_text(client_id=client_id, sid=sid)
+        _require_aware(now=now)
+        with self._write() as conn:
+            if self._live_session(conn, session_hash, now) is None:
+                raise SessionNotFoundError("the SSO session is unknown, ended or expired")
+            conn.execute(
+                self._insert(session_participants)
+                .values(session_hash=session_hash, client_id=client_id, sid=sid, created_at=now)
+                .on_conflict_do_nothing(
+                    index_elements=[
+                        session_participants.c.session_hash,
+                        session_participants.c.client_id,
+                    ]
+                )
+            )
+            row = conn.execute(
+                select(session_participants).where(
+                    session_participants.c.session_hash == session_hash,
+                    session_participants.c.client_id == client_id,
+                )
+            ).one()
+        return _participant(row)
+
+    def list_participants(self, session_hash: str) -> list[SessionParticipant]:
+        with self._read() as conn:
+            return self._participants(conn, session_hash)
+
+    def end_session(self, session_hash: str, now: datetime.datetime) -> list[SessionParticipant]:
+        _require_aware(now=now)
+        with self._write() as conn:
+            ended = conn.execute(
+                update(sso_sessions)
+                .where(
+                    sso_sessions.c.session_hash == session_hash, sso_sessions.c.ended_at.is_(None)
+                )
+                .values(ended_at=now)
+                .returning(sso_sessions.c.session_hash)
+            ).first()
+            if ended is None:
+                return []
+            return self._participants(conn, session_hash)
+
+    # --- upstream login transactions ------------------------------------------------------------
+
+    def save_login_transaction(self, transaction: LoginTransaction) -> None:
+        _require_text(
+            state_hash=transaction.state_hash,
+            region=transaction.region,
+            nonce=transaction.nonce,
+            code_verifier=transaction.code_verifier,
+        )
+        request = _json_object(transaction.request, "request")
+        with self._write() as conn:
+            self._insert_new(
+                conn,
+                login_transactions,
+                "login transaction",
+                state_hash=transaction.state_hash,
+                region=transaction.region,
+                nonce=transaction.nonce,
+                code_verifier=transaction.code_verifier,
+                request=request,
+                expires_at=transaction.expires_at,
+                consumed_at=transaction.consumed_at,
+            )
+
+    def consume_login_transaction(
+        self, state_hash: str, now: datetime.datetime
+    ) -> LoginTransaction:
+        _require_aware(now=now)
+        table = login_transactions
+        with self._write() as conn:
+            row = conn.execute(
+                update(table)
+                .where(
+                    table.c.state_hash == state_hash,
+                    table.c.consumed_at.is_(None),
+                    table.c.expires_at > now,
+                )
+                .values(consumed_at=now)
+                .returning(*table.c)
+            ).first()
+        if row is None:
+            raise LoginTransactionNotFoundError("state is unknown, expired or already used")
+        return LoginTransaction(
+            state_hash=row.state_hash,
+            region=row.region,
+            nonce=row.nonce,
+            code_verifier=row.code_verifier,
+            request=row.request,
+            expires_at=row.expires_at,
+            consumed_at=row.consumed_at,
+        )
+
+    # --- housekeeping ---------------------------------------------------------------------------
+
+    def purge_expired(self, now: datetime.datetime) -> int:
+        """Delete expired codes, transactions, tokens and sessions, and spent revoked grants.
+
+        Participants are deleted with their session and counted. A revoked grant goes once no
+        code or token refers to it; a live grant stays (its session may still issue tokens).
+        """
+        _require_aware(now=now)
+        expired_sessions = select(sso_sessions.c.session_hash).where(
+            sso_sessions.c.expires_at <= now
+        )
+        statements = [
+            delete(authorization_codes).where(authorization_codes.c.expires_at <= now),
+            delete(login_transactions).where(login_transactions.c.expires_at <= now),
+            delete(access_tokens).where(access_tokens.c.expires_at <= now),
+            delete(refresh_tokens).where(refresh_tokens.c.expires_at <= now),
+            delete(session_participants).where(
+                session_participants.c.session_hash.in_(expired_sessions)
+            ),
+            delete(sso_sessions).where(sso_sessions.c.expires_at <= now),
+            delete(grants).where(
+                grants.c.revoked_at.is_not(None),
+                ~exists().where(authorization_codes.c.grant_id == grants.c.grant_id),
+                ~exists().where(access_tokens.c.grant_id == grants.c.grant_id),
+                ~exists().where(refresh_tokens.c.grant_id == grants.c.grant_id),
+            ),
+        ]
+        with self._write() as conn:
+            return sum(conn.execute(statement).rowcount for statement in statements)
+
+    # --- helpers --------------------------------------------------------------------------------
+
+    @contextmanager
+    def _write(self) -> Iterator[Connection]:
+        """One write transaction (``BEGIN IMMEDIATE`` on SQLite); commits unless it raises."""
+        with _unavailable(), self._engine.begin() as conn:
+            yield conn
+
+    @contextmanager
+    def _read(self) -> Iterator[Connection]:
+        """One read transaction (a shared, deferred lock on SQLite)."""
+        with _unavailable(), self._engine.connect() as conn:
+            conn.execution_options(**{READ_ONLY: True})
+            with conn.begin():
+                yield conn
+
+    def _insert(self, table: Table) -> _Insert:
+        if self._engine.dialect.name == "postgresql":
+            return postgresql.insert(table)
+        return sqlite.insert(table)
+
+    @staticmethod
+    def _insert_new(conn: Connection, table: Table, what: str, **values: Any) -> None:
+        _require_aware(**{k: v for k, v in values.items() if isinstance(v, datetime.datetime)})
+        try:
+            conn.execute(table.insert().values(**values))
+        except IntegrityError as error:
+            raise DuplicateRecordError(f"this {what} already exists") from error
+
+    def _insert_refresh_token(self, conn: Connection, token: RefreshTokenRecord) -> None:
+        self._insert_new(
+            conn,
+            refresh_tokens,
+            "refresh token (or a live one in its family)",
+            token_hash=token.token_hash,
+            grant_id=token.grant_id,
+            client_id=token.client_id,
+            subject=token.subject,
+            scope=token.scope,
+            expires_at=token.expires_at,
+            status=RefreshTokenStatus.LIVE.value,
+        )
+
+    @staticmethod
+    def _lock_grant(conn: Connection, grant_id: str) -> Row[Any] | None:
+        # FOR UPDATE renders as nothing on SQLite, where BEGIN IMMEDIATE already serialises.
+        return conn.execute(
+            select(grants).where(grants.c.grant_id == grant_id).with_for_update()
+        ).first()
+
+    def _issuable_grant(
+        self,
+        conn: Connection,
+        grant_id: str,
+        client_id: str,
+        *,
+        subject: str | None,
+        lock: bool = False,
+    ) -> None:
+        """Refuse to issue under an unknown or revoked grant, or for another client/subject."""
+        statement = select(grants).where(grants.c.grant_id == grant_id)
+        row = conn.execute(statement.with_for_update() if lock else statement).first()
+        if row is None or row.revoked_at is not None:
+            raise GrantNotFoundError("the grant is unknown or revoked")
+        if row.client_id != client_id:
+            raise ValueError("the record's client_id differs from its grant's")
+        if subject is not None and row.subject != subject:
+            raise ValueError("the record's subject differs from its grant's")
+
+    @staticmethod
+    def _revoke_grants(
+        conn: Connection, which: ColumnElement[bool], now: datetime.datetime
+    ) -> list[str]:
+        """Revoke matching live grants and kill their live refresh tokens; return their ids.
+
+        Codes and access tokens need no update: every read checks the grant. Rotated refresh
+        tokens keep their status so that presenting one later is still reported as reuse.
+        """
+        revoked = list(
+            conn.execute(
+                update(grants)
+                .where(which, grants.c.revoked_at.is_(None))
+                .values(revoked_at=now)
+                .returning(grants.c.grant_id)
+            ).scalars()
+        )
+        if revoked:
+            conn.execute(
+                update(refresh_tokens)
+                .where(
+                    refresh_tokens.c.grant_id.in_(revoked),
+                    refresh_tokens.c.status == RefreshTokenStatus.LIVE.value,
+                )
+                .values(status=RefreshTokenStatus.REVOKED.value)
+            )
+        return sorted(revoked)
+
+    @staticmethod
+    def _live_session(
+        conn: Connection, session_hash: str, now: datetime.datetime
+    ) -> Row[Any] | None:
+        return conn.execute(
+            select(sso_sessions).where(
+                sso_sessions.c.session_hash == session_hash,
+                sso_sessions.c.ended_at.is_(None),
+                sso_sessions.c.expires_at > now,
+            )
+        ).first()
+
+    @staticmethod
+    def _participants(conn: Connection, session_hash: str) -> list[SessionParticipant]:
+        rows = conn.execute(
+            select(session_participants)
+            .where(session_participants.c.session_hash == session_hash)
+            .order_by(session_participants.c.created_at, session_participants.c.client_id)
+        ).all()
+        return [_participant(row) for row in rows]
+
+
+# --- module helpers -----------------------------------------------------------------------------
+
+
+@contextmanager
+def _unavailable() -> Iterator[None]:
+    """Turn connection-level failures into :class:`StoreUnavailableError` (no SQL, no values)."""
+    try:
+        yield
+    except (OperationalError, InterfaceError) as error:
+        raise StoreUnavailableError(f"database unavailable: {error.orig}") from error
+
+
+def _grant_is_live(grant_id: ColumnElement[str]) -> ColumnElement[bool]:
+    return exists().where(and_(grants.c.grant_id == grant_id, grants.c.revoked_at.is_(None)))
+
+
+def _require_text(**values: str) -> None:
+    for name, value in values.items():
+        if not isinstance(value, str) or not value:
+            raise ValueError(f"{name} must be a non-empty string")
+
+
+def _require_aware(**values: datetime.datetime | None) -> None:
+    for name, value in values.items():
+        if value is not None and (
+            not isinstance(value, datetime.datetime) or value.utcoffset() is None
+        ):
+            raise ValueError(f"{name} must be a timezone-aware datetime")
+
+
+def _json_object(value: Mapping[str, Any], what: str) -> JsonObject:
+    """A deep copy through JSON: refuses what JSON cannot hold, returns what will be read back."""
+    try:
+        copied = json.loads(json.dumps(dict(value), allow_nan=False))
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"{what} is not a JSON object: {error}") from None
+    if not isinstance(copied, dict):  # pragma: no cover - dict() above guarantees an object
+        raise ValueError(f"{what} is not a JSON object")
+    return copied
+
+
+def _subject(row: Row[Any]) -> Subject:
+    return Subject(row.id, row.identity_key, row.created_at)
+
+
+def _document(kind: RegistryKind, row: Row[Any]) -> RegistryDocument:
+    return RegistryDocument(
+        kind, row.key, row.document, row.revision, row.created_at, row.updated_at
+    )
+
+
+def _grant(row: Row[Any]) -> Grant:
+    return Grant(
+        row.grant_id, row.client_id, row.subject, row.session_hash, row.created_at, row.revoked_at
+    )
+
+
+def _code(row: Row[Any]) -> CodeRecord:
+    return CodeRecord(
+        code_hash=row.code_hash,
+        grant_id=row.grant_id,
+        client_id=row.client_id,
+        redirect_uri=row.redirect_uri,
+        scope=row.scope,
+        nonce=row.nonce,
+        code_challenge=row.code_challenge,
+        code_challenge_method=row.code_challenge_method,
+        claims=row.claims,
+        expires_at=row.expires_at,
+        redeemed_at=row.redeemed_at,
+    )
+
+
+def _refresh_token(row: Row[Any]) -> RefreshTokenRecord:
+    return RefreshTokenRecord(
+        token_hash=row.token_hash,
+        grant_id=row.grant_id,
+        client_id=row.client_id,
+        subject=row.subject,
+        scope=row.scope,
+        expires_at=row.expires_at,
+        status=RefreshTokenStatus(row.status),
+    )
+
+
+def _participant(row: Row[Any]) -> SessionParticipant:
+    return SessionParticipant(row.session_hash, row.client_id, row.sid, row.created_at)
+
+
+__all__ = ["SqlStore"]
