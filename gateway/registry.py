@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
+from gateway.identity import pairwise_subject
 from gateway.store.contract import RegistryKind, Store
 
 CODE_PATTERN = r"^[a-z][a-z0-9-]{1,31}$"
@@ -192,6 +193,12 @@ class Portal(BaseModel):
     def sector_identifier(self) -> str:
         """The host pairwise subjects are computed for (OIDC Core §8.1)."""
         return urlsplit(self.redirect_uris[0]).hostname or self.client_id
+
+    def subject_for(self, subject: str, pairwise_secret: bytes) -> str:
+        """The ``sub`` this portal sees: the national subject, or pairwise (OIDC Core §8)."""
+        if self.subject_type == "pairwise":
+            return pairwise_subject(subject, self.sector_identifier, pairwise_secret)
+        return subject
 
     def check_secret(self, secret: str) -> bool:
         """Constant-time comparison of a presented secret with the stored hash."""

@@ -1,0 +1,304 @@
+"""The authorization endpoint (OIDC Core §3.1.2) and the region callback that resumes it.
+
+A portal's request is validated first (client, exact redirect URI, PKCE, scope, prompt). With a
+usable SSO session the code is issued at once; otherwise the person goes to their region (named
+by the portal with ``region=`` or chosen on the chooser page), and the region's answer comes back
+to ``/callback/<region>``, which links the national identity, opens the SSO session and resumes
+the original request.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import urlencode
+
+from authlib.integrations.flask_oauth2 import AuthorizationServer
+from authlib.oauth2 import OAuth2Error
+from authlib.oauth2.rfc6749.errors import InvalidClientError
+from flask import Blueprint, current_app, redirect, render_template, request
+from werkzeug.wrappers import Response
+
+from gateway.broker import BrokerError, LoginTransaction, RegionClient
+from gateway.errors import GatewayError, invalid_request
+from gateway.identity import identity_key
+from gateway.provider.server import Provider, User
+from gateway.services import Services, current_services
+from gateway.sessions import SESSION_COOKIE
+from gateway.store.contract import (
+    LoginTransaction as StoredTransaction,
+)
+from gateway.store.contract import (
+    LoginTransactionNotFoundError,
+    SsoSession,
+    SubjectLinkConflictError,
+    token_hash,
+)
+
+log = logging.getLogger(__name__)
+blueprint = Blueprint("authorize", __name__)
+
+BINDING_COOKIE = "tongxing_login"
+REGION_COOKIE = "tongxing_region"
+TRANSACTION_LIFETIME = timedelta(minutes=10)
+# Parameters of the original request that are carried through the region round trip.
+CARRIED = (
+    "client_id",
+    "redirect_uri",
+    "response_type",
+    "scope",
+    "state",
+    "nonce",
+    "code_challenge",
+    "code_challenge_method",
+    "prompt",
+    "max_age",
+    "login_hint",
+    "acr_values",
+    "ui_locales",
+    "id_token_hint",
+    "region",
+)
+
+
+def oauth() -> tuple[AuthorizationServer, Provider]:
+    server, provider = current_app.extensions["tongxing.oauth"]
+    return server, provider
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _secure() -> bool:
+    return not current_services().settings.insecure_allow_http
+
+
+def _params() -> dict[str, str]:
+    return {k: v for k in CARRIED if (v := request.values.get(k)) is not None}
+
+
+def _session_user(services: Services, params: dict[str, str]) -> User | None:
+    """The SSO user, if the session satisfies ``prompt`` and ``max_age`` (OIDC Core §3.1.2.1)."""
+    session = services.sessions.find(request.cookies.get(SESSION_COOKIE), _now())
+    if session is None:
+        return None
+    prompts = params.get("prompt", "").split()
+    if "login" in prompts:
+        return None
+    max_age = params.get("max_age")
+    if max_age is not None:
+        if not max_age.isdigit():
+            raise invalid_request(
+                "max_age 必须是非负整数。", "max_age must be a non-negative integer."
+            )
+        if (_now() - session.auth_time).total_seconds() > int(max_age):
+            return None
+    return User.from_session(session, dict(session.claims))
+
+
+def _error_redirect(error: OAuth2Error, params: dict[str, str]) -> Response:
+    """An error for the portal, with ``state`` and ``iss`` (RFC 6749 §4.1.2.1, RFC 9207)."""
+    query = {"error": error.error, "iss": current_services().settings.issuer_url}
+    if error.description:
+        query["error_description"] = error.description
+    if "state" in params:
+        query["state"] = params["state"]
+    separator = "&" if "?" in error.redirect_uri else "?"
+    return redirect(f"{error.redirect_uri}{separator}{urlencode(query)}", code=303)
+
+
+def _invalid_client_page(error: OAuth2Error) -> GatewayError:
+    """No redirect to an unverified URI (RFC 6749 §4.1.2.1): a page for the person instead."""
+    return GatewayError(
+        error.error,
+        "无法完成登录",
+        "Sign-in cannot continue",
+        "发起登录的网站未正确注册（应用标识或回调地址无效）。请联系该网站。",
+        "The site that sent you here is not registered correctly (unknown client or redirect "
+        "URI). Please contact that site.",
+        status=400,
+    )
+
+
+@blueprint.route("/authorize", methods=["GET", "POST"])
+def authorize() -> Response | str | tuple[str, int]:
+    services = current_services()
+    server, _ = oauth()
+    params = _params()
+    user = _session_user(services, params)
+    try:
+        grant = server.get_consent_grant(end_user=user)
+    except InvalidClientError as error:
+        raise _invalid_client_page(error) from None
+    except OAuth2Error as error:
+        if error.redirect_uri is None:
+            raise _invalid_client_page(error) from None
+        return _error_redirect(error, params)
+    if user is not None:
+        response: Response = server.create_authorization_response(grant=grant, grant_user=user)
+        response.status_code = 303 if request.method == "POST" else response.status_code
+        return response
+    return _go_to_region(services, params)
+
+
+def _go_to_region(services: Services, params: dict[str, str]) -> Response | str:
+    code = params.get("region")
+    region = services.registry.region(code) if code else None
+    if region is None or not region.enabled:
+        regions = [r for r in services.registry.regions() if r.enabled]
+        hidden = [(k, v) for k, v in params.items() if k != "region"]
+        return render_template(
+            "chooser.html", params=hidden, regions=regions, last=request.cookies.get(REGION_COOKIE)
+        )
+    issuer = services.settings.issuer_url
+    try:
+        start = RegionClient(region, services.regions).start_login(
+            f"{issuer}/callback/{region.code}",
+            max_age=int(params["max_age"]) if params.get("max_age", "").isdigit() else None,
+            ui_locales=params.get("ui_locales"),
+        )
+    except BrokerError as error:
+        raise _broker_page(error) from None
+    binding = services.sessions.new_id()
+    # The sign-in that follows satisfies prompt=login and max_age: the resumed request drops them
+    # (auth_time in the ID token still says when it happened).
+    resumed = {
+        k: v
+        for k, v in params.items()
+        if k != "max_age" and not (k == "prompt" and "login" in v.split())
+    }
+    services.store.save_login_transaction(
+        StoredTransaction(
+            state_hash=token_hash(start.transaction.state),
+            region=region.code,
+            nonce=start.transaction.nonce,
+            code_verifier=start.transaction.code_verifier,
+            request={
+                "params": resumed,
+                "broker": start.transaction.to_dict(),
+                "binding": token_hash(binding),
+            },
+            expires_at=_now() + TRANSACTION_LIFETIME,
+        )
+    )
+    response = redirect(start.url, code=303)
+    # Binds the round trip to this browser: a callback URL planted by someone else fails.
+    response.set_cookie(
+        BINDING_COOKIE,
+        binding,
+        max_age=int(TRANSACTION_LIFETIME.total_seconds()),
+        path="/callback/",
+        secure=_secure(),
+        httponly=True,
+        samesite="Lax",
+    )
+    response.set_cookie(
+        REGION_COOKIE,
+        region.code,
+        max_age=365 * 86400,
+        secure=_secure(),
+        httponly=True,
+        samesite="Lax",
+    )
+    return response
+
+
+def _broker_page(error: BrokerError) -> GatewayError:
+    return GatewayError(
+        error.code,
+        "地区登录失败",
+        "Sign-in at your region failed",
+        error.message_zh,
+        error.message_en,
+        status=error.status,
+    )
+
+
+@blueprint.get("/callback/<code>")
+def callback(code: str) -> Response:
+    """The region's authorization response (OIDC Core §3.1.2.5), one URI per region."""
+    services = current_services()
+    region = services.registry.region(code)
+    state = request.args.get("state")
+    if region is None or not state:
+        raise invalid_request("登录回调无效。", "This sign-in callback is not valid.")
+    now = _now()
+    try:
+        stored = services.store.consume_login_transaction(token_hash(state), now)
+    except LoginTransactionNotFoundError:
+        raise GatewayError(
+            "login_expired",
+            "登录已过期",
+            "Sign-in expired",
+            "此登录链接已失效或已被使用，请返回原网站重新登录。",
+            "This sign-in link has expired or was already used. Go back to the site and sign in "
+            "again.",
+        ) from None
+    binding = request.cookies.get(BINDING_COOKIE, "")
+    if not binding or token_hash(binding) != stored.request.get("binding"):
+        raise GatewayError(
+            "login_csrf",
+            "登录请求与浏览器不匹配",
+            "Sign-in does not belong to this browser",
+            "这个登录回调不是由本浏览器发起的，已被拒绝。",
+            "This sign-in was not started in this browser and has been refused.",
+        )
+    try:
+        transaction = LoginTransaction.from_dict(stored.request["broker"])
+        identity = RegionClient(region, services.regions).finish_login(
+            request.args.to_dict(flat=False), transaction
+        )
+    except BrokerError as error:
+        raise _broker_page(error) from None
+    national_secret = services.settings.national_secret.get_secret_value().encode()
+    try:
+        subject = services.store.link_subject(
+            identity_key(identity.identity_number, national_secret),
+            region.code,
+            identity.subject,
+            now,
+        )
+    except SubjectLinkConflictError:
+        raise GatewayError(
+            "identity_conflict",
+            "身份信息冲突",
+            "Identity conflict",
+            "该地区账号已关联到另一位公民身份，登录被拒绝。请联系地区身份服务。",
+            "This regional account is linked to another national identity; sign-in refused.",
+            status=409,
+        ) from None
+    acr = region.acr_mapping.get(identity.acr or "", "loa1")
+    session_id = services.sessions.new_id()
+    claims: dict[str, Any] = {"home_region": region.code}
+    if identity.name:
+        claims["name"] = identity.name
+    if identity.phone_number:
+        claims["phone_number"] = identity.phone_number
+    services.sessions.start(
+        SsoSession(
+            session_hash=token_hash(session_id),
+            subject=subject.id,
+            region=region.code,
+            auth_time=now,
+            acr=acr,
+            amr=identity.amr or ("pwd",),
+            created_at=now,
+            expires_at=now + services.settings.sso_session_lifetime,
+            claims=claims,
+        )
+    )
+    resumed = dict(stored.request["params"])
+    resumed["region"] = region.code
+    response = redirect(f"/authorize?{urlencode(resumed)}", code=303)
+    response.set_cookie(
+        SESSION_COOKIE,
+        session_id,
+        max_age=int(services.settings.sso_session_lifetime.total_seconds()),
+        secure=_secure(),
+        httponly=True,
+        samesite="Lax",
+    )
+    response.delete_cookie(BINDING_COOKIE, path="/callback/")
+    return response

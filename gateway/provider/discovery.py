@@ -1,0 +1,100 @@
+"""Discovery (OpenID Connect Discovery 1.0 §3-4) and the JWKS (RFC 7517) of the national key."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, Response, jsonify
+
+from gateway.services import current_services
+
+blueprint = Blueprint("discovery", __name__)
+
+SCOPES = ["openid", "profile", "phone", "id_number", "offline_access"]
+CLAIMS = [
+    "sub",
+    "iss",
+    "aud",
+    "exp",
+    "iat",
+    "auth_time",
+    "nonce",
+    "acr",
+    "amr",
+    "azp",
+    "sid",
+    "name",
+    "phone_number",
+    "id_number",
+    "home_region",
+]
+
+
+def metadata(issuer: str) -> dict[str, Any]:
+    """The provider metadata; every endpoint sits below the issuer URL."""
+    return {
+        "issuer": issuer,
+        "authorization_endpoint": f"{issuer}/authorize",
+        "token_endpoint": f"{issuer}/token",
+        "userinfo_endpoint": f"{issuer}/userinfo",
+        "jwks_uri": f"{issuer}/jwks",
+        "end_session_endpoint": f"{issuer}/logout",
+        "revocation_endpoint": f"{issuer}/revoke",
+        "introspection_endpoint": f"{issuer}/introspect",
+        "response_types_supported": ["code"],
+        "response_modes_supported": ["query"],
+        "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials"],
+        "subject_types_supported": ["public", "pairwise"],
+        "id_token_signing_alg_values_supported": ["RS256", "ES256"],
+        "userinfo_signing_alg_values_supported": ["none"],
+        "token_endpoint_auth_methods_supported": [
+            "client_secret_basic",
+            "client_secret_post",
+            "private_key_jwt",
+            "none",
+        ],
+        "token_endpoint_auth_signing_alg_values_supported": ["RS256", "ES256", "PS256"],
+        "revocation_endpoint_auth_methods_supported": [
+            "client_secret_basic",
+            "client_secret_post",
+            "private_key_jwt",
+            "none",
+        ],
+        "introspection_endpoint_auth_methods_supported": [
+            "client_secret_basic",
+            "client_secret_post",
+            "private_key_jwt",
+        ],
+        "code_challenge_methods_supported": ["S256"],
+        "scopes_supported": SCOPES,
+        "claims_supported": CLAIMS,
+        "acr_values_supported": ["loa1", "loa2", "loa3"],
+        "prompt_values_supported": ["none", "login"],
+        "ui_locales_supported": ["zh-CN", "en"],
+        "claims_parameter_supported": False,
+        "request_parameter_supported": False,
+        "request_uri_parameter_supported": False,
+        "authorization_response_iss_parameter_supported": True,
+        "backchannel_logout_supported": True,
+        "backchannel_logout_session_supported": True,
+        "frontchannel_logout_supported": False,
+    }
+
+
+@blueprint.get("/.well-known/openid-configuration")
+def openid_configuration() -> Response:
+    services = current_services()
+    response = jsonify(metadata(services.settings.issuer_url))
+    response.cache_control.public = True
+    response.cache_control.max_age = 3600
+    return response
+
+
+@blueprint.get("/jwks")
+def jwks() -> Response:
+    response = jsonify(current_services().keys.jwks())
+    response.cache_control.public = True
+    # Short: a key published before it signs must reach every cache before it is used.
+    response.cache_control.max_age = 300
+    response.mimetype = "application/jwk-set+json"
+    return response

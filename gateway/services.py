@@ -1,0 +1,74 @@
+"""The services of one gateway process, wired once (the factory) and found by the views."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from flask import current_app
+
+from gateway.broker.metadata import MetadataCache
+from gateway.broker.transport import HttpLimits
+from gateway.keys import KeyRing, load_or_create
+from gateway.registry import Registry
+from gateway.sessions import Sessions
+from gateway.settings import Settings
+from gateway.store.contract import Store
+from gateway.store.sql import SqlStore
+
+
+@dataclass
+class Services:
+    """Everything a request handler may call; built by :func:`build_services`."""
+
+    settings: Settings
+    store: Store
+    keys: KeyRing
+    registry: Registry
+    sessions: Sessions
+    regions: MetadataCache
+
+    def close(self) -> None:
+        self.regions.close()
+        self.store.close()
+
+
+def build_services(settings: Settings) -> Services:
+    """Open the store (migrating it), load the key ring, and wire the services over them."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    store = SqlStore.from_url(settings.sqlalchemy_url)
+    store.migrate()
+    keys = load_or_create(
+        settings.signing_keys_file, create=settings.create_keys, now=datetime.now(UTC)
+    )
+    return wire(settings, store, keys)
+
+
+def wire(settings: Settings, store: Store, keys: KeyRing) -> Services:
+    """The services over an open store and a loaded key ring."""
+    registry = Registry(store)
+    sessions = Sessions(
+        store,
+        keys,
+        registry,
+        settings.issuer_url,
+        settings.pairwise_secret.get_secret_value().encode(),
+    )
+    timeout = settings.upstream_timeout
+    limits = HttpLimits(
+        connect_timeout=min(2.0, timeout / 2), read_timeout=timeout / 2, total_timeout=timeout
+    )
+    return Services(
+        settings=settings,
+        store=store,
+        keys=keys,
+        registry=registry,
+        sessions=sessions,
+        regions=MetadataCache(limits=limits),
+    )
+
+
+def current_services() -> Services:
+    """The services of the application handling the current request."""
+    services: Services = current_app.extensions["tongxing"]
+    return services
