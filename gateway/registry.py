@@ -224,9 +224,10 @@ class Registry:
 
     def put_region(self, region: Region, now: datetime) -> tuple[Region, bool]:
         """Create or replace a region; returns it and whether it was created."""
-        created = self._store.get_document(RegistryKind.REGION, region.code) is None
-        self._store.put_document(RegistryKind.REGION, region.code, region.document(), now)
-        return region, created
+        stored = self._store.put_document(
+            RegistryKind.REGION, region.code, region.document(), now
+        )
+        return region, stored.revision == 1
 
     def region(self, code: str) -> Region | None:
         found = self._store.get_document(RegistryKind.REGION, code)
@@ -240,10 +241,9 @@ class Registry:
         return self._store.delete_document(RegistryKind.REGION, code)
 
     def put_portal(self, portal: Portal, now: datetime) -> tuple[Portal, bool]:
-        created = self._store.get_document(RegistryKind.PORTAL, portal.client_id) is None
         document = portal.model_dump(mode="json")
-        self._store.put_document(RegistryKind.PORTAL, portal.client_id, document, now)
-        return portal, created
+        stored = self._store.put_document(RegistryKind.PORTAL, portal.client_id, document, now)
+        return portal, stored.revision == 1
 
     def portal(self, client_id: str) -> Portal | None:
         found = self._store.get_document(RegistryKind.PORTAL, client_id)
