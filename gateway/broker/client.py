@@ -188,7 +188,9 @@ class RegionClient:
 
         ``redirect_uri`` is the gateway's callback for this region (one per region: RFC 9700
         §4.4.2.2). The optional parameters are passed through from the portal's request after
-        a shape check; a bad one raises ``ValueError`` (the provider face validates first).
+        a shape check: a malformed ``prompt``, ``max_age`` or ``acr_values`` raises
+        ``ValueError`` (the provider face validates them first); a malformed ``login_hint`` or
+        ``ui_locales`` is dropped.
         Raises :class:`RegionUnavailable` when the region is disabled or its metadata cannot
         be had.
         """
@@ -199,7 +201,9 @@ class RegionClient:
         metadata = self.cache.metadata(self.region)
         methods = metadata.code_challenge_methods_supported
         if methods and CHALLENGE_METHOD not in methods:
-            log.warning("region %s does not advertise PKCE S256; sending it anyway", self.region)
+            log.warning(
+                "region %s does not advertise PKCE S256; sending it anyway", self.region.code
+            )
         transaction = LoginTransaction(
             region=self.region.code,
             state=secrets.token_urlsafe(32),
@@ -233,32 +237,32 @@ class RegionClient:
         ``transaction`` is the one the caller stored for this browser. Raises a
         :class:`~gateway.broker.errors.BrokerError` subclass for every failure.
         """
-        code_ = self.region.code
-        if transaction.region != code_:
+        where = self.region.code
+        if transaction.region != where:
             # The response reached another region's callback than the one the request named.
             raise MixUpError(
-                code_, f"the callback of {code_} received a sign-in to {transaction.region}"
+                where, f"the callback of {where} received a sign-in to {transaction.region}"
             )
-        state = _single(params, "state", code_)
+        state = _single(params, "state", where)
         if state is None or not hmac.compare_digest(state.encode(), transaction.state.encode()):
-            raise StateMismatch(code_, "state is missing or does not match the transaction")
+            raise StateMismatch(where, "state is missing or does not match the transaction")
         if self.cache.clock() - transaction.created_at > self.transaction_ttl:
-            raise LoginExpired(code_, "the login transaction is older than its time to live")
+            raise LoginExpired(where, "the login transaction is older than its time to live")
 
         metadata = self.cache.metadata(self.region)
-        self._check_issuer(_single(params, "iss", code_), metadata)
+        self._check_issuer(_single(params, "iss", where), metadata)
 
-        error = _single(params, "error", code_)
+        error = _single(params, "error", where)
         if error is not None:
-            raise _upstream_error(code_, error, _single(params, "error_description", code_))
-        code = _single(params, "code", code_)
+            raise _upstream_error(where, error, _single(params, "error_description", where))
+        code = _single(params, "code", where)
         if code is None or _CODE.fullmatch(code) is None:
-            raise CallbackInvalid(code_, "the callback has no usable code")
+            raise CallbackInvalid(where, "the callback has no usable code")
 
         id_token, access_token = self._redeem(code, transaction, metadata)
         claims = validate_id_token(
             id_token,
-            region=code_,
+            region=where,
             expected=IdTokenExpectations(
                 issuer=self.region.issuer,
                 client_id=self.region.client_id,
@@ -407,15 +411,14 @@ def _pass_through(
         if isinstance(max_age, bool) or not isinstance(max_age, int) or max_age < 0:
             raise ValueError("max_age must be a non-negative integer")
         extra["max_age"] = str(max_age)
-    if login_hint is not None:
-        if not login_hint or len(login_hint) > 255 or not login_hint.isprintable():
-            raise ValueError("login_hint must be 1-255 printable characters")
+    # login_hint and ui_locales are hints (OIDC Core §3.1.2.1): a malformed one is dropped,
+    # never an error, so a portal's junk cannot break the sign-in.
+    if login_hint is not None and 0 < len(login_hint) <= 255 and login_hint.isprintable():
         extra["login_hint"] = login_hint
     if ui_locales is not None:
-        locales = ui_locales.split()
-        if not 0 < len(locales) <= 10 or not all(_LOCALE.fullmatch(t) for t in locales):
-            raise ValueError("ui_locales must be 1-10 BCP 47 language tags")
-        extra["ui_locales"] = " ".join(locales)
+        locales = [t for t in ui_locales.split() if _LOCALE.fullmatch(t)][:10]
+        if locales:
+            extra["ui_locales"] = " ".join(locales)
     if acr_values is not None:
         values = acr_values.split() if isinstance(acr_values, str) else list(acr_values)
         if not 0 < len(values) <= 10 or not all(

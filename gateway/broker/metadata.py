@@ -398,13 +398,17 @@ class MetadataCache:
                 entry = self._entries[key] = _RegionEntry()
             return entry
 
-    def _acquire(self, entry: _RegionEntry) -> bool:
+    def _acquire(self, entry: _RegionEntry, *, wait: bool) -> bool:
+        if not wait:
+            return entry.lock.acquire(blocking=False)
         # A waiter gives up after two fetch budgets: the fetch in flight is bounded by one.
         return entry.lock.acquire(timeout=2 * self.limits.total_timeout)
 
     def _refresh_metadata(self, region: Region, entry: _RegionEntry) -> ProviderMetadata:
-        if not self._acquire(entry):
-            return self._stale(region, entry.metadata, "discovery", "busy")
+        # With an expired value at hand, a request does not queue behind a refresh in flight:
+        # it is served the old value at once (stale-while-revalidate, RFC 5861 §3).
+        if not self._acquire(entry, wait=not self._servable(entry.metadata)):
+            return self._stale(region, entry.metadata, "discovery", "refresh in flight")
         try:
             now = self.clock()
             cached = entry.metadata
@@ -429,8 +433,10 @@ class MetadataCache:
         self, region: Region, entry: _RegionEntry, *, unknown_kid_in: RegionKeys | None
     ) -> RegionKeys:
         metadata = self.metadata(region)  # before the lock: it takes the same lock
-        if not self._acquire(entry):
-            return self._stale(region, entry.keys, "JWK Set", "busy")
+        # An unknown kid waits for the refetch in flight (single flight); an expired set does not.
+        wait = unknown_kid_in is not None or not self._servable(entry.keys)
+        if not self._acquire(entry, wait=wait):
+            return self._stale(region, entry.keys, "JWK Set", "refresh in flight")
         try:
             now = self.clock()
             cached = entry.keys
@@ -459,6 +465,9 @@ class MetadataCache:
         finally:
             entry.lock.release()
 
+    def _servable(self, cached: _Cached[Any] | None) -> bool:
+        return cached is not None and self.clock() - cached.expires_at <= self.policy.max_stale
+
     def _backing_off(self, failed_at: float | None, now: float) -> bool:
         return failed_at is not None and now - failed_at < self.policy.failure_backoff
 
@@ -471,8 +480,10 @@ class MetadataCache:
         error: RegionUnavailable | None = None,
     ) -> T:
         """Serve the last good value while the region is down, or raise."""
-        if cached is not None and self.clock() - cached.expires_at <= self.policy.max_stale:
-            log.warning("region %s: serving cached %s (%s)", region.code, what, why)
+        if cached is not None and self._servable(cached):
+            # A refresh in flight is routine; a failure is worth an operator's attention.
+            level = logging.DEBUG if why == "refresh in flight" else logging.WARNING
+            log.log(level, "region %s: serving cached %s (%s)", region.code, what, why)
             return cached.value
         if error is not None:
             raise error

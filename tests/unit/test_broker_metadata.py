@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import json
 import threading
+import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -320,6 +321,30 @@ def test_threads_waiting_on_an_unknown_kid_share_one_refetch(
         thread.join(10)
     assert found == ["new"] * 8
     assert upstream.count(JWKS_URI) == 2  # the first fetch, then one shared refetch
+
+
+def test_an_expired_document_is_served_at_once_while_a_refresh_is_in_flight(
+    cache: MetadataCache, upstream: InProcessUpstream, clock: FakeClock
+) -> None:
+    url = ISSUER + "/.well-known/openid-configuration"
+    old = cache.metadata(region())
+    clock.advance(301)
+    release = threading.Event()
+    refreshed = json.dumps(discovery(jwks_uri=ISSUER + "/rotated-certs")).encode()
+
+    def slow_discovery() -> Answer:
+        release.wait(5)
+        return 200, {}, refreshed
+
+    upstream.routes[url] = slow_discovery
+    refresher = threading.Thread(target=cache.metadata, args=(region(),))
+    refresher.start()
+    while upstream.count(url) < 2:  # the refresh is in flight
+        time.sleep(0.01)
+    assert cache.metadata(region()) is old  # not queued behind the slow refresh
+    release.set()
+    refresher.join(5)
+    assert cache.metadata(region()).jwks_uri == ISSUER + "/rotated-certs"
 
 
 def test_keys_expire_with_their_max_age(
