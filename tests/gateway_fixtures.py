@@ -12,7 +12,7 @@ import subprocess
 import threading
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -183,7 +183,8 @@ def register_portal(gateway: RunningGateway, site: PortalSite, name: str, **extr
     }
     response = gateway.admin("PUT", f"/portals/{client_id}", body)
     assert response.status_code == 201, response.text
-    return Portal(gateway, client_id, response.json()["client_secret"], redirect_uri)
+    # Public and private_key_jwt portals get no secret.
+    return Portal(gateway, client_id, response.json().get("client_secret", ""), redirect_uri)
 
 
 @dataclass
@@ -267,6 +268,27 @@ def keycloak_region(
     )
     assert response.status_code == 201, response.text
     return region
+
+
+def add_keycloak_person(
+    region: KeycloakRegion, username: str, identity_number: str
+) -> KeycloakRegion:
+    """Another person in the same realm; sign in as them with :func:`sign_in_at_keycloak`."""
+    person = replace(region, username=username, password="Ls-" + secrets.token_urlsafe(12))
+    region.admin.change_current_realm(region.realm)
+    region.admin.create_user(
+        {
+            "username": username,
+            "firstName": "四",
+            "lastName": "李",
+            "enabled": True,
+            "email": f"{username}@example.cn",
+            "emailVerified": True,
+            "attributes": {"id_number": [identity_number]},
+            "credentials": [{"type": "password", "value": person.password, "temporary": False}],
+        }
+    )
+    return person
 
 
 def sign_in_at_keycloak(page: Page, region: KeycloakRegion) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import secrets
+import threading
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar, cast
@@ -17,7 +18,11 @@ from typing import Any, ClassVar, cast
 from authlib.integrations.flask_oauth2 import AuthorizationServer
 from authlib.oauth2 import OAuth2Request
 from authlib.oauth2.rfc6749 import ClientMixin, grants
-from authlib.oauth2.rfc6749.errors import InvalidGrantError, InvalidRequestError
+from authlib.oauth2.rfc6749.errors import (
+    InvalidClientError,
+    InvalidGrantError,
+    InvalidRequestError,
+)
 from authlib.oauth2.rfc7009 import RevocationEndpoint
 from authlib.oauth2.rfc7523 import JWTBearerClientAssertion
 from authlib.oauth2.rfc7636 import CodeChallenge
@@ -42,6 +47,9 @@ from gateway.store.contract import (
 )
 
 ACCESS_TOKEN_BYTES = 32
+# A client assertion may live this long (RFC 7523 §3, item 4: the server may refuse a far-off
+# exp); its jti is remembered for as long, so a replay within its lifetime is always caught.
+ASSERTION_LIFETIME = timedelta(minutes=10)
 PROFILE_CLAIMS = {"profile": ("name", "home_region"), "phone": ("phone_number",)}
 
 
@@ -476,8 +484,37 @@ class RefreshGrant(grants.RefreshTokenGrant):  # type: ignore[misc]
     provider: Provider
 
     def authenticate_refresh_token(self, refresh_token: str) -> StoredRefreshToken | None:
-        record = self.provider.store.get_refresh_token(token_hash(refresh_token), now_utc())
-        return None if record is None else StoredRefreshToken(record, refresh_token)
+        now = now_utc()
+        hashed = token_hash(refresh_token)
+        record = self.provider.store.get_refresh_token(hashed, now)
+        if record is None:
+            self._detect_reuse(hashed, now)
+            return None
+        return StoredRefreshToken(record, refresh_token)
+
+    def _detect_reuse(self, hashed: str, now: datetime) -> None:
+        """A rotated token presented again revokes its family (RFC 9700 §4.14.2).
+
+        ``get_refresh_token`` sees live tokens only; the store tells a rotated token from an
+        unknown one when asked to rotate it, and then revokes the family itself. The probe is
+        never stored: a token that is not live never reaches the insert.
+        """
+        probe = RefreshTokenRecord(
+            token_hash=token_hash(secrets.token_urlsafe(ACCESS_TOKEN_BYTES)),
+            grant_id="-",
+            client_id="-",
+            subject="-",
+            scope="",
+            expires_at=now,
+        )
+        try:
+            self.provider.store.rotate_refresh_token(hashed, probe, now)
+        except RefreshTokenReuseError:
+            raise InvalidGrantError(
+                "refresh token reused; every token of its grant is revoked"
+            ) from None
+        except (RefreshTokenNotFoundError, GrantNotFoundError, ValueError):
+            return
 
     def authenticate_user(self, refresh_token: StoredRefreshToken) -> User:
         grant = self.provider.store.get_grant(refresh_token.record.grant_id)
@@ -622,6 +659,7 @@ class PrivateKeyJwt(JWTBearerClientAssertion):  # type: ignore[misc]
         self.provider = provider
         self.audiences = [issuer, f"{issuer}/token", f"{issuer}/revoke", f"{issuer}/introspect"]
         self.seen: dict[str, datetime] = {}
+        self.lock = threading.Lock()
 
     def get_audiences(self) -> list[str]:
         return self.audiences
@@ -629,11 +667,15 @@ class PrivateKeyJwt(JWTBearerClientAssertion):  # type: ignore[misc]
     def validate_jti(self, claims: Any, jti: str) -> bool:
         """One use per assertion (RFC 7523 §3, item 7): remembered until it expires."""
         now = now_utc()
-        self.seen = {k: v for k, v in self.seen.items() if v > now}
+        remember = ASSERTION_LIFETIME + timedelta(seconds=self.leeway)
+        if claims["exp"] > (now + remember).timestamp():
+            raise InvalidClientError(description="the assertion expires too late")
         key = f"{claims['sub']}:{jti}"
-        if key in self.seen:
-            return False
-        self.seen[key] = now + timedelta(minutes=10)
+        with self.lock:  # check and record in one step: two racing replays cannot both pass
+            self.seen = {k: v for k, v in self.seen.items() if v > now}
+            if key in self.seen:
+                return False
+            self.seen[key] = now + remember
         return True
 
     def resolve_client_public_key(self, client: PortalClient) -> Any:
