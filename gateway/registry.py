@@ -224,9 +224,7 @@ class Registry:
 
     def put_region(self, region: Region, now: datetime) -> tuple[Region, bool]:
         """Create or replace a region; returns it and whether it was created."""
-        stored = self._store.put_document(
-            RegistryKind.REGION, region.code, region.document(), now
-        )
+        stored = self._store.put_document(RegistryKind.REGION, region.code, region.document(), now)
         return region, stored.revision == 1
 
     def region(self, code: str) -> Region | None:
