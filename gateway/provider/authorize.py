@@ -16,13 +16,15 @@ from urllib.parse import urlencode
 
 from authlib.integrations.flask_oauth2 import AuthorizationServer
 from authlib.oauth2 import OAuth2Error
-from authlib.oauth2.rfc6749.errors import InvalidClientError
+from authlib.oauth2.rfc6749.errors import AccessDeniedError, InvalidClientError, InvalidRequestError
 from flask import Blueprint, current_app, redirect, render_template, request
 from werkzeug.wrappers import Response
 
 from gateway.broker import BrokerError, LoginTransaction, RegionClient
+from gateway.broker.errors import UpstreamAccessDenied
 from gateway.errors import GatewayError, invalid_request
 from gateway.identity import identity_key
+from gateway.keys import TokenRejectedError
 from gateway.provider.server import Provider, User
 from gateway.services import Services, current_services
 from gateway.sessions import SESSION_COOKIE
@@ -79,21 +81,40 @@ def _params() -> dict[str, str]:
     return {k: v for k in CARRIED if (v := request.values.get(k)) is not None}
 
 
+def _max_age(params: dict[str, str]) -> int | None:
+    """``max_age`` as an integer; ``ValueError`` when it is not a non-negative integer."""
+    value = params.get("max_age")
+    if value is None:
+        return None
+    if not value.isdigit() or len(value) > 10:
+        raise ValueError("max_age must be a non-negative integer")
+    return int(value)
+
+
 def _session_user(services: Services, params: dict[str, str]) -> User | None:
-    """The SSO user, if the session satisfies ``prompt`` and ``max_age`` (OIDC Core §3.1.2.1)."""
+    """The SSO user, if the session satisfies the request (OIDC Core §3.1.2.1-3.1.2.3).
+
+    ``prompt=login`` and an exceeded ``max_age`` ask for a fresh sign-in; an ``id_token_hint``
+    naming someone else than the session's person means this session does not answer.
+    """
     session = services.sessions.find(request.cookies.get(SESSION_COOKIE), _now())
-    if session is None:
+    if session is None or "login" in params.get("prompt", "").split():
         return None
-    prompts = params.get("prompt", "").split()
-    if "login" in prompts:
+    try:
+        max_age = _max_age(params)
+    except ValueError:
+        return None  # refused with invalid_request once the client is known
+    if max_age is not None and (_now() - session.auth_time).total_seconds() > max_age:
         return None
-    max_age = params.get("max_age")
-    if max_age is not None:
-        if not max_age.isdigit():
-            raise invalid_request(
-                "max_age 必须是非负整数。", "max_age must be a non-negative integer."
-            )
-        if (_now() - session.auth_time).total_seconds() > int(max_age):
+    hint = params.get("id_token_hint")
+    if hint:
+        portal = services.registry.portal(params.get("client_id", ""))
+        try:
+            hinted = services.keys.verify(hint).get("sub")
+        except TokenRejectedError:
+            return None
+        pairwise = services.settings.pairwise_secret.get_secret_value().encode()
+        if portal is None or hinted != portal.subject_for(session.subject, pairwise):
             return None
     return User.from_session(session, dict(session.claims))
 
@@ -136,14 +157,19 @@ def authorize() -> Response | str | tuple[str, int]:
         if error.redirect_uri is None:
             raise _invalid_client_page(error) from None
         return _error_redirect(error, params)
+    redirect_uri = params["redirect_uri"]
+    try:
+        _max_age(params)
+    except ValueError as error:
+        return _error_redirect(InvalidRequestError(str(error), redirect_uri=redirect_uri), params)
     if user is not None:
         response: Response = server.create_authorization_response(grant=grant, grant_user=user)
         response.status_code = 303 if request.method == "POST" else response.status_code
         return response
-    return _go_to_region(services, params)
+    return _go_to_region(services, params, redirect_uri)
 
 
-def _go_to_region(services: Services, params: dict[str, str]) -> Response | str:
+def _go_to_region(services: Services, params: dict[str, str], redirect_uri: str) -> Response | str:
     code = params.get("region")
     region = services.registry.region(code) if code else None
     if region is None or not region.enabled:
@@ -156,11 +182,14 @@ def _go_to_region(services: Services, params: dict[str, str]) -> Response | str:
     try:
         start = RegionClient(region, services.regions).start_login(
             f"{issuer}/callback/{region.code}",
-            max_age=int(params["max_age"]) if params.get("max_age", "").isdigit() else None,
+            max_age=_max_age(params),
+            login_hint=params.get("login_hint"),
             ui_locales=params.get("ui_locales"),
         )
     except BrokerError as error:
         raise _broker_page(error) from None
+    except ValueError as error:
+        return _error_redirect(InvalidRequestError(str(error), redirect_uri=redirect_uri), params)
     binding = services.sessions.new_id()
     # The sign-in that follows satisfies prompt=login and max_age: the resumed request drops them
     # (auth_time in the ID token still says when it happened).
@@ -250,6 +279,12 @@ def callback(code: str) -> Response:
         identity = RegionClient(region, services.regions).finish_login(
             request.args.to_dict(flat=False), transaction
         )
+    except UpstreamAccessDenied:
+        # The person said no at their region: the portal hears it (RFC 6749 §4.1.2.1).
+        params = dict(stored.request["params"])
+        denied = AccessDeniedError("sign-in was cancelled at the region")
+        denied.redirect_uri = params["redirect_uri"]
+        return _error_redirect(denied, params)
     except BrokerError as error:
         raise _broker_page(error) from None
     national_secret = services.settings.national_secret.get_secret_value().encode()

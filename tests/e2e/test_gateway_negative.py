@@ -832,3 +832,48 @@ def test_a_form_post_to_authorize_is_answered_with_303(
     refused = post(authorization_request(public, code_challenge=None)[0])
     assert refused.status_code == 303
     assert redirect_query(refused, public.redirect_uri)["error"] == "invalid_request"
+
+
+# --- request parameters the session must satisfy ------------------------------------------------
+
+
+def test_a_malformed_max_age_is_an_error_for_the_portal(
+    gateway: RunningGateway, portal: Portal, sso: str
+) -> None:
+    for cookie in (sso, None):
+        params, _ = authorization_request(portal, max_age="soon")
+        answer = redirect_query(authorize(gateway, params, cookie), portal.redirect_uri)
+        assert answer["error"] == "invalid_request"
+        assert answer["state"] == params["state"]
+        assert answer["iss"] == gateway.issuer
+
+
+def test_an_id_token_hint_for_someone_else_is_not_answered_by_this_session(
+    gateway: RunningGateway, portal: Portal, sso: str
+) -> None:
+    """OIDC Core §3.1.2.1: with prompt=none, a hint the session does not match is login_required."""
+    tokens = tokens_for(gateway, portal, sso)
+    own_hint = tokens["id_token"]
+    params, _ = authorization_request(portal, prompt="none", id_token_hint=own_hint)
+    assert redirect_query(authorize(gateway, params, sso), portal.redirect_uri)["code"]
+
+    claims = gateway.services.keys.verify(own_hint)
+    forged = gateway.services.keys.sign({**claims, "sub": "someone-else"})
+    params, _ = authorization_request(portal, prompt="none", id_token_hint=forged)
+    answer = redirect_query(authorize(gateway, params, sso), portal.redirect_uri)
+    assert answer["error"] == "login_required"
+
+
+def test_cancelling_at_the_region_sends_access_denied_to_the_portal(
+    gateway: RunningGateway, portal: Portal, sh: str, context: BrowserContext
+) -> None:
+    page = context.new_page()
+    params, _ = authorization_request(portal, region="sh")
+    page.goto(authorize_url(gateway, params))
+    page.click("text=Cancel")  # oidc-provider's own login page: abort the interaction
+    page.wait_for_url(f"{portal.redirect_uri}**")
+    answer = {k: v[0] for k, v in parse_qs(urlsplit(page.url).query).items()}
+    assert answer["error"] == "access_denied"
+    assert answer["state"] == params["state"]
+    assert answer["iss"] == gateway.issuer
+    assert session_cookie(context) is None
