@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import datetime
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Protocol
@@ -236,6 +236,49 @@ class LoginTransaction:
 
     def __post_init__(self) -> None:
         _require_aware(self, expires_at=self.expires_at, consumed_at=self.consumed_at)
+
+
+@dataclass(frozen=True)
+class TotpCredential:
+    """A subject's TOTP factor (RFC 6238): pending until confirmed with a first code.
+
+    ``secret`` is ciphertext made by :mod:`gateway.mfa` (the store never holds the key).
+    ``last_accepted_step`` is the newest time step ever accepted: a code of that step or an
+    older one is never accepted again (RFC 6238 §5.2).
+    """
+
+    subject: str
+    secret: bytes = field(repr=False)
+    created_at: datetime.datetime
+    confirmed_at: datetime.datetime | None = None
+    last_accepted_step: int | None = None
+    last_used_at: datetime.datetime | None = None
+
+    def __post_init__(self) -> None:
+        _require_aware(
+            self,
+            created_at=self.created_at,
+            confirmed_at=self.confirmed_at,
+            last_used_at=self.last_used_at,
+        )
+
+    @property
+    def confirmed(self) -> bool:
+        return self.confirmed_at is not None
+
+
+@dataclass(frozen=True)
+class RecoveryCode:
+    """One recovery code of a subject, as a slow salted hash (the code is shown once)."""
+
+    subject: str
+    code_id: int
+    code_hash: str = field(repr=False)
+    created_at: datetime.datetime
+    used_at: datetime.datetime | None = None
+
+    def __post_init__(self) -> None:
+        _require_aware(self, created_at=self.created_at, used_at=self.used_at)
 
 
 # --- errors -------------------------------------------------------------------------------------
@@ -521,10 +564,88 @@ class Store(Protocol):
         """
         ...
 
+    # second factor (TOTP, recovery codes, attempt counters)
+
+    def save_totp_credential(self, credential: TotpCredential) -> None:
+        """Store a pending (unconfirmed) credential, replacing a pending one (enrolment restarted).
+
+        Raises :class:`DuplicateRecordError` if the subject already has a confirmed credential
+        (it must be deleted first) and :class:`SubjectNotFoundError` if the subject is unknown.
+        """
+        ...
+
+    def get_totp_credential(self, subject: str) -> TotpCredential | None: ...
+
+    def confirm_totp_credential(
+        self,
+        subject: str,
+        secret: bytes,
+        step: int,
+        recovery_codes: Sequence[RecoveryCode],
+        now: datetime.datetime,
+    ) -> bool:
+        """Confirm the pending credential that holds exactly ``secret``; accept ``step``.
+
+        Atomic, with the subject's recovery codes replaced by ``recovery_codes``. ``False`` (and
+        nothing written) if there is no such pending credential: it was confirmed by a
+        concurrent call, restarted with another secret, or deleted.
+        """
+        ...
+
+    def delete_totp_credential(self, subject: str) -> bool:
+        """Remove the credential and its recovery codes; ``False`` if there was none."""
+        ...
+
+    def accept_totp_step(self, subject: str, step: int, now: datetime.datetime) -> bool:
+        """Accept a time step of a confirmed credential, once (RFC 6238 §5.2).
+
+        One conditional update: ``True`` only if ``step`` is newer than every step accepted
+        before. Of concurrent callers with the same step exactly one gets ``True``.
+        """
+        ...
+
+    def list_recovery_codes(self, subject: str) -> list[RecoveryCode]:
+        """The subject's recovery codes, used or not, by ``code_id``."""
+        ...
+
+    def replace_recovery_codes(self, subject: str, recovery_codes: Sequence[RecoveryCode]) -> None:
+        """Replace every recovery code of a confirmed credential.
+
+        Raises :class:`RecordNotFoundError` if the subject has no confirmed credential.
+        """
+        ...
+
+    def use_recovery_code(self, subject: str, code_id: int, now: datetime.datetime) -> bool:
+        """Spend a recovery code, once: ``False`` if it is unknown or was used before."""
+        ...
+
+    def record_failure(
+        self, key: str, now: datetime.datetime, limit: int, lockout: datetime.timedelta
+    ) -> datetime.datetime | None:
+        """Count one failed attempt for ``key``; return the lock in force after it, if any.
+
+        Failures count within ``lockout`` of the first one of a run; the ``limit``-th locks the
+        key until ``now + lockout``. A failure while locked is counted but does not extend the
+        lock. After the window or the lock has passed, counting starts again from one. Atomic
+        and shared by every store on the same database (several gateway replicas).
+        """
+        ...
+
+    def is_locked(self, key: str, now: datetime.datetime) -> datetime.datetime | None:
+        """When the lock on ``key`` ends, if one is in force at ``now``."""
+        ...
+
+    def reset_failures(self, key: str) -> bool:
+        """Forget the failures (and any lock) of ``key``; ``False`` if there were none."""
+        ...
+
     # housekeeping
 
     def purge_expired(self, now: datetime.datetime) -> int:
-        """Delete expired short-lived rows; return how many rows went."""
+        """Delete expired short-lived rows; return how many rows went.
+
+        Attempt counters go once their window and any lock have passed.
+        """
         ...
 
 
@@ -540,6 +661,7 @@ __all__ = [
     "LoginTransaction",
     "LoginTransactionNotFoundError",
     "RecordNotFoundError",
+    "RecoveryCode",
     "RefreshTokenNotFoundError",
     "RefreshTokenRecord",
     "RefreshTokenReuseError",
@@ -557,5 +679,6 @@ __all__ = [
     "SubjectLink",
     "SubjectLinkConflictError",
     "SubjectNotFoundError",
+    "TotpCredential",
     "token_hash",
 ]

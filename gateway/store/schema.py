@@ -13,6 +13,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     CheckConstraint,
     Column,
     DateTime,
@@ -20,6 +21,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
@@ -253,4 +255,53 @@ login_transactions = Table(
     Column("request", json_type(), nullable=False),
     Column("expires_at", UtcDateTime(), nullable=False, index=True),
     Column("consumed_at", UtcDateTime(), nullable=True),
+)
+
+# --- second factor (revision 0002) ----------------------------------------------------------------
+
+# One TOTP factor per subject (RFC 6238). The secret is AES-GCM ciphertext made by gateway.mfa;
+# the store never sees the key. last_accepted_step is the replay guard: a step is accepted only
+# if it is newer, by one conditional UPDATE.
+totp_credentials = Table(
+    "totp_credentials",
+    metadata,
+    Column(
+        "subject",
+        String(ID),
+        ForeignKey("subjects.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("secret", LargeBinary(), nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("confirmed_at", UtcDateTime(), nullable=True),
+    Column("last_accepted_step", BigInteger(), nullable=True),
+    Column("last_used_at", UtcDateTime(), nullable=True),
+)
+
+# Recovery codes: slow salted hashes only; a code is spent by setting used_at, once.
+recovery_codes = Table(
+    "recovery_codes",
+    metadata,
+    Column(
+        "subject",
+        String(ID),
+        ForeignKey("totp_credentials.subject", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("code_id", Integer(), primary_key=True),
+    Column("code_hash", String(NAME), nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("used_at", UtcDateTime(), nullable=True),
+)
+
+# Failed second-factor attempts per key ("subject:<id>", "ip:<address>"), shared by every replica.
+# expires_at is when the row stops mattering (its window ended and no lock is in force).
+attempt_counters = Table(
+    "attempt_counters",
+    metadata,
+    Column("key", String(NAME), primary_key=True),
+    Column("failures", Integer(), nullable=False),
+    Column("window_started_at", UtcDateTime(), nullable=False),
+    Column("locked_until", UtcDateTime(), nullable=True),
+    Column("expires_at", UtcDateTime(), nullable=False, index=True),
 )

@@ -11,6 +11,12 @@ How the single-use and one-live-token guarantees hold on both engines:
   partial unique index allows one live token per grant whatever happens.
 * Identity linking inserts with ``ON CONFLICT DO NOTHING`` and reads back, so concurrent first
   logins agree on one subject.
+* A TOTP time step is accepted by one conditional ``UPDATE ... WHERE last_accepted_step <
+  :step`` (the same row-lock argument as single use), and a recovery code is spent by
+  ``UPDATE ... WHERE used_at IS NULL``.
+* An attempt counter is made to exist (``INSERT ... ON CONFLICT DO NOTHING``), then locked
+  (``SELECT ... FOR UPDATE``) and updated, so concurrent failures from several replicas are all
+  counted.
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ import dataclasses
 import datetime
 import json
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -31,6 +37,7 @@ from sqlalchemy import (
     and_,
     delete,
     exists,
+    or_,
     select,
     text,
     update,
@@ -51,6 +58,8 @@ from gateway.store.contract import (
     JsonObject,
     LoginTransaction,
     LoginTransactionNotFoundError,
+    RecordNotFoundError,
+    RecoveryCode,
     RefreshTokenNotFoundError,
     RefreshTokenRecord,
     RefreshTokenReuseError,
@@ -66,6 +75,7 @@ from gateway.store.contract import (
     SubjectLink,
     SubjectLinkConflictError,
     SubjectNotFoundError,
+    TotpCredential,
 )
 from gateway.store.engine import (
     DEFAULT_BUSY_TIMEOUT,
@@ -77,16 +87,19 @@ from gateway.store.engine import (
 )
 from gateway.store.schema import (
     access_tokens,
+    attempt_counters,
     authorization_codes,
     grants,
     login_transactions,
     portals,
+    recovery_codes,
     refresh_tokens,
     regions,
     session_participants,
     sso_sessions,
     subject_links,
     subjects,
+    totp_credentials,
 )
 
 _REGISTRY_TABLES: dict[RegistryKind, Table] = {
@@ -654,10 +667,204 @@ class SqlStore:
             consumed_at=row.consumed_at,
         )
 
+    # --- second factor --------------------------------------------------------------------------
+
+    def save_totp_credential(self, credential: TotpCredential) -> None:
+        _require_text(subject=credential.subject)
+        if credential.confirmed_at is not None:
+            raise ValueError("a new TOTP credential must be pending (confirmed_at None)")
+        if not credential.secret:
+            raise ValueError("secret must not be empty")
+        table = totp_credentials
+        with self._write() as conn:
+            known = conn.execute(
+                select(subjects.c.id).where(subjects.c.id == credential.subject)
+            ).first()
+            if known is None:
+                raise SubjectNotFoundError("the credential's subject is unknown")
+            upsert = self._insert(table).values(
+                subject=credential.subject,
+                secret=credential.secret,
+                created_at=credential.created_at,
+                confirmed_at=None,
+                last_accepted_step=None,
+                last_used_at=None,
+            )
+            # Replace a pending enrolment only: a confirmed factor is never overwritten here.
+            stored = conn.execute(
+                upsert.on_conflict_do_update(
+                    index_elements=[table.c.subject],
+                    set_={
+                        "secret": upsert.excluded.secret,
+                        "created_at": upsert.excluded.created_at,
+                        "last_accepted_step": None,
+                        "last_used_at": None,
+                    },
+                    where=table.c.confirmed_at.is_(None),
+                ).returning(table.c.subject)
+            ).first()
+            if stored is None:
+                raise DuplicateRecordError("the subject already has a confirmed TOTP credential")
+
+    def get_totp_credential(self, subject: str) -> TotpCredential | None:
+        with self._read() as conn:
+            row = conn.execute(
+                select(totp_credentials).where(totp_credentials.c.subject == subject)
+            ).first()
+        return None if row is None else _totp_credential(row)
+
+    def confirm_totp_credential(
+        self,
+        subject: str,
+        secret: bytes,
+        step: int,
+        recovery_codes: Sequence[RecoveryCode],
+        now: datetime.datetime,
+    ) -> bool:
+        _require_aware(now=now)
+        _require_step(step)
+        _require_codes(subject, recovery_codes)
+        table = totp_credentials
+        with self._write() as conn:
+            confirmed = conn.execute(
+                update(table)
+                .where(
+                    table.c.subject == subject,
+                    table.c.confirmed_at.is_(None),
+                    table.c.secret == secret,
+                )
+                .values(confirmed_at=now, last_accepted_step=step, last_used_at=now)
+                .returning(table.c.subject)
+            ).first()
+            if confirmed is None:
+                return False
+            self._write_recovery_codes(conn, subject, recovery_codes)
+            return True
+
+    def delete_totp_credential(self, subject: str) -> bool:
+        with self._write() as conn:
+            # Recovery codes go with it (ON DELETE CASCADE).
+            result = conn.execute(
+                delete(totp_credentials).where(totp_credentials.c.subject == subject)
+            )
+            return result.rowcount > 0
+
+    def accept_totp_step(self, subject: str, step: int, now: datetime.datetime) -> bool:
+        _require_aware(now=now)
+        _require_step(step)
+        table = totp_credentials
+        with self._write() as conn:
+            accepted = conn.execute(
+                update(table)
+                .where(
+                    table.c.subject == subject,
+                    table.c.confirmed_at.is_not(None),
+                    or_(table.c.last_accepted_step.is_(None), table.c.last_accepted_step < step),
+                )
+                .values(last_accepted_step=step, last_used_at=now)
+                .returning(table.c.subject)
+            ).first()
+            return accepted is not None
+
+    def list_recovery_codes(self, subject: str) -> list[RecoveryCode]:
+        with self._read() as conn:
+            rows = conn.execute(
+                select(recovery_codes)
+                .where(recovery_codes.c.subject == subject)
+                .order_by(recovery_codes.c.code_id)
+            ).all()
+        return [_recovery_code(row) for row in rows]
+
+    def replace_recovery_codes(self, subject: str, recovery_codes: Sequence[RecoveryCode]) -> None:
+        _require_codes(subject, recovery_codes)
+        with self._write() as conn:
+            credential = conn.execute(
+                select(totp_credentials.c.subject)
+                .where(
+                    totp_credentials.c.subject == subject,
+                    totp_credentials.c.confirmed_at.is_not(None),
+                )
+                .with_for_update()
+            ).first()
+            if credential is None:
+                raise RecordNotFoundError("the subject has no confirmed TOTP credential")
+            self._write_recovery_codes(conn, subject, recovery_codes)
+
+    def use_recovery_code(self, subject: str, code_id: int, now: datetime.datetime) -> bool:
+        _require_aware(now=now)
+        table = recovery_codes
+        with self._write() as conn:
+            used = conn.execute(
+                update(table)
+                .where(
+                    table.c.subject == subject,
+                    table.c.code_id == code_id,
+                    table.c.used_at.is_(None),
+                )
+                .values(used_at=now)
+                .returning(table.c.code_id)
+            ).first()
+            return used is not None
+
+    def record_failure(
+        self, key: str, now: datetime.datetime, limit: int, lockout: datetime.timedelta
+    ) -> datetime.datetime | None:
+        _require_text(key=key)
+        _require_aware(now=now)
+        if limit < 1:
+            raise ValueError("limit must be at least 1")
+        if lockout <= datetime.timedelta(0):
+            raise ValueError("lockout must be positive")
+        table = attempt_counters
+        with self._write() as conn:
+            # Make the row exist (a stale one, expired at once), then lock it: concurrent
+            # failures from any replica queue on the row lock and each sees the last count.
+            conn.execute(
+                self._insert(table)
+                .values(key=key, failures=0, window_started_at=now, expires_at=now)
+                .on_conflict_do_nothing(index_elements=[table.c.key])
+            )
+            row = conn.execute(select(table).where(table.c.key == key).with_for_update()).one()
+            locked_until: datetime.datetime | None = row.locked_until
+            if locked_until is not None and locked_until > now:
+                failures, started = row.failures + 1, row.window_started_at
+            else:
+                stale = row.expires_at <= now
+                failures = 1 if stale else row.failures + 1
+                started = now if stale else row.window_started_at
+                locked_until = now + lockout if failures >= limit else None
+            window_ends = started + lockout
+            conn.execute(
+                update(table)
+                .where(table.c.key == key)
+                .values(
+                    failures=failures,
+                    window_started_at=started,
+                    locked_until=locked_until,
+                    expires_at=max(window_ends, locked_until or window_ends),
+                )
+            )
+            return locked_until
+
+    def is_locked(self, key: str, now: datetime.datetime) -> datetime.datetime | None:
+        _require_aware(now=now)
+        table = attempt_counters
+        with self._read() as conn:
+            locked_until: datetime.datetime | None = conn.execute(
+                select(table.c.locked_until).where(table.c.key == key, table.c.locked_until > now)
+            ).scalar_one_or_none()
+        return locked_until
+
+    def reset_failures(self, key: str) -> bool:
+        with self._write() as conn:
+            result = conn.execute(delete(attempt_counters).where(attempt_counters.c.key == key))
+            return result.rowcount > 0
+
     # --- housekeeping ---------------------------------------------------------------------------
 
     def purge_expired(self, now: datetime.datetime) -> int:
-        """Delete expired codes, transactions, tokens and sessions, and spent revoked grants.
+        """Delete expired codes, transactions, tokens, sessions and attempt counters, and spent
+        revoked grants.
 
         Participants are deleted with their session and counted. A revoked grant goes once no
         code or token refers to it; a live grant stays (its session may still issue tokens).
@@ -675,6 +882,7 @@ class SqlStore:
                 session_participants.c.session_hash.in_(expired_sessions)
             ),
             delete(sso_sessions).where(sso_sessions.c.expires_at <= now),
+            delete(attempt_counters).where(attempt_counters.c.expires_at <= now),
             delete(grants).where(
                 grants.c.revoked_at.is_not(None),
                 ~exists().where(authorization_codes.c.grant_id == grants.c.grant_id),
@@ -727,6 +935,26 @@ class SqlStore:
             expires_at=token.expires_at,
             status=RefreshTokenStatus.LIVE.value,
         )
+
+    @staticmethod
+    def _write_recovery_codes(
+        conn: Connection, subject: str, codes: Sequence[RecoveryCode]
+    ) -> None:
+        conn.execute(delete(recovery_codes).where(recovery_codes.c.subject == subject))
+        if codes:
+            conn.execute(
+                recovery_codes.insert(),
+                [
+                    {
+                        "subject": subject,
+                        "code_id": code.code_id,
+                        "code_hash": code.code_hash,
+                        "created_at": code.created_at,
+                        "used_at": code.used_at,
+                    }
+                    for code in codes
+                ],
+            )
 
     @staticmethod
     def _lock_grant(conn: Connection, grant_id: str) -> Row[Any] | None:
@@ -826,6 +1054,22 @@ def _require_text(**values: str) -> None:
             raise ValueError(f"{name} must be a non-empty string")
 
 
+def _require_step(step: int) -> None:
+    if isinstance(step, bool) or not isinstance(step, int) or step < 0:
+        raise ValueError("step must be a non-negative integer (RFC 6238 time step)")
+
+
+def _require_codes(subject: str, codes: Sequence[RecoveryCode]) -> None:
+    _require_text(subject=subject)
+    ids = [code.code_id for code in codes]
+    if len(set(ids)) != len(ids):
+        raise ValueError("recovery code ids must be unique")
+    for code in codes:
+        if code.subject != subject:
+            raise ValueError("every recovery code must belong to the subject")
+        _require_text(code_hash=code.code_hash)
+
+
 def _require_aware(**values: datetime.datetime | None) -> None:
     for name, value in values.items():
         if value is not None and (
@@ -887,6 +1131,21 @@ def _refresh_token(row: Row[Any]) -> RefreshTokenRecord:
         expires_at=row.expires_at,
         status=RefreshTokenStatus(row.status),
     )
+
+
+def _totp_credential(row: Row[Any]) -> TotpCredential:
+    return TotpCredential(
+        subject=row.subject,
+        secret=bytes(row.secret),
+        created_at=row.created_at,
+        confirmed_at=row.confirmed_at,
+        last_accepted_step=row.last_accepted_step,
+        last_used_at=row.last_used_at,
+    )
+
+
+def _recovery_code(row: Row[Any]) -> RecoveryCode:
+    return RecoveryCode(row.subject, row.code_id, row.code_hash, row.created_at, row.used_at)
 
 
 def _participant(row: Row[Any]) -> SessionParticipant:

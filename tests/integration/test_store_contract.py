@@ -49,7 +49,8 @@ from gateway.store import (
     migrations,
     token_hash,
 )
-from gateway.store.schema import metadata, refresh_tokens, subjects
+from gateway.store.contract import RecordNotFoundError, RecoveryCode, TotpCredential
+from gateway.store.schema import attempt_counters, metadata, refresh_tokens, subjects
 
 T = TypeVar("T")
 
@@ -777,3 +778,245 @@ def test_purge_deletes_what_expired_and_keeps_what_lives(store: Store, subject: 
     outlived = store.get_grant(in_old_session.grant_id)  # a grant outlives its session
     assert outlived is not None
     assert outlived.session_hash is None
+
+
+# --- second factor: TOTP credentials ------------------------------------------------------------
+
+SECRET = b"\x01ciphertext-of-a-totp-secret"
+OTHER_SECRET = b"\x01ciphertext-of-another-secret"
+STEP = 58_000_000  # an RFC 6238 time step of 2025
+
+
+def _recovery(subject: Subject, count: int = 3) -> list[RecoveryCode]:
+    return [
+        RecoveryCode(subject.id, i, f"scrypt$256$8$1$salt{i}$hash{i}", NOW)
+        for i in range(1, count + 1)
+    ]
+
+
+def _enrolled(store: Store, subject: Subject) -> None:
+    store.save_totp_credential(TotpCredential(subject.id, SECRET, NOW))
+    assert store.confirm_totp_credential(subject.id, SECRET, STEP, _recovery(subject), NOW)
+
+
+def test_a_totp_credential_is_pending_until_confirmed_with_its_recovery_codes(
+    store: Store, subject: Subject
+) -> None:
+    assert store.get_totp_credential(subject.id) is None
+    store.save_totp_credential(TotpCredential(subject.id, SECRET, NOW))
+    assert store.get_totp_credential(subject.id) == TotpCredential(subject.id, SECRET, NOW)
+    assert store.list_recovery_codes(subject.id) == []
+    assert not store.accept_totp_step(subject.id, STEP, NOW)  # pending: nothing is accepted
+    codes = _recovery(subject)
+    assert store.confirm_totp_credential(subject.id, SECRET, STEP, codes, NOW + MINUTE)
+    confirmed = store.get_totp_credential(subject.id)
+    assert confirmed == TotpCredential(
+        subject.id, SECRET, NOW, NOW + MINUTE, STEP, last_used_at=NOW + MINUTE
+    )
+    assert store.list_recovery_codes(subject.id) == codes
+    # Confirming twice does nothing.
+    assert not store.confirm_totp_credential(subject.id, SECRET, STEP + 1, [], NOW + HOUR)
+    assert store.list_recovery_codes(subject.id) == codes
+
+
+def test_a_pending_enrolment_is_replaced_but_a_confirmed_one_is_not(
+    store: Store, subject: Subject
+) -> None:
+    store.save_totp_credential(TotpCredential(subject.id, SECRET, NOW))
+    store.save_totp_credential(TotpCredential(subject.id, OTHER_SECRET, NOW + MINUTE))
+    pending = store.get_totp_credential(subject.id)
+    assert pending == TotpCredential(subject.id, OTHER_SECRET, NOW + MINUTE)
+    # The code was checked against the first secret: that confirmation must not land.
+    assert not store.confirm_totp_credential(subject.id, SECRET, STEP, _recovery(subject), NOW)
+    assert store.confirm_totp_credential(subject.id, OTHER_SECRET, STEP, [], NOW)
+    with pytest.raises(DuplicateRecordError):
+        store.save_totp_credential(TotpCredential(subject.id, SECRET, NOW + HOUR))
+    confirmed = store.get_totp_credential(subject.id)
+    assert confirmed is not None
+    assert confirmed.secret == OTHER_SECRET
+
+
+def test_a_totp_credential_needs_a_known_subject_and_starts_pending(store: Store) -> None:
+    with pytest.raises(SubjectNotFoundError):
+        store.save_totp_credential(TotpCredential("no-such-subject", SECRET, NOW))
+    with pytest.raises(ValueError, match="pending"):
+        store.save_totp_credential(TotpCredential("no-such-subject", SECRET, NOW, NOW))
+
+
+def test_a_time_step_is_accepted_once_and_never_an_older_one(
+    store: Store, subject: Subject
+) -> None:
+    _enrolled(store, subject)
+    assert not store.accept_totp_step(subject.id, STEP, NOW)  # the confirmation's own step
+    assert store.accept_totp_step(subject.id, STEP + 1, NOW + MINUTE)
+    assert not store.accept_totp_step(subject.id, STEP + 1, NOW + MINUTE)
+    assert not store.accept_totp_step(subject.id, STEP, NOW + MINUTE)
+    assert store.accept_totp_step(subject.id, STEP + 3, NOW + 2 * MINUTE)
+    credential = store.get_totp_credential(subject.id)
+    assert credential is not None
+    assert (credential.last_accepted_step, credential.last_used_at) == (STEP + 3, NOW + 2 * MINUTE)
+    assert not store.accept_totp_step("no-such-subject", STEP + 9, NOW)
+
+
+def test_twenty_concurrent_acceptances_of_one_step_succeed_once(
+    store: Store, subject: Subject
+) -> None:
+    _enrolled(store, subject)
+    results = _race(20, lambda _: store.accept_totp_step(subject.id, STEP + 1, NOW))
+    assert results.count(True) == 1, results
+    assert results.count(False) == 19, results
+
+
+def test_concurrent_confirmations_confirm_once(store: Store, subject: Subject) -> None:
+    store.save_totp_credential(TotpCredential(subject.id, SECRET, NOW))
+    results = _race(
+        10,
+        lambda i: store.confirm_totp_credential(subject.id, SECRET, STEP, _recovery(subject), NOW),
+    )
+    assert results.count(True) == 1, results
+    assert len(store.list_recovery_codes(subject.id)) == 3
+
+
+# --- second factor: recovery codes --------------------------------------------------------------
+
+
+def test_a_recovery_code_is_used_once(store: Store, subject: Subject) -> None:
+    _enrolled(store, subject)
+    assert store.use_recovery_code(subject.id, 2, NOW + MINUTE)
+    assert not store.use_recovery_code(subject.id, 2, NOW + HOUR)
+    assert not store.use_recovery_code(subject.id, 99, NOW)
+    used = [code.used_at for code in store.list_recovery_codes(subject.id)]
+    assert used == [None, NOW + MINUTE, None]
+
+
+def test_ten_concurrent_uses_of_one_recovery_code_succeed_once(
+    store: Store, subject: Subject
+) -> None:
+    _enrolled(store, subject)
+    results = _race(10, lambda _: store.use_recovery_code(subject.id, 1, NOW))
+    assert results.count(True) == 1, results
+
+
+def test_recovery_codes_are_replaced_only_for_a_confirmed_credential(
+    store: Store, subject: Subject
+) -> None:
+    with pytest.raises(RecordNotFoundError):
+        store.replace_recovery_codes(subject.id, _recovery(subject))
+    store.save_totp_credential(TotpCredential(subject.id, SECRET, NOW))
+    with pytest.raises(RecordNotFoundError):
+        store.replace_recovery_codes(subject.id, _recovery(subject))
+    assert store.confirm_totp_credential(subject.id, SECRET, STEP, _recovery(subject), NOW)
+    store.use_recovery_code(subject.id, 1, NOW)
+    fresh = [RecoveryCode(subject.id, 1, "scrypt$256$8$1$new$new", NOW + DAY)]
+    store.replace_recovery_codes(subject.id, fresh)
+    assert store.list_recovery_codes(subject.id) == fresh
+    with pytest.raises(ValueError, match="unique"):
+        store.replace_recovery_codes(subject.id, fresh + fresh)
+    with pytest.raises(ValueError, match="belong"):
+        store.replace_recovery_codes(subject.id, [dataclasses.replace(fresh[0], subject="x")])
+    assert store.list_recovery_codes(subject.id) == fresh
+
+
+def test_deleting_a_credential_takes_its_recovery_codes_with_it(
+    store: Store, subject: Subject
+) -> None:
+    _enrolled(store, subject)
+    assert store.delete_totp_credential(subject.id) is True
+    assert store.delete_totp_credential(subject.id) is False
+    assert store.get_totp_credential(subject.id) is None
+    assert store.list_recovery_codes(subject.id) == []
+    store.save_totp_credential(TotpCredential(subject.id, OTHER_SECRET, NOW))  # enrol anew
+
+
+# --- second factor: attempt counters ------------------------------------------------------------
+
+LOCKOUT = datetime.timedelta(minutes=15)
+
+
+def test_failures_lock_a_key_at_the_limit_until_the_lockout_ends(store: Store) -> None:
+    key = "subject:wang"
+    for second in range(4):
+        assert store.record_failure(key, NOW + second * MINUTE, 5, LOCKOUT) is None
+        assert store.is_locked(key, NOW + second * MINUTE) is None
+    locked_at = NOW + 4 * MINUTE
+    until = locked_at + LOCKOUT
+    assert store.record_failure(key, locked_at, 5, LOCKOUT) == until
+    assert store.is_locked(key, locked_at) == until
+    assert store.is_locked(key, until - datetime.timedelta(seconds=1)) == until
+    # A failure while locked is counted but does not extend the lock.
+    assert store.record_failure(key, locked_at + MINUTE, 5, LOCKOUT) == until
+    assert store.is_locked(key, until) is None
+    # After the lock, counting starts again from one.
+    assert store.record_failure(key, until, 5, LOCKOUT) is None
+    assert store.is_locked("ip:192.0.2.1", NOW) is None  # keys are independent
+
+
+def test_failures_outside_the_window_start_counting_again(store: Store) -> None:
+    key = "ip:192.0.2.1"
+    for _ in range(2):
+        assert store.record_failure(key, NOW, 3, LOCKOUT) is None
+    # The window runs from the first failure: after it, the two old failures no longer count.
+    assert store.record_failure(key, NOW + LOCKOUT, 3, LOCKOUT) is None
+    assert store.record_failure(key, NOW + LOCKOUT, 3, LOCKOUT) is None
+    assert store.record_failure(key, NOW + LOCKOUT, 3, LOCKOUT) == NOW + 2 * LOCKOUT
+
+
+def test_resetting_failures_lifts_a_lock(store: Store) -> None:
+    key = "subject:wang"
+    assert store.record_failure(key, NOW, 1, LOCKOUT) == NOW + LOCKOUT
+    assert store.reset_failures(key) is True
+    assert store.reset_failures(key) is False
+    assert store.is_locked(key, NOW) is None
+    assert store.record_failure(key, NOW, 2, LOCKOUT) is None
+    with pytest.raises(ValueError, match="limit"):
+        store.record_failure(key, NOW, 0, LOCKOUT)
+    with pytest.raises(ValueError, match="lockout"):
+        store.record_failure(key, NOW, 1, datetime.timedelta(0))
+
+
+def test_twenty_concurrent_failures_are_all_counted(sql_store: SqlStore) -> None:
+    store: Store = sql_store
+    results = _race(20, lambda _: store.record_failure("subject:race", NOW, 20, LOCKOUT))
+    assert results.count(NOW + LOCKOUT) == 1, results  # exactly the twentieth locked it
+    assert results.count(None) == 19, results
+    with sql_store.engine.connect() as conn:
+        failures = conn.execute(
+            select(attempt_counters.c.failures).where(attempt_counters.c.key == "subject:race")
+        ).scalar_one()
+    assert failures == 20
+
+
+def test_a_lockout_holds_across_two_replicas_on_one_database(store_url: str) -> None:
+    replicas = [SqlStore.from_url(store_url) for _ in range(2)]
+    try:
+        first, second = replicas
+        first.migrate()
+        second.migrate()
+        key = "subject:wang"
+        # Failures on either replica count together...
+        for index in range(4):
+            assert replicas[index % 2].record_failure(key, NOW, 5, LOCKOUT) is None
+        until = second.record_failure(key, NOW, 5, LOCKOUT)
+        assert until == NOW + LOCKOUT
+        # ...and the lock one of them set is in force on the other.
+        assert first.is_locked(key, NOW + MINUTE) == until
+        assert first.record_failure(key, NOW + MINUTE, 5, LOCKOUT) == until
+        # A step accepted on one replica is spent on the other.
+        subject = first.link_subject(_key("wang"), "zj", "zj-1", NOW)
+        first.save_totp_credential(TotpCredential(subject.id, SECRET, NOW))
+        assert second.confirm_totp_credential(subject.id, SECRET, STEP, [], NOW)
+        assert first.accept_totp_step(subject.id, STEP + 1, NOW)
+        assert not second.accept_totp_step(subject.id, STEP + 1, NOW)
+    finally:
+        for replica in replicas:
+            replica.close()
+
+
+def test_purge_forgets_attempt_counters_whose_window_and_lock_have_passed(store: Store) -> None:
+    store.record_failure("ip:stale", NOW, 5, LOCKOUT)
+    store.record_failure("subject:locked", NOW, 1, 2 * HOUR)
+    later = NOW + HOUR
+    assert store.purge_expired(later) == 1
+    assert store.is_locked("subject:locked", later) == NOW + 2 * HOUR
+    assert store.purge_expired(NOW + 2 * HOUR) == 1
+    assert store.reset_failures("ip:stale") is False

@@ -1,0 +1,678 @@
+"""The second factor: TOTP (RFC 6238) with recovery codes, throttling and encrypted secrets.
+
+When a portal or a policy asks for more assurance than the region gave, the gateway steps up
+with a time-based one-time password. This module is the protocol-free core of it (the pages
+that call it live elsewhere):
+
+* **Enrolment**: a new secret, its ``otpauth://`` provisioning URI and a QR code (SVG, drawn by
+  :mod:`segno`); the factor is pending until confirmed with a first code, and the confirmation
+  hands out recovery codes, shown once and stored as scrypt hashes with a salt each.
+* **Verification**: a code is accepted for the current time step or one step either side
+  (RFC 6238 §5.2 allows "at most one time step" of network delay), and the accepted step is
+  stored with one conditional update, so a code is never accepted twice, however many requests
+  carry it at once (RFC 6238 §5.2: "the verifier MUST NOT accept the second attempt of the OTP
+  after the successful validation has been issued for the first OTP").
+* **Throttling** (RFC 4226 §7.3, which RFC 6238 §5.2 refers to): attempts are counted per
+  subject and per client address in the store, so the lock-out holds on every replica sharing
+  the database and on every path that verifies a code through this service.
+* **Secrets at rest** are AES-256-GCM ciphertext under a key derived from configuration, bound
+  to the subject they belong to (a row copied to another subject does not decrypt).
+
+The clock is injectable, so tests own time. Nothing here logs a code, a secret or a recovery code.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime
+import hashlib
+import hmac
+import ipaddress
+import logging
+import os
+import secrets
+import unicodedata
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Final, Literal, TypeVar
+
+import pyotp
+import segno
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from pydantic import SecretStr
+
+from gateway.errors import GatewayError
+from gateway.store.contract import (
+    DuplicateRecordError,
+    RecoveryCode,
+    Store,
+    TotpCredential,
+)
+
+log = logging.getLogger(__name__)
+
+ISSUER: Final = "通行 Tongxing"
+DIGITS: Final = 6
+INTERVAL: Final = 30  # seconds per time step (RFC 6238 §5.2 recommends 30)
+WINDOW: Final = 1  # steps accepted either side of the current one
+AMR_OTP: Final = "otp"  # RFC 8176 §2: one-time password
+
+Clock = Callable[[], datetime.datetime]
+T = TypeVar("T")
+
+
+def _utc_now() -> datetime.datetime:
+    return datetime.datetime.now(datetime.UTC)
+
+
+# --- errors -------------------------------------------------------------------------------------
+
+
+class MfaError(GatewayError):
+    """A second-factor failure, explained to the person in zh-CN and English."""
+
+
+class InvalidCodeError(MfaError):
+    """The code is wrong, malformed, outside the window, or was accepted before.
+
+    ``reason`` ("wrong", "malformed", "replayed") is for the log only: the person is told the
+    same thing in every case.
+    """
+
+    def __init__(self, reason: str = "wrong") -> None:
+        self.reason = reason
+        super().__init__(
+            "invalid_code",
+            "验证码不正确",
+            "Incorrect code",
+            "验证码不正确或已使用，请输入身份验证器中显示的最新验证码。",
+            "The code is incorrect or was used already; enter the newest code your "
+            "authenticator shows.",
+            status=400,
+        )
+
+
+class LockedOutError(MfaError):
+    """Too many failed attempts: the subject or the client address is locked until ``until``."""
+
+    def __init__(self, until: datetime.datetime) -> None:
+        self.until = until
+        super().__init__(
+            "locked_out",
+            "尝试次数过多",
+            "Too many attempts",
+            "验证失败次数过多，请稍后再试。",
+            "Too many failed attempts; try again later.",
+            status=429,
+            details={"locked_until": until.isoformat()},
+        )
+
+
+class NotEnrolledError(MfaError):
+    """The subject has no (confirmed, or pending, as the operation needs) TOTP factor."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "not_enrolled",
+            "尚未设置动态验证码",
+            "No authenticator set up",
+            "您尚未设置身份验证器，或设置已过期，请重新开始。",
+            "You have not set up an authenticator, or the set-up expired; start again.",
+            status=400,
+        )
+
+
+class AlreadyEnrolledError(MfaError):
+    """The subject already has a confirmed factor; it must be removed before a new enrolment."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "already_enrolled",
+            "已设置动态验证码",
+            "Authenticator already set up",
+            "您已设置身份验证器；如需更换，请先用现有验证器验证后将其移除。",
+            "You already have an authenticator; to replace it, verify with it and remove it first.",
+            status=409,
+        )
+
+
+class SecretUnreadableError(Exception):
+    """A stored secret does not decrypt: wrong key, another subject's row, or tampering."""
+
+
+# --- secrets at rest ----------------------------------------------------------------------------
+
+
+_FORMAT_VERSION: Final = b"\x01"
+_KEY_ID_LENGTH: Final = 8
+_NONCE_LENGTH: Final = 12
+_HKDF_INFO: Final = b"tongxing/mfa/totp-secret/v1"
+
+
+class SecretCipher:
+    """AES-256-GCM for TOTP secrets, bound to their subject (associated data).
+
+    Stored form: ``version (1) | key id (8) | nonce (12) | ciphertext + tag``. The first key
+    encrypts; every key decrypts what it encrypted, so a key can be rotated by putting the new
+    one first and keeping the old one until every credential was re-enrolled.
+    """
+
+    def __init__(self, keys: Sequence[bytes]) -> None:
+        if not keys:
+            raise ValueError("at least one key is needed")
+        for key in keys:
+            if len(key) != 32:
+                raise ValueError("keys must be 32 bytes (AES-256)")
+        self._keys = {_key_id(key): AESGCM(key) for key in keys}
+        self._current = _key_id(keys[0])
+
+    @classmethod
+    def from_secrets(cls, current: SecretStr | str, *previous: SecretStr | str) -> SecretCipher:
+        """Keys derived with HKDF-SHA-256 (RFC 5869) from configuration secrets."""
+        return cls([derive_key(secret) for secret in (current, *previous)])
+
+    def encrypt(self, plaintext: bytes, subject: str) -> bytes:
+        header = _FORMAT_VERSION + self._current
+        nonce = os.urandom(_NONCE_LENGTH)
+        sealed = self._keys[self._current].encrypt(nonce, plaintext, header + _bind(subject))
+        return header + nonce + sealed
+
+    def decrypt(self, stored: bytes, subject: str) -> bytes:
+        head = 1 + _KEY_ID_LENGTH
+        if len(stored) < head + _NONCE_LENGTH + 16 or stored[:1] != _FORMAT_VERSION:
+            raise SecretUnreadableError("not a stored secret of a known format")
+        key = self._keys.get(stored[1:head])
+        if key is None:
+            raise SecretUnreadableError("encrypted with a key that is not configured")
+        nonce, sealed = stored[head : head + _NONCE_LENGTH], stored[head + _NONCE_LENGTH :]
+        try:
+            return key.decrypt(nonce, sealed, stored[:head] + _bind(subject))
+        except InvalidTag:
+            raise SecretUnreadableError("does not decrypt for this subject with this key") from None
+
+
+def derive_key(secret: SecretStr | str) -> bytes:
+    """A 32-byte AES key from a configuration secret (HKDF-SHA-256, RFC 5869)."""
+    value = secret.get_secret_value() if isinstance(secret, SecretStr) else secret
+    if len(value) < 32:
+        raise ValueError("the MFA secret must be at least 32 characters")
+    hkdf = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=_HKDF_INFO)
+    return hkdf.derive(value.encode("utf-8"))
+
+
+def _key_id(key: bytes) -> bytes:
+    return hashlib.sha256(b"tongxing key id\0" + key).digest()[:_KEY_ID_LENGTH]
+
+
+def _bind(subject: str) -> bytes:
+    return b"tongxing:totp:" + subject.encode("utf-8")
+
+
+# --- recovery codes -----------------------------------------------------------------------------
+
+# Crockford's base32: no I, L, O or U, so codes read aloud or copied by hand survive.
+_ALPHABET: Final = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+_LOOKALIKES: Final = str.maketrans({"I": "1", "L": "1", "O": "0"})
+_CODE_LENGTH: Final = 12  # 60 bits
+_GROUP: Final = 4
+
+
+@dataclass(frozen=True)
+class RecoveryCodeHasher:
+    """scrypt (RFC 7914) with a salt per code; the parameters travel with each hash.
+
+    Recovery codes carry 60 random bits, so the slow hash is defence in depth for a stolen
+    database, not the only barrier; n=2**14, r=8 costs about 16 MiB and tens of milliseconds.
+    """
+
+    n: int = 2**14
+    r: int = 8
+    p: int = 1
+
+    def hash(self, code: str) -> str:
+        salt = os.urandom(16)
+        digest = self._scrypt(code, salt, self.n, self.r, self.p)
+        return f"scrypt${self.n}${self.r}${self.p}${_b64(salt)}${_b64(digest)}"
+
+    def verify(self, code: str, stored: str) -> bool:
+        try:
+            scheme, n, r, p, salt, digest = stored.split("$")
+            if scheme != "scrypt":
+                return False
+            expected = _unb64(digest)
+            actual = self._scrypt(code, _unb64(salt), int(n), int(r), int(p))
+        except ValueError:
+            return False
+        return hmac.compare_digest(actual, expected)
+
+    @staticmethod
+    def _scrypt(code: str, salt: bytes, n: int, r: int, p: int) -> bytes:
+        memory = 128 * n * r * p
+        return hashlib.scrypt(
+            code.encode("ascii"), salt=salt, n=n, r=r, p=p, maxmem=2 * memory, dklen=32
+        )
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def new_recovery_code() -> str:
+    """A fresh code as shown to the person: ``XXXX-XXXX-XXXX``."""
+    raw = "".join(secrets.choice(_ALPHABET) for _ in range(_CODE_LENGTH))
+    return "-".join(raw[i : i + _GROUP] for i in range(0, _CODE_LENGTH, _GROUP))
+
+
+def normalise_recovery_code(text: str) -> str | None:
+    """The canonical form of a typed recovery code, or ``None`` if it cannot be one."""
+    folded = unicodedata.normalize("NFKC", text).upper().translate(_LOOKALIKES)
+    compact = "".join(ch for ch in folded if ch not in " -\t")
+    if len(compact) != _CODE_LENGTH or any(ch not in _ALPHABET for ch in compact):
+        return None
+    return compact
+
+
+def normalise_totp_code(text: str) -> str | None:
+    """Six ASCII digits from what was typed (spaces and full-width digits allowed), or ``None``."""
+    compact = "".join(unicodedata.normalize("NFKC", text).split())
+    if len(compact) != DIGITS or not compact.isascii() or not compact.isdigit():
+        return None
+    return compact
+
+
+# --- throttling ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ThrottlePolicy:
+    """How many wrong codes are checked before a lock-out, and for how long it holds.
+
+    ``max_failures`` is per subject within ``lockout`` of the first failure; the attempt after
+    them is refused and locks the subject for ``lockout``. ``max_failures_per_ip`` limits one
+    client address (an IPv6 /64) across subjects.
+    """
+
+    max_failures: int = 5
+    lockout: datetime.timedelta = datetime.timedelta(minutes=15)
+    max_failures_per_ip: int = 20
+
+    def __post_init__(self) -> None:
+        if self.max_failures < 1 or self.max_failures_per_ip < 1:
+            raise ValueError("failure limits must be at least 1")
+        if self.lockout <= datetime.timedelta(0):
+            raise ValueError("lockout must be positive")
+
+
+def subject_key(subject: str) -> str:
+    return f"subject:{subject}"
+
+
+def client_key(client_ip: str) -> str:
+    """The attempt-counter key of a client address; an IPv6 client counts by its /64."""
+    address = ipaddress.ip_address(client_ip.strip())
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return f"ip:{address.ipv4_mapped}"
+        return f"ip:{ipaddress.IPv6Network((address, 64), strict=False)}"
+    return f"ip:{address}"
+
+
+# --- the service --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Enrolment:
+    """What the enrolment page shows: the secret (for typing in), its URI and a QR code."""
+
+    secret: str = field(repr=False)
+    provisioning_uri: str = field(repr=False)
+    qr_svg: str = field(repr=False)
+    expires_at: datetime.datetime
+
+
+@dataclass(frozen=True)
+class Verification:
+    """A successful second-factor check; ``amr`` goes into the ID token (RFC 8176)."""
+
+    subject: str
+    method: Literal["totp", "recovery_code"]
+    at: datetime.datetime
+    step: int | None = None
+    recovery_codes_left: int | None = None
+    amr: tuple[str, ...] = (AMR_OTP,)
+
+
+@dataclass(frozen=True)
+class FactorStatus:
+    enrolled: bool
+    pending: bool
+    confirmed_at: datetime.datetime | None
+    last_used_at: datetime.datetime | None
+    recovery_codes_left: int
+
+
+class TotpService:
+    """TOTP enrolment, verification and recovery over the store."""
+
+    def __init__(
+        self,
+        store: Store,
+        cipher: SecretCipher,
+        *,
+        clock: Clock = _utc_now,
+        throttle: ThrottlePolicy | None = None,
+        issuer: str = ISSUER,
+        enrolment_lifetime: datetime.timedelta = datetime.timedelta(minutes=15),
+        recovery_code_count: int = 10,
+        hasher: RecoveryCodeHasher | None = None,
+    ) -> None:
+        self._store = store
+        self._cipher = cipher
+        self._clock = clock
+        self._throttle = throttle or ThrottlePolicy()
+        self._issuer = issuer
+        self._enrolment_lifetime = enrolment_lifetime
+        self._recovery_code_count = recovery_code_count
+        self._hasher = hasher or RecoveryCodeHasher()
+
+    # enrolment
+
+    def status(self, subject: str) -> FactorStatus:
+        credential = self._store.get_totp_credential(subject)
+        if credential is None:
+            return FactorStatus(False, False, None, None, 0)
+        left = sum(code.used_at is None for code in self._store.list_recovery_codes(subject))
+        return FactorStatus(
+            credential.confirmed,
+            not credential.confirmed,
+            credential.confirmed_at,
+            credential.last_used_at,
+            left,
+        )
+
+    def begin_enrolment(self, subject: str, account_label: str) -> Enrolment:
+        """A new pending secret (replacing a pending one) and what the page shows for it.
+
+        ``account_label`` names the account in the authenticator app (never the identity
+        number). Raises :class:`AlreadyEnrolledError` if a confirmed factor exists.
+        """
+        label = " ".join(account_label.split())
+        if not label:
+            raise ValueError("account_label must not be empty")
+        now = self._clock()
+        secret = pyotp.random_base32()  # 160 bits (RFC 4226 §4 recommends at least 128)
+        stored = self._cipher.encrypt(secret.encode("ascii"), subject)
+        try:
+            self._store.save_totp_credential(TotpCredential(subject, stored, now))
+        except DuplicateRecordError:
+            raise AlreadyEnrolledError() from None
+        uri = pyotp.TOTP(secret, digits=DIGITS, interval=INTERVAL).provisioning_uri(
+            name=label, issuer_name=self._issuer
+        )
+        qr = segno.make(uri, error="m", micro=False)
+        svg = qr.svg_inline(scale=4, border=4, light="#fff", svgclass="totp-qr", title=label)
+        log.info(
+            "totp enrolment started subject=%s",
+            subject,
+            extra={"event": "mfa.enrolment_started", "subject": subject},
+        )
+        return Enrolment(secret, uri, svg, now + self._enrolment_lifetime)
+
+    def confirm_enrolment(self, subject: str, code: str, client_ip: str) -> tuple[str, ...]:
+        """Confirm the pending factor with a first code; return the recovery codes (shown once).
+
+        Raises :class:`NotEnrolledError` (nothing pending, or it expired),
+        :class:`InvalidCodeError` or :class:`LockedOutError`.
+        """
+        pending = self._store.get_totp_credential(subject)
+        if pending is None or pending.confirmed:
+            raise NotEnrolledError()
+        if self._clock() >= pending.created_at + self._enrolment_lifetime:
+            raise NotEnrolledError()
+        typed = _totp_code(code)
+        credential = pending
+
+        def check(now: datetime.datetime) -> tuple[str, ...]:
+            step = self._matching_step(credential, typed, now)
+            codes = [new_recovery_code() for _ in range(self._recovery_code_count)]
+            records = self._recovery_records(subject, codes, now)
+            if not self._store.confirm_totp_credential(
+                subject, credential.secret, step, records, now
+            ):
+                # Confirmed by a concurrent request, restarted or removed meanwhile.
+                raise InvalidCodeError("replayed")
+            return tuple(codes)
+
+        codes = self._attempt(subject, client_ip, "confirm", check)
+        log.info(
+            "totp enrolment confirmed subject=%s",
+            subject,
+            extra={"event": "mfa.enrolled", "subject": subject},
+        )
+        return codes
+
+    def remove(self, subject: str) -> bool:
+        """Remove the factor and its recovery codes (after the person proved it, or by an admin)."""
+        removed = self._store.delete_totp_credential(subject)
+        if removed:
+            log.info(
+                "totp factor removed subject=%s",
+                subject,
+                extra={"event": "mfa.removed", "subject": subject},
+            )
+        return removed
+
+    def regenerate_recovery_codes(self, subject: str) -> tuple[str, ...]:
+        """New recovery codes replacing the old ones; call only right after a verification."""
+        self._confirmed(subject)
+        codes = [new_recovery_code() for _ in range(self._recovery_code_count)]
+        self._store.replace_recovery_codes(
+            subject, self._recovery_records(subject, codes, self._clock())
+        )
+        log.info(
+            "recovery codes regenerated subject=%s",
+            subject,
+            extra={"event": "mfa.recovery_codes_regenerated", "subject": subject},
+        )
+        return tuple(codes)
+
+    # verification
+
+    def verify(self, subject: str, code: str, client_ip: str) -> Verification:
+        """Check a TOTP code of the confirmed factor and spend its time step.
+
+        Raises :class:`NotEnrolledError`, :class:`InvalidCodeError` or :class:`LockedOutError`.
+        """
+        credential = self._confirmed(subject)
+        typed = _totp_code(code)
+
+        def check(now: datetime.datetime) -> Verification:
+            step = self._matching_step(credential, typed, now)
+            if not self._store.accept_totp_step(subject, step, now):
+                raise InvalidCodeError("replayed")
+            return Verification(subject, "totp", now, step=step)
+
+        return self._attempt(subject, client_ip, "totp", check)
+
+    def verify_recovery_code(self, subject: str, code: str, client_ip: str) -> Verification:
+        """Check and spend a recovery code (each works once).
+
+        Raises :class:`NotEnrolledError`, :class:`InvalidCodeError` or :class:`LockedOutError`.
+        """
+        self._confirmed(subject)
+        typed = normalise_recovery_code(code)
+        if typed is None:
+            # Not a guess at any code: refused without spending an attempt.
+            raise InvalidCodeError("malformed")
+
+        def check(now: datetime.datetime) -> Verification:
+            unused = [c for c in self._store.list_recovery_codes(subject) if c.used_at is None]
+            match = next((c for c in unused if self._hasher.verify(typed, c.code_hash)), None)
+            if match is None:
+                raise InvalidCodeError("wrong")
+            if not self._store.use_recovery_code(subject, match.code_id, now):
+                raise InvalidCodeError("replayed")
+            return Verification(subject, "recovery_code", now, recovery_codes_left=len(unused) - 1)
+
+        return self._attempt(subject, client_ip, "recovery_code", check)
+
+    def locked_until(self, subject: str, client_ip: str) -> datetime.datetime | None:
+        """When the lock-out on this subject or client address ends, if one is in force.
+
+        Every path that would let a second factor count (a page, a callback, a token request)
+        asks this, or goes through :meth:`verify`, which does.
+        """
+        now = self._clock()
+        return self._lock_in_force(subject_key(subject), client_key(client_ip), now)
+
+    # internals
+
+    def _confirmed(self, subject: str) -> TotpCredential:
+        credential = self._store.get_totp_credential(subject)
+        if credential is None or not credential.confirmed:
+            raise NotEnrolledError()
+        return credential
+
+    def _attempt(
+        self,
+        subject: str,
+        client_ip: str,
+        method: str,
+        check: Callable[[datetime.datetime], T],
+    ) -> T:
+        """Run ``check`` under the throttle.
+
+        The subject's attempt is charged *before* the code is looked at, so parallel guesses
+        cannot outrun the budget: ``max_failures`` attempts are checked, the next one locks.
+        A success gives the charge back (the subject's count starts again). The client
+        address is charged for failures only, so people sharing an address (NAT) do not lock
+        each other out by succeeding.
+        """
+        now = self._clock()
+        by_subject, by_client = subject_key(subject), client_key(client_ip)
+        until = self._lock_in_force(by_subject, by_client, now)
+        if until is None:
+            throttle = self._throttle
+            until = self._store.record_failure(
+                by_subject, now, throttle.max_failures + 1, throttle.lockout
+            )
+        if until is not None:
+            self._log_outcome(subject, by_client, method, "locked_out", logging.WARNING)
+            raise LockedOutError(until)
+        try:
+            result = check(now)
+        except InvalidCodeError as error:
+            self._store.record_failure(
+                by_client, now, self._throttle.max_failures_per_ip, self._throttle.lockout
+            )
+            self._log_outcome(subject, by_client, method, error.reason, logging.WARNING)
+            raise
+        self._store.reset_failures(by_subject)
+        self._log_outcome(subject, by_client, method, "accepted", logging.INFO)
+        return result
+
+    def _lock_in_force(
+        self, by_subject: str, by_client: str, now: datetime.datetime
+    ) -> datetime.datetime | None:
+        locks = [self._store.is_locked(key, now) for key in (by_subject, by_client)]
+        return max((until for until in locks if until is not None), default=None)
+
+    def _matching_step(self, credential: TotpCredential, code: str, now: datetime.datetime) -> int:
+        """The newest step within the window whose code is ``code``; else InvalidCodeError."""
+        try:
+            secret = self._cipher.decrypt(credential.secret, credential.subject).decode("ascii")
+        except SecretUnreadableError:
+            log.error(
+                "totp secret of subject=%s does not decrypt (wrong key or tampered row)",
+                credential.subject,
+                extra={"event": "mfa.secret_unreadable", "subject": credential.subject},
+            )
+            raise
+        totp = pyotp.TOTP(secret, digits=DIGITS, interval=INTERVAL)
+        current = time_step(now)
+        matches = [
+            step
+            for step in range(current - WINDOW, current + WINDOW + 1)
+            # compare_digest on every candidate: the time taken does not say which step matched
+            if hmac.compare_digest(totp.generate_otp(step), code)
+        ]
+        if not matches:
+            raise InvalidCodeError("wrong")
+        return max(matches)
+
+    def _recovery_records(
+        self, subject: str, codes: Sequence[str], now: datetime.datetime
+    ) -> list[RecoveryCode]:
+        records = []
+        for index, code in enumerate(codes, start=1):
+            canonical = normalise_recovery_code(code)
+            if canonical is None:  # pragma: no cover - new_recovery_code makes valid codes
+                raise ValueError("generated an invalid recovery code")
+            records.append(RecoveryCode(subject, index, self._hasher.hash(canonical), now))
+        return records
+
+    @staticmethod
+    def _log_outcome(subject: str, client: str, method: str, outcome: str, level: int) -> None:
+        log.log(
+            level,
+            "second factor %s subject=%s client=%s: %s",
+            method,
+            subject,
+            client,
+            outcome,
+            extra={
+                "event": "mfa.attempt",
+                "subject": subject,
+                "client": client,
+                "method": method,
+                "outcome": outcome,
+            },
+        )
+
+
+def _totp_code(code: str) -> str:
+    typed = normalise_totp_code(code)
+    if typed is None:
+        # Not a guess at any code: refused without spending an attempt.
+        raise InvalidCodeError("malformed")
+    return typed
+
+
+def time_step(moment: datetime.datetime) -> int:
+    """The RFC 6238 §4.2 time step ``T = floor((unix time - T0) / X)`` with T0 = 0, X = 30."""
+    if moment.utcoffset() is None:
+        raise ValueError("moment must be timezone-aware")
+    return int(moment.timestamp()) // INTERVAL
+
+
+__all__ = [
+    "AMR_OTP",
+    "ISSUER",
+    "AlreadyEnrolledError",
+    "Enrolment",
+    "FactorStatus",
+    "InvalidCodeError",
+    "LockedOutError",
+    "MfaError",
+    "NotEnrolledError",
+    "RecoveryCodeHasher",
+    "SecretCipher",
+    "SecretUnreadableError",
+    "ThrottlePolicy",
+    "TotpService",
+    "Verification",
+    "client_key",
+    "derive_key",
+    "new_recovery_code",
+    "normalise_recovery_code",
+    "normalise_totp_code",
+    "subject_key",
+    "time_step",
+]
