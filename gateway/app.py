@@ -15,6 +15,7 @@ from gateway.provider.authorize import blueprint as authorize
 from gateway.provider.discovery import blueprint as discovery
 from gateway.provider.logout import blueprint as logout
 from gateway.provider.server import build_authorization_server
+from gateway.provider.stepup import blueprint as stepup
 from gateway.provider.token import blueprint as token
 from gateway.provider.userinfo import blueprint as userinfo
 from gateway.services import Services, build_services
@@ -51,7 +52,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         )
 
     app.extensions["tongxing.oauth"] = build_authorization_server(services)
-    for blueprint in (discovery, authorize, token, userinfo, logout, health, admin):
+    for blueprint in (discovery, authorize, stepup, token, userinfo, logout, health, admin):
         app.register_blueprint(blueprint)
 
     app.after_request(_security_headers)

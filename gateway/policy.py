@@ -49,8 +49,8 @@ ACTION: Final = f"{NAMESPACE}::Action"
 
 ID_NUMBER_CLAIM: Final = "id_number"
 
-# OIDC Core §5.4 style: the personal claims each scope stands for. The provider's own table
-# (gateway.provider.server.PROFILE_CLAIMS) should move here so the two cannot drift.
+# OIDC Core §5.4 style: the personal claims each scope stands for (the provider releases from
+# this table too, so the two cannot drift).
 SCOPE_CLAIMS: Final[Mapping[str, tuple[str, ...]]] = {
     "profile": ("name", "home_region"),
     "phone": ("phone_number",),
@@ -142,32 +142,19 @@ class PortalFacts:
         level_rank(self.minimum_level)
 
     @classmethod
-    def from_portal(
-        cls,
-        portal: Portal,
-        *,
-        sector: str = "general",
-        requested_claims: Iterable[str] | None = None,
-        may_receive_id_number: bool = False,
-        allowed_home_regions: Iterable[str] | None = None,
-    ) -> PortalFacts:
-        """Facts from a registered portal.
-
-        The registry does not yet carry ``sector``, requested claims, the identity-number
-        permission or a residency limit, so they are passed in; requested claims default to
-        those of the registered scopes (:data:`SCOPE_CLAIMS`).
-        """
-        if requested_claims is None:
-            requested_claims = claims_for_scopes(portal.scopes)
+    def from_portal(cls, portal: Portal) -> PortalFacts:
+        """Facts from a registered portal; it requests the claims of its registered scopes."""
         return cls(
             client_id=portal.client_id,
             owner=portal.owner,
-            sector=sector,
+            sector=portal.sector,
             minimum_level=portal.minimum_level,
-            requested_claims=frozenset(requested_claims),
-            may_receive_id_number=may_receive_id_number,
+            requested_claims=claims_for_scopes(portal.scopes),
+            may_receive_id_number=portal.may_receive_id_number,
             allowed_home_regions=(
-                None if allowed_home_regions is None else frozenset(allowed_home_regions)
+                None
+                if portal.allowed_home_regions is None
+                else frozenset(portal.allowed_home_regions)
             ),
         )
 

@@ -157,6 +157,10 @@ class Portal(BaseModel):
     scopes: list[str] = Field(default_factory=lambda: ["openid", "profile"])
     subject_type: Literal["public", "pairwise"] = "public"
     minimum_level: Level = "loa1"
+    # What policies know of the portal (policies/schema.cedarschema).
+    sector: Annotated[str, Field(pattern=r"^[a-z][a-z0-9-]{1,31}$")] = "general"
+    may_receive_id_number: bool = False
+    allowed_home_regions: list[Annotated[str, Field(pattern=CODE_PATTERN)]] | None = None
     enabled: bool = True
 
     @field_validator("redirect_uris", "post_logout_redirect_uris")

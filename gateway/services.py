@@ -10,6 +10,8 @@ from flask import current_app
 from gateway.broker.metadata import MetadataCache
 from gateway.broker.transport import HttpLimits
 from gateway.keys import KeyRing, load_or_create
+from gateway.mfa import SecretCipher, TotpService
+from gateway.policy import PolicyEngine
 from gateway.registry import Registry
 from gateway.sessions import Sessions
 from gateway.settings import Settings
@@ -27,6 +29,8 @@ class Services:
     registry: Registry
     sessions: Sessions
     regions: MetadataCache
+    policy: PolicyEngine
+    totp: TotpService
 
     def close(self) -> None:
         self.regions.close()
@@ -65,6 +69,8 @@ def wire(settings: Settings, store: Store, keys: KeyRing) -> Services:
         registry=registry,
         sessions=sessions,
         regions=MetadataCache(limits=limits),
+        policy=PolicyEngine(settings.policy_dir),
+        totp=TotpService(store, SecretCipher.from_secrets(settings.mfa_secret)),
     )
 
 

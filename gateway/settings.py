@@ -46,6 +46,10 @@ class Settings(BaseSettings):
     pairwise_secret: SecretStr = Field(description="HMAC key for pairwise subject identifiers.")
     admin_token: SecretStr = Field(description="Bearer token of the admin API.")
     session_secret: SecretStr = Field(description="Signs the gateway's own cookies.")
+    mfa_secret: SecretStr = Field(description="Seals second-factor secrets at rest.")
+    policy_dir: Path | None = Field(
+        default=None, description="Cedar policies and schema; default: the shipped baseline."
+    )
 
     access_token_lifetime: Annotated[timedelta, Field(gt=timedelta(0))] = timedelta(minutes=5)
     id_token_lifetime: Annotated[timedelta, Field(gt=timedelta(0))] = timedelta(minutes=5)
@@ -58,7 +62,9 @@ class Settings(BaseSettings):
     # Plain-HTTP issuers are for loopback development and tests only.
     insecure_allow_http: bool = False
 
-    @field_validator("national_secret", "pairwise_secret", "admin_token", "session_secret")
+    @field_validator(
+        "national_secret", "pairwise_secret", "admin_token", "session_secret", "mfa_secret"
+    )
     @classmethod
     def _long_enough(cls, value: SecretStr) -> SecretStr:
         if len(value.get_secret_value()) < MIN_SECRET_LENGTH:

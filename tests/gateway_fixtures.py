@@ -64,6 +64,7 @@ def start_gateway(data_dir: Path, database_url: str = "") -> Iterator[RunningGat
             "pairwise_secret": secrets.token_urlsafe(32),
             "admin_token": secrets.token_urlsafe(32),
             "session_secret": secrets.token_urlsafe(32),
+            "mfa_secret": secrets.token_urlsafe(32),
         }
     )
     services = build_services(settings)

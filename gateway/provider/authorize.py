@@ -17,15 +17,18 @@ from urllib.parse import urlencode
 from authlib.integrations.flask_oauth2 import AuthorizationServer
 from authlib.oauth2 import OAuth2Error
 from authlib.oauth2.rfc6749.errors import AccessDeniedError, InvalidClientError, InvalidRequestError
-from flask import Blueprint, current_app, redirect, render_template, request
+from authlib.oidc.core.errors import InteractionRequiredError
+from flask import Blueprint, current_app, redirect, render_template, request, session, url_for
 from werkzeug.wrappers import Response
 
+from gateway.assurance import Assurance, Verdict
 from gateway.broker import BrokerError, LoginTransaction, RegionClient
 from gateway.broker.errors import UpstreamAccessDenied
 from gateway.errors import GatewayError, invalid_request
 from gateway.identity import identity_key
 from gateway.keys import TokenRejectedError
 from gateway.provider.server import Provider, User
+from gateway.registry import Portal
 from gateway.services import Services, current_services
 from gateway.sessions import SESSION_COOKIE
 from gateway.store.contract import (
@@ -44,6 +47,7 @@ blueprint = Blueprint("authorize", __name__)
 BINDING_COOKIE = "tongxing_login"
 REGION_COOKIE = "tongxing_region"
 TRANSACTION_LIFETIME = timedelta(minutes=10)
+STEP_UP_CONTINUE = "stepup_continue"  # the authorization request a step-up resumes
 # Parameters of the original request that are carried through the region round trip.
 CARRIED = (
     "client_id",
@@ -163,10 +167,45 @@ def authorize() -> Response | str | tuple[str, int]:
     except ValueError as error:
         return _error_redirect(InvalidRequestError(str(error), redirect_uri=redirect_uri), params)
     if user is not None:
+        refused = _assurance(services, grant.request.client.portal, user, params)
+        if refused is not None:
+            return refused
         response: Response = server.create_authorization_response(grant=grant, grant_user=user)
         response.status_code = 303 if request.method == "POST" else response.status_code
         return response
     return _go_to_region(services, params, redirect_uri)
+
+
+class UnmetAuthenticationRequirementsError(OAuth2Error):  # type: ignore[misc]
+    """The required level cannot be reached (OpenID Connect EAP ACR Values §2.1)."""
+
+    error = "unmet_authentication_requirements"
+
+
+def _assurance(
+    services: Services, portal: Portal, user: User, params: dict[str, str]
+) -> Response | None:
+    """Apply the policies: enter, step up with TOTP, or tell the portal why not.
+
+    A refusal carries no personal data: only the error code, ``state`` and ``iss``.
+    """
+    outcome = Assurance(services.policy).evaluate(user.sign_in(), portal, params.get("acr_values"))
+    redirect_uri = params["redirect_uri"]
+    if outcome.verdict is Verdict.ENTER:
+        return None
+    if outcome.verdict is Verdict.DENIED:
+        error: OAuth2Error = AccessDeniedError("the policies do not admit this person")
+    elif outcome.verdict is Verdict.UNMET:
+        error = UnmetAuthenticationRequirementsError(
+            f"{outcome.required_level} needs a sign-in at a region that can vouch for it"
+        )
+    elif "none" in params.get("prompt", "").split():
+        error = InteractionRequiredError("a second factor is required")
+    else:
+        session[STEP_UP_CONTINUE] = f"/authorize?{urlencode(params)}"
+        return redirect(url_for("stepup.second_factor"), code=303)
+    error.redirect_uri = redirect_uri
+    return _error_redirect(error, params)
 
 
 def _go_to_region(services: Services, params: dict[str, str], redirect_uri: str) -> Response | str:

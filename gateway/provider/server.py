@@ -31,6 +31,8 @@ from authlib.oauth2.rfc9207 import IssuerParameter
 from authlib.oidc.core.grants import OpenIDCode
 from joserfc.jwk import KeySet
 
+from gateway.assurance import Assurance, SignIn
+from gateway.policy import SCOPE_CLAIMS
 from gateway.registry import AuthMethod, Portal
 from gateway.services import Services
 from gateway.store.contract import (
@@ -50,7 +52,6 @@ ACCESS_TOKEN_BYTES = 32
 # A client assertion may live this long (RFC 7523 §3, item 4: the server may refuse a far-off
 # exp); its jti is remembered for as long, so a replay within its lifetime is always caught.
 ASSERTION_LIFETIME = timedelta(minutes=10)
-PROFILE_CLAIMS = {"profile": ("name", "home_region"), "phone": ("phone_number",)}
 
 
 def now_utc() -> datetime:
@@ -116,6 +117,11 @@ class User:
 
     def get_user_id(self) -> str:
         return self.subject
+
+    def sign_in(self) -> SignIn:
+        """What policies may know of this sign-in."""
+        home = self.claims.get("home_region")
+        return SignIn(self.subject, home if isinstance(home, str) else "", self.acr, self.amr)
 
 
 class StoredCode:
@@ -195,6 +201,7 @@ class Provider:
         self.services = services
         self.settings = services.settings
         self.store = services.store
+        self.assurance = Assurance(services.policy)
 
     def client(self, client_id: str | None) -> PortalClient | None:
         if not client_id:
@@ -211,12 +218,18 @@ class Provider:
         )
 
     def user_claims(self, portal: Portal, user: User, scope: str) -> dict[str, Any]:
-        """Claims for the ID token and userinfo: only what the scopes ask for (OIDC Core §5.4)."""
+        """Claims for the ID token and userinfo (OIDC Core §5.4): what the scopes ask for, the
+        session holds, and the policies release to this portal (data minimisation)."""
         claims: dict[str, Any] = {"sub": self.subject_for(portal, user.subject)}
-        scopes = set(scope.split())
-        for name, released in PROFILE_CLAIMS.items():
-            if name in scopes:
-                claims.update({k: user.claims[k] for k in released if k in user.claims})
+        wanted = {
+            claim
+            for name in scope.split()
+            for claim in SCOPE_CLAIMS.get(name, ())
+            if claim in user.claims
+        }
+        if wanted:
+            released = self.assurance.released(user.sign_in(), portal, wanted)
+            claims.update({claim: user.claims[claim] for claim in sorted(released)})
         return claims
 
     def issue_id_token(

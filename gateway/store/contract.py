@@ -530,6 +530,15 @@ class Store(Protocol):
         """The session unless it is unknown, ended or expired."""
         ...
 
+    def raise_session_assurance(
+        self, session_hash: str, acr: str, amr: tuple[str, ...], now: datetime.datetime
+    ) -> SsoSession:
+        """Record a step-up in a live session: its new ``acr`` and the full ``amr``.
+
+        Raises :class:`SessionNotFoundError` when the session is unknown, ended or expired.
+        """
+        ...
+
     def add_participant(
         self, session_hash: str, client_id: str, sid: str, now: datetime.datetime
     ) -> SessionParticipant:

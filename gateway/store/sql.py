@@ -570,6 +570,24 @@ class SqlStore:
             claims=row.claims,
         )
 
+    def raise_session_assurance(
+        self, session_hash: str, acr: str, amr: tuple[str, ...], now: datetime.datetime
+    ) -> SsoSession:
+        _require_text(acr=acr)
+        _require_aware(now=now)
+        with self._write() as conn:
+            if self._live_session(conn, session_hash, now) is None:
+                raise SessionNotFoundError("the SSO session is unknown, ended or expired")
+            conn.execute(
+                update(sso_sessions)
+                .where(sso_sessions.c.session_hash == session_hash)
+                .values(acr=acr, amr=list(amr))
+            )
+        session = self.get_session(session_hash, now)
+        if session is None:  # ended between the two statements
+            raise SessionNotFoundError("the SSO session is unknown, ended or expired")
+        return session
+
     def add_participant(
         self, session_hash: str, client_id: str, sid: str, now: datetime.datetime
     ) -> SessionParticipant:

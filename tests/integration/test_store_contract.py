@@ -651,6 +651,20 @@ def test_a_session_is_found_until_it_expires(store: Store, subject: Subject) -> 
         store.create_session(session)
 
 
+def test_a_step_up_raises_the_assurance_of_a_live_session_only(
+    store: Store, subject: Subject
+) -> None:
+    session = _session(subject)
+    store.create_session(session)
+    raised = store.raise_session_assurance(session.session_hash, "loa3", ("pwd", "otp"), NOW)
+    assert (raised.acr, raised.amr) == ("loa3", ("pwd", "otp"))
+    assert raised.auth_time == session.auth_time
+    assert store.get_session(session.session_hash, NOW) == raised
+    store.end_session(session.session_hash, NOW)
+    with pytest.raises(SessionNotFoundError):
+        store.raise_session_assurance(session.session_hash, "loa2", ("otp",), NOW)
+
+
 def test_a_session_needs_a_known_subject(store: Store, subject: Subject) -> None:
     stranger = Subject("no-such-subject", _key("stranger"), NOW)
     with pytest.raises(SubjectNotFoundError):

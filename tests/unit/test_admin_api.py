@@ -40,6 +40,7 @@ def client(tmp_path: Path) -> Iterator[FlaskClient]:
             "pairwise_secret": secrets.token_urlsafe(32),
             "admin_token": TOKEN,
             "session_secret": secrets.token_urlsafe(32),
+            "mfa_secret": secrets.token_urlsafe(32),
         }
     )
     services = build_services(settings)

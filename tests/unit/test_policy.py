@@ -220,8 +220,10 @@ def test_portal_facts_come_from_the_registration_and_its_scopes() -> None:
         client_secret_hash="0" * 64,
         scopes=["openid", "profile", "phone"],
         minimum_level="loa2",
+        sector="tax",
+        allowed_home_regions=["zj"],
     )
-    facts = PortalFacts.from_portal(portal, sector="tax", allowed_home_regions=["zj"])
+    facts = PortalFacts.from_portal(portal)
     assert facts == PortalFacts(
         client_id="zj-gov-portal",
         owner="zj",

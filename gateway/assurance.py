@@ -1,0 +1,81 @@
+"""What a sign-in must reach before a portal gets a code, and which claims then leave.
+
+Combines the portal's registration, the request's ``acr_values`` and the Cedar policies
+(:mod:`gateway.policy`) into one outcome per authorization request. The gateway can raise a
+session to ``loa2`` itself (TOTP, :mod:`gateway.mfa`); ``loa3`` needs a verified real name that
+only a region can vouch for, so a request that needs it from a lower session is refused with
+``unmet_authentication_requirements`` rather than answered at a lower level.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from enum import StrEnum
+
+from gateway.policy import PersonFacts, PolicyEngine, PortalFacts, known_level, level_rank
+from gateway.registry import Level, Portal
+
+STEP_UP_LEVEL: Level = "loa2"  # the highest level a TOTP step-up can reach
+
+
+class Verdict(StrEnum):
+    ENTER = "enter"
+    STEP_UP = "step_up"  # the gateway can raise the session to the required level
+    UNMET = "unmet"  # a higher level is needed than the gateway can give
+    DENIED = "denied"  # no level would do
+
+
+@dataclass(frozen=True)
+class Outcome:
+    verdict: Verdict
+    required_level: Level
+    policy_ids: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class SignIn:
+    """The facts of a sign-in that policies may see (no claim values)."""
+
+    subject: str
+    home_region: str
+    acr: str | None
+    amr: tuple[str, ...]
+
+    @property
+    def level(self) -> Level:
+        return known_level(self.acr or "") or "loa1"
+
+    def facts(self) -> PersonFacts:
+        return PersonFacts(
+            subject=self.subject, home_region=self.home_region, level=self.level, amr=self.amr
+        )
+
+
+class Assurance:
+    """Entry and claim-release decisions for one portal and one sign-in."""
+
+    def __init__(self, policy: PolicyEngine) -> None:
+        self.policy = policy
+
+    def evaluate(self, sign_in: SignIn, portal: Portal, acr_values: str | None) -> Outcome:
+        person, facts = sign_in.facts(), PortalFacts.from_portal(portal)
+        required = self.policy.required_level(person, facts, acr_values)
+        entry = self.policy.may_enter(person, facts)
+        if not entry.allowed and entry.required_level is None:
+            return Outcome(Verdict.DENIED, required, entry.policy_ids)
+        if entry.required_level is not None and level_rank(entry.required_level) > level_rank(
+            required
+        ):
+            required = entry.required_level
+        if level_rank(sign_in.level) >= level_rank(required):
+            return Outcome(Verdict.ENTER, required, entry.policy_ids)
+        if level_rank(required) <= level_rank(STEP_UP_LEVEL):
+            return Outcome(Verdict.STEP_UP, required, entry.policy_ids)
+        return Outcome(Verdict.UNMET, required, entry.policy_ids)
+
+    def released(self, sign_in: SignIn, portal: Portal, candidates: Iterable[str]) -> set[str]:
+        """The claims (names) among ``candidates`` that may leave for ``portal``."""
+        return self.policy.released_claims(
+            sign_in.facts(), PortalFacts.from_portal(portal), candidates
+        )

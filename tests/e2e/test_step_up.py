@@ -1,0 +1,129 @@
+"""Assurance levels end to end: TOTP step-up in the browser, policies at the door and on claims."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pyotp
+import pytest
+from gateway_fixtures import (
+    KeycloakRegion,
+    PortalSite,
+    RunningGateway,
+    keycloak_region,
+    register_portal,
+    sign_in_at_keycloak,
+    start_gateway,
+)
+from playwright.sync_api import Browser, Page
+from tongxing_dev.keycloak import KeycloakEndpoint
+
+
+@pytest.fixture(scope="module")
+def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningGateway]:
+    yield from start_gateway(tmp_path_factory.mktemp("gateway"))
+
+
+@pytest.fixture(scope="module")
+def zj(keycloak: KeycloakEndpoint, gateway: RunningGateway) -> Iterator[KeycloakRegion]:
+    region = keycloak_region(keycloak, gateway, "zj")
+    yield region
+    region.admin.change_current_realm("master")
+    region.admin.delete_realm(region.realm)
+
+
+@pytest.fixture(scope="module")
+def site() -> Iterator[PortalSite]:
+    portals = PortalSite()
+    yield portals
+    portals.close()
+
+
+@pytest.fixture
+def page(browser: Browser) -> Iterator[Page]:
+    context = browser.new_context(locale="zh-CN")
+    yield context.new_page()
+    context.close()
+
+
+def test_a_loa2_portal_makes_a_loa1_citizen_enrol_totp_and_the_token_says_so(
+    gateway: RunningGateway, zj: KeycloakRegion, site: PortalSite, page: Page
+) -> None:
+    portal = register_portal(gateway, site, "tax-lite", minimum_level="loa2")
+    started = portal.start("openid profile", region="zj")
+    page.goto(started["url"])
+    sign_in_at_keycloak(page, zj)
+    page.wait_for_url(f"{gateway.issuer}/mfa")
+    assert page.locator("h1").inner_text() == "设置动态口令"
+    secret = page.locator("#secret").inner_text().replace(" ", "")
+    page.fill("input[name=code]", pyotp.TOTP(secret).now())
+    page.click("button[type=submit]")
+    codes = page.locator("#recovery-codes li").all_inner_texts()
+    assert len(codes) == 10
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{portal.redirect_uri}**")
+    claims = portal.finish(site.last_visit(portal.redirect_uri), started)["claims"]
+    assert claims["acr"] == "loa2"
+    assert "otp" in claims["amr"]
+
+    # The next loa2 portal in the same session needs nothing more; a fresh session needs the
+    # code (not a new enrolment).
+    other = register_portal(gateway, site, "tax-lite-2", minimum_level="loa2")
+    again = other.start("openid", region="zj")
+    page.goto(again["url"])
+    page.wait_for_url(f"{other.redirect_uri}**")
+    assert other.finish(site.last_visit(other.redirect_uri), again)["claims"]["acr"] == "loa2"
+    page.context.clear_cookies()
+    third = other.start("openid", region="zj")
+    page.goto(third["url"])
+    sign_in_at_keycloak(page, zj)
+    page.wait_for_url(f"{gateway.issuer}/mfa")
+    assert page.locator("h1").inner_text() == "输入动态口令"
+
+
+def test_a_tax_portal_needs_loa3_which_totp_cannot_give(
+    gateway: RunningGateway, zj: KeycloakRegion, site: PortalSite, page: Page
+) -> None:
+    portal = register_portal(gateway, site, "tax", sector="tax")
+    started = portal.start("openid profile", region="zj")
+    page.goto(started["url"])
+    sign_in_at_keycloak(page, zj)
+    page.wait_for_url(f"{portal.redirect_uri}**")
+    visit = site.last_visit(portal.redirect_uri)
+    assert "error=unmet_authentication_requirements" in visit
+    assert "code=" not in visit
+    assert f"state={started['pending']['state']}" in visit
+
+
+def test_a_portal_limited_to_other_regions_gets_access_denied_and_no_personal_data(
+    gateway: RunningGateway, zj: KeycloakRegion, site: PortalSite, page: Page
+) -> None:
+    portal = register_portal(gateway, site, "sh-only", allowed_home_regions=["sh"])
+    started = portal.start("openid profile", region="zj")
+    page.goto(started["url"])
+    sign_in_at_keycloak(page, zj)
+    page.wait_for_url(f"{portal.redirect_uri}**")
+    visit = site.last_visit(portal.redirect_uri)
+    assert "error=access_denied" in visit
+    assert "code=" not in visit
+
+
+def test_released_claims_differ_per_portal_as_the_policies_say(
+    gateway: RunningGateway, zj: KeycloakRegion, site: PortalSite, page: Page
+) -> None:
+    narrow = register_portal(gateway, site, "narrow", scopes=["openid"])
+    wide = register_portal(gateway, site, "wide", scopes=["openid", "profile"])
+    started = wide.start("openid profile", region="zj")
+    page.goto(started["url"])
+    sign_in_at_keycloak(page, zj)
+    page.wait_for_url(f"{wide.redirect_uri}**")
+    wide_claims = wide.finish(site.last_visit(wide.redirect_uri), started)["claims"]
+    assert wide_claims["name"] == "三 张"
+
+    # The narrow portal asks for profile too, but its registration does not request it.
+    started = narrow.start("openid profile", region="zj")
+    page.goto(started["url"])
+    page.wait_for_url(f"{narrow.redirect_uri}**")
+    narrow_claims = narrow.finish(site.last_visit(narrow.redirect_uri), started)["claims"]
+    assert "name" not in narrow_claims
+    assert "home_region" not in narrow_claims
