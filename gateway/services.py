@@ -13,7 +13,7 @@ from gateway.keys import KeyRing, load_or_create
 from gateway.mfa import SecretCipher, TotpService
 from gateway.policy import PolicyEngine
 from gateway.registry import Registry
-from gateway.sessions import Sessions
+from gateway.sessions import IdentitySealer, Sessions
 from gateway.settings import Settings
 from gateway.store.contract import Store
 from gateway.store.sql import SqlStore
@@ -31,6 +31,7 @@ class Services:
     regions: MetadataCache
     policy: PolicyEngine
     totp: TotpService
+    sealer: IdentitySealer
 
     def close(self) -> None:
         self.regions.close()
@@ -58,6 +59,7 @@ def wire(settings: Settings, store: Store, keys: KeyRing) -> Services:
         settings.issuer_url,
         settings.pairwise_secret.get_secret_value().encode(),
     )
+    cipher = SecretCipher.from_secrets(settings.mfa_secret)
     timeout = settings.upstream_timeout
     limits = HttpLimits(
         connect_timeout=min(2.0, timeout / 2), read_timeout=timeout / 2, total_timeout=timeout
@@ -70,7 +72,8 @@ def wire(settings: Settings, store: Store, keys: KeyRing) -> Services:
         sessions=sessions,
         regions=MetadataCache(limits=limits),
         policy=PolicyEngine(settings.policy_dir),
-        totp=TotpService(store, SecretCipher.from_secrets(settings.mfa_secret)),
+        totp=TotpService(store, cipher),
+        sealer=IdentitySealer(cipher),
     )
 
 

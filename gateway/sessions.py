@@ -7,6 +7,7 @@ portal, in parallel and with short timeouts so one slow portal delays nobody.
 
 from __future__ import annotations
 
+import base64
 import logging
 import secrets
 from concurrent.futures import ThreadPoolExecutor
@@ -16,13 +17,18 @@ from typing import Any
 
 import requests
 
+from gateway.identity import ResidentIdentityNumber
 from gateway.keys import KeyRing
+from gateway.mfa import SecretCipher
 from gateway.registry import Registry
 from gateway.store.contract import SessionParticipant, SsoSession, Store, token_hash
 
 log = logging.getLogger(__name__)
 
 SESSION_COOKIE = "tongxing_sso"
+# The session keeps the resident identity number only sealed (AES-GCM, bound to the subject), so
+# that it can be released to portals whose registration allows it and to no one else.
+SEALED_ID_NUMBER = "id_number_sealed"
 BACKCHANNEL_EVENT = "http://schemas.openid.net/event/backchannel-logout"
 LOGOUT_TOKEN_LIFETIME = 120
 BACKCHANNEL_TIMEOUT = 2.0
@@ -34,6 +40,20 @@ class LogoutReport:
 
     notified: tuple[str, ...]
     failed: tuple[str, ...]
+
+
+class IdentitySealer:
+    """Seals identity numbers for the session store; opens them only for release."""
+
+    def __init__(self, cipher: SecretCipher) -> None:
+        self.cipher = cipher
+
+    def seal_identity_number(self, number: ResidentIdentityNumber, subject: str) -> str:
+        sealed = self.cipher.encrypt(number.value.encode(), f"id_number:{subject}")
+        return base64.b64encode(sealed).decode()
+
+    def open_identity_number(self, sealed: str, subject: str) -> str:
+        return self.cipher.decrypt(base64.b64decode(sealed), f"id_number:{subject}").decode()
 
 
 class Sessions:

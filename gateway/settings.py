@@ -46,7 +46,9 @@ class Settings(BaseSettings):
     pairwise_secret: SecretStr = Field(description="HMAC key for pairwise subject identifiers.")
     admin_token: SecretStr = Field(description="Bearer token of the admin API.")
     session_secret: SecretStr = Field(description="Signs the gateway's own cookies.")
-    mfa_secret: SecretStr = Field(description="Seals second-factor secrets at rest.")
+    mfa_secret: SecretStr = Field(
+        description="Seals second-factor secrets and session identity numbers at rest."
+    )
     policy_dir: Path | None = Field(
         default=None, description="Cedar policies and schema; default: the shipped baseline."
     )

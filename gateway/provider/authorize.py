@@ -30,7 +30,7 @@ from gateway.keys import TokenRejectedError
 from gateway.provider.server import Provider, User
 from gateway.registry import Portal
 from gateway.services import Services, current_services
-from gateway.sessions import SESSION_COOKIE
+from gateway.sessions import SEALED_ID_NUMBER, SESSION_COOKIE
 from gateway.store.contract import (
     LoginTransaction as StoredTransaction,
 )
@@ -345,7 +345,12 @@ def callback(code: str) -> Response:
         ) from None
     acr = region.acr_mapping.get(identity.acr or "", "loa1")
     session_id = services.sessions.new_id()
-    claims: dict[str, Any] = {"home_region": region.code}
+    claims: dict[str, Any] = {
+        "home_region": region.code,
+        SEALED_ID_NUMBER: services.sealer.seal_identity_number(
+            identity.identity_number, subject.id
+        ),
+    }
     if identity.name:
         claims["name"] = identity.name
     if identity.phone_number:

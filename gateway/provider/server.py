@@ -32,9 +32,10 @@ from authlib.oidc.core.grants import OpenIDCode
 from joserfc.jwk import KeySet
 
 from gateway.assurance import Assurance, SignIn
-from gateway.policy import SCOPE_CLAIMS
+from gateway.policy import ID_NUMBER_CLAIM, SCOPE_CLAIMS
 from gateway.registry import AuthMethod, Portal
 from gateway.services import Services
+from gateway.sessions import SEALED_ID_NUMBER
 from gateway.store.contract import (
     AccessTokenRecord,
     CodeNotFoundError,
@@ -221,15 +222,18 @@ class Provider:
         """Claims for the ID token and userinfo (OIDC Core §5.4): what the scopes ask for, the
         session holds, and the policies release to this portal (data minimisation)."""
         claims: dict[str, Any] = {"sub": self.subject_for(portal, user.subject)}
+        held = set(user.claims) | ({ID_NUMBER_CLAIM} if SEALED_ID_NUMBER in user.claims else set())
         wanted = {
-            claim
-            for name in scope.split()
-            for claim in SCOPE_CLAIMS.get(name, ())
-            if claim in user.claims
+            claim for name in scope.split() for claim in SCOPE_CLAIMS.get(name, ()) if claim in held
         }
-        if wanted:
-            released = self.assurance.released(user.sign_in(), portal, wanted)
-            claims.update({claim: user.claims[claim] for claim in sorted(released)})
+        if not wanted:
+            return claims
+        for claim in sorted(self.assurance.released(user.sign_in(), portal, wanted)):
+            if claim == ID_NUMBER_CLAIM:
+                sealed = user.claims[SEALED_ID_NUMBER]
+                claims[claim] = self.services.sealer.open_identity_number(sealed, user.subject)
+            else:
+                claims[claim] = user.claims[claim]
         return claims
 
     def issue_id_token(

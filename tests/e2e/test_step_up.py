@@ -7,6 +7,7 @@ from collections.abc import Iterator
 import pyotp
 import pytest
 from gateway_fixtures import (
+    PERSON_ID,
     KeycloakRegion,
     PortalSite,
     RunningGateway,
@@ -16,7 +17,10 @@ from gateway_fixtures import (
     start_gateway,
 )
 from playwright.sync_api import Browser, Page
+from sqlalchemy import text
 from tongxing_dev.keycloak import KeycloakEndpoint
+
+from gateway.store.sql import SqlStore
 
 
 @pytest.fixture(scope="module")
@@ -127,3 +131,33 @@ def test_released_claims_differ_per_portal_as_the_policies_say(
     narrow_claims = narrow.finish(site.last_visit(narrow.redirect_uri), started)["claims"]
     assert "name" not in narrow_claims
     assert "home_region" not in narrow_claims
+
+
+def test_the_identity_number_leaves_only_for_portals_allowed_to_receive_it(
+    gateway: RunningGateway, zj: KeycloakRegion, site: PortalSite, page: Page
+) -> None:
+    allowed = register_portal(
+        gateway, site, "civil", scopes=["openid", "id_number"], may_receive_id_number=True
+    )
+    curious = register_portal(gateway, site, "curious", scopes=["openid", "id_number"])
+    started = allowed.start("openid id_number", region="zj")
+    page.goto(started["url"])
+    sign_in_at_keycloak(page, zj)
+    page.wait_for_url(f"{allowed.redirect_uri}**")
+    tokens = allowed.finish(site.last_visit(allowed.redirect_uri), started)
+    assert tokens["claims"]["id_number"] == PERSON_ID
+    info = allowed.rp("userinfo", tokens["access_token"], tokens["claims"]["sub"])
+    assert info["id_number"] == PERSON_ID
+
+    started = curious.start("openid id_number", region="zj")
+    page.goto(started["url"])
+    page.wait_for_url(f"{curious.redirect_uri}**")
+    claims = curious.finish(site.last_visit(curious.redirect_uri), started)["claims"]
+    assert "id_number" not in claims
+    # Nowhere in the database is the number kept in clear (sessions hold it sealed).
+    store = gateway.services.store
+    assert isinstance(store, SqlStore)
+    with store.engine.connect() as conn:
+        for table in ("sso_sessions", "subjects", "subject_links", "authorization_codes"):
+            dump = str(conn.execute(text(f"SELECT * FROM {table}")).fetchall())  # noqa: S608
+            assert PERSON_ID not in dump, table
