@@ -14,6 +14,7 @@ from flask import Blueprint, Response, jsonify, request
 from pydantic import BaseModel, ValidationError
 
 from gateway.errors import GatewayError
+from gateway.policy import PolicySetError, PolicySetInfo
 from gateway.registry import AuthMethod, Portal, Region, hash_secret, new_client_secret
 from gateway.services import current_services
 
@@ -179,6 +180,38 @@ def delete_portal(client_id: str) -> tuple[str, int]:
     if not current_services().registry.delete_portal(client_id):
         raise _not_found("portal", client_id)
     return "", 204
+
+
+def _policy_view(info: PolicySetInfo) -> dict[str, Any]:
+    return {
+        "files": list(info.files),
+        "policy_ids": list(info.policy_ids),
+        "digest": info.digest,
+        "loaded_at": info.loaded_at.isoformat(),
+    }
+
+
+@blueprint.get("/policies")
+def get_policies() -> Response:
+    """The active policy set."""
+    return jsonify(_policy_view(current_services().policy.info))
+
+
+@blueprint.post("/policies/reload")
+def reload_policies() -> Response | tuple[Response, int]:
+    """Validate and activate the policy files; an invalid set is refused whole (422) and the
+    last good set stays active. Each replica reloads its own copy."""
+    try:
+        info = current_services().policy.reload()
+    except PolicySetError as exc:
+        body = {
+            "error": "invalid_policy_set",
+            "error_description": "the policy set was refused; the previous set stays active",
+            "problems": [{"file": file, "message": message} for file, message in exc.problems],
+            "active": _policy_view(current_services().policy.info),
+        }
+        return jsonify(body), 422
+    return jsonify(_policy_view(info))
 
 
 def _schema(model: type[BaseModel], drop: set[str]) -> dict[str, Any]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,7 @@ import pytest
 from flask.testing import FlaskClient
 
 from gateway.app import create_app
+from gateway.policy import default_policy_dir
 from gateway.services import build_services
 from gateway.settings import Settings
 
@@ -30,9 +32,17 @@ PORTAL = {
 
 
 @pytest.fixture
-def client(tmp_path: Path) -> Iterator[FlaskClient]:
+def policy_dir(tmp_path: Path) -> Path:
+    folder = tmp_path / "policies"
+    shutil.copytree(default_policy_dir(), folder)
+    return folder
+
+
+@pytest.fixture
+def client(tmp_path: Path, policy_dir: Path) -> Iterator[FlaskClient]:
     settings = Settings.model_validate(
         {
+            "policy_dir": policy_dir,
             "issuer": "https://tongxing.example.cn",
             "data_dir": tmp_path,
             "create_keys": True,
@@ -133,3 +143,20 @@ def test_unknown_pages_are_a_readable_404(client: FlaskClient) -> None:
     assert response.status_code == 404
     assert "页面不存在" in response.get_data(as_text=True)
     assert "frame-ancestors 'none'" in response.headers["Content-Security-Policy"]
+
+
+def test_an_invalid_policy_file_is_refused_and_the_active_set_stays(
+    client: FlaskClient, policy_dir: Path
+) -> None:
+    active = client.get("/admin/v1/policies", headers=auth()).get_json()
+    assert active["policy_ids"]
+    (policy_dir / "broken.cedar").write_text('@id("broken")\npermit(principal, action, resource')
+    refused = client.post("/admin/v1/policies/reload", headers=auth())
+    assert refused.status_code == 422
+    body = refused.get_json()
+    assert body["problems"][0]["file"] == "broken.cedar"
+    assert body["active"]["digest"] == active["digest"]
+    (policy_dir / "broken.cedar").unlink()
+    reloaded = client.post("/admin/v1/policies/reload", headers=auth())
+    assert reloaded.status_code == 200
+    assert reloaded.get_json()["policy_ids"] == active["policy_ids"]
