@@ -10,7 +10,12 @@ VENV := $(TONGXING_CACHE)/venv-py$(PYVER)-$(DEPS_KEY)
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: test lint venv up down status
+.PHONY: demo test lint venv up down status
+
+## demo: the gateway with a demo federation (three Keycloak regions, two portals) on 127.0.0.1
+demo: venv
+	$(BIN)/tongxing-dev up keycloak
+	$(BIN)/python tests/demo_on_harness.py $(DEMO_ARGS)
 
 ## test: lint, type-check, then every test tier against the real servers
 test: lint

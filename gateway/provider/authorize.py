@@ -28,7 +28,7 @@ from gateway.errors import GatewayError, invalid_request
 from gateway.identity import identity_key
 from gateway.keys import TokenRejectedError
 from gateway.provider.server import Provider, User
-from gateway.registry import Portal
+from gateway.registry import Portal, RegionKind
 from gateway.services import Services, current_services
 from gateway.sessions import SEALED_ID_NUMBER, SESSION_COOKIE
 from gateway.store.contract import (
@@ -212,7 +212,11 @@ def _go_to_region(services: Services, params: dict[str, str], redirect_uri: str)
     code = params.get("region")
     region = services.registry.region(code) if code else None
     if region is None or not region.enabled:
-        regions = [r for r in services.registry.regions() if r.enabled]
+        # Provinces and their peers first, national departments last; by code within a kind.
+        regions = sorted(
+            (r for r in services.registry.regions() if r.enabled),
+            key=lambda r: (r.kind is RegionKind.DEPARTMENT, r.code),
+        )
         hidden = [(k, v) for k, v in params.items() if k != "region"]
         return render_template(
             "chooser.html", params=hidden, regions=regions, last=request.cookies.get(REGION_COOKIE)
