@@ -156,6 +156,8 @@ class Portal(BaseModel):
     grant_types: list[GrantType] = Field(default_factory=_default_grants)
     scopes: list[str] = Field(default_factory=lambda: ["openid", "profile"])
     subject_type: Literal["public", "pairwise"] = "public"
+    # OIDC Dynamic Client Registration §2: the ID token's algorithm for this portal.
+    id_token_signed_response_alg: Literal["RS256", "ES256"] = "RS256"  # noqa: S105 - an alg
     minimum_level: Level = "loa1"
     # What policies know of the portal (policies/schema.cedarschema).
     sector: Annotated[str, Field(pattern=r"^[a-z][a-z0-9-]{1,31}$")] = "general"

@@ -88,10 +88,13 @@ class Portal:
     client_id: str
     client_secret: str
     redirect_uri: str
+    metadata: dict[str, Any] = field(default_factory=dict)  # what openid-client should expect
 
     @property
     def credentials(self) -> str:
-        return json.dumps({"client_id": self.client_id, "client_secret": self.client_secret})
+        return json.dumps(
+            {"client_id": self.client_id, "client_secret": self.client_secret, **self.metadata}
+        )
 
     def rp(self, command: str, *args: str) -> Any:
         return rp(command, self.gateway.issuer, self.credentials, *args)
@@ -185,7 +188,9 @@ def register_portal(gateway: RunningGateway, site: PortalSite, name: str, **extr
     response = gateway.admin("PUT", f"/portals/{client_id}", body)
     assert response.status_code == 201, response.text
     # Public and private_key_jwt portals get no secret.
-    return Portal(gateway, client_id, response.json().get("client_secret", ""), redirect_uri)
+    metadata = {k: v for k, v in extra.items() if k == "id_token_signed_response_alg"}
+    secret = response.json().get("client_secret", "")
+    return Portal(gateway, client_id, secret, redirect_uri, metadata)
 
 
 @dataclass

@@ -268,7 +268,7 @@ class Provider:
             claims["amr"] = list(user.amr)
         if sid:
             claims["sid"] = sid
-        return self.services.keys.sign(claims)
+        return self.services.keys.sign(claims, alg=portal.id_token_signed_response_alg)
 
     def issue_tokens(
         self,

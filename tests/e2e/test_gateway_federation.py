@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -240,3 +242,12 @@ def test_the_same_person_through_another_region_is_the_same_national_subject(
         gateway.admin("DELETE", "/regions/sh")
     assert tokens_sh["claims"]["sub"] == tokens_zj["claims"]["sub"]
     assert tokens_sh["claims"]["home_region"] == "sh"
+
+
+def test_a_portal_registered_for_es256_gets_es256_id_tokens(
+    gateway: RunningGateway, zj: KeycloakRegion, site: PortalSite, page: Page
+) -> None:
+    portal = register_portal(gateway, site, "es256", id_token_signed_response_alg="ES256")
+    tokens = sign_in(page, portal, zj, site)  # openid-client insists on the registered alg
+    header = tokens["id_token"].split(".")[0]
+    assert json.loads(base64.urlsafe_b64decode(header + "=" * (-len(header) % 4)))["alg"] == "ES256"

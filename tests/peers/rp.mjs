@@ -14,11 +14,12 @@ import * as client from 'openid-client';
 
 async function configuration(issuer, clientJson) {
   const url = new URL(issuer);
-  const { client_id: clientId, client_secret: secret } = JSON.parse(clientJson ?? '{}');
+  // Anything besides client_id and client_secret is client metadata (e.g. the ID token alg).
+  const { client_id: clientId, client_secret: secret, ...metadata } = JSON.parse(clientJson ?? '{}');
   // The servers under test listen on plain-HTTP loopback; production issuers are HTTPS.
   const options = url.protocol === 'http:' ? { execute: [client.allowInsecureRequests] } : {};
   const auth = secret ? client.ClientSecretBasic(secret) : client.None();
-  return client.discovery(url, clientId ?? 'tongxing-smoke', undefined, auth, options);
+  return client.discovery(url, clientId ?? 'tongxing-smoke', metadata, auth, options);
 }
 
 const commands = {
