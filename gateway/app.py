@@ -12,6 +12,7 @@ from gateway.admin.api import blueprint as admin
 from gateway.errors import GatewayError, method_not_allowed, not_found, server_error
 from gateway.health import blueprint as health
 from gateway.provider.authorize import blueprint as authorize
+from gateway.provider.consents import blueprint as consents
 from gateway.provider.discovery import blueprint as discovery
 from gateway.provider.logout import blueprint as logout
 from gateway.provider.server import build_authorization_server
@@ -52,7 +53,8 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         )
 
     app.extensions["tongxing.oauth"] = build_authorization_server(services)
-    for blueprint in (discovery, authorize, stepup, token, userinfo, logout, health, admin):
+    blueprints = (discovery, authorize, stepup, consents, token, userinfo, logout, health, admin)
+    for blueprint in blueprints:
         app.register_blueprint(blueprint)
 
     app.after_request(_security_headers)

@@ -162,6 +162,10 @@ class Portal(BaseModel):
     # What policies know of the portal (policies/schema.cedarschema).
     sector: Annotated[str, Field(pattern=r"^[a-z][a-z0-9-]{1,31}$")] = "general"
     may_receive_id_number: bool = False
+    # Claims released only after the person agreed, on a consent page (remembered, revocable).
+    consent_claims: list[Literal["name", "phone_number", "id_number", "home_region"]] = Field(
+        default_factory=list
+    )
     allowed_home_regions: list[Annotated[str, Field(pattern=CODE_PATTERN)]] | None = None
     enabled: bool = True
 

@@ -10,6 +10,7 @@ the original request.
 from __future__ import annotations
 
 import logging
+import secrets
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode
@@ -17,7 +18,7 @@ from urllib.parse import urlencode
 from authlib.integrations.flask_oauth2 import AuthorizationServer
 from authlib.oauth2 import OAuth2Error
 from authlib.oauth2.rfc6749.errors import AccessDeniedError, InvalidClientError, InvalidRequestError
-from authlib.oidc.core.errors import InteractionRequiredError
+from authlib.oidc.core.errors import ConsentRequiredError, InteractionRequiredError
 from flask import Blueprint, current_app, redirect, render_template, request, session, url_for
 from werkzeug.wrappers import Response
 
@@ -48,6 +49,14 @@ BINDING_COOKIE = "tongxing_login"
 REGION_COOKIE = "tongxing_region"
 TRANSACTION_LIFETIME = timedelta(minutes=10)
 STEP_UP_CONTINUE = "stepup_continue"  # the authorization request a step-up resumes
+CONSENT_PENDING = "consent_pending"
+CONSENT_CSRF = "consent_csrf"
+CLAIM_LABELS = {
+    "name": ("姓名", "Name"),
+    "phone_number": ("手机号码", "Phone number"),
+    "id_number": ("公民身份号码", "Resident identity number"),
+    "home_region": ("注册地区", "Home region"),
+}
 # Parameters of the original request that are carried through the region round trip.
 CARRIED = (
     "client_id",
@@ -167,9 +176,13 @@ def authorize() -> Response | str | tuple[str, int]:
     except ValueError as error:
         return _error_redirect(InvalidRequestError(str(error), redirect_uri=redirect_uri), params)
     if user is not None:
-        refused = _assurance(services, grant.request.client.portal, user, params)
+        portal = grant.request.client.portal
+        refused = _assurance(services, portal, user, params)
         if refused is not None:
             return refused
+        asked = _consent(portal, user, params, grant.request.payload.scope or "")
+        if asked is not None:
+            return asked
         response: Response = server.create_authorization_response(grant=grant, grant_user=user)
         response.status_code = 303 if request.method == "POST" else response.status_code
         return response
@@ -206,6 +219,58 @@ def _assurance(
         return redirect(url_for("stepup.second_factor"), code=303)
     error.redirect_uri = redirect_uri
     return _error_redirect(error, params)
+
+
+def _consent(
+    portal: Portal, user: User, params: dict[str, str], scope: str
+) -> Response | str | None:
+    """Ask the person before releasing claims the registration reserves for consent."""
+    _, provider = oauth()
+    missing = provider.missing_consent(portal, user, provider.releasable(portal, user, scope))
+    if not missing:
+        return None
+    if "none" in params.get("prompt", "").split():
+        error = ConsentRequiredError("the person has not consented to the requested claims")
+        error.redirect_uri = params["redirect_uri"]
+        return _error_redirect(error, params)
+    session[CONSENT_PENDING] = {"params": params, "claims": sorted(missing)}
+    return render_template(
+        "consent.html",
+        portal=portal,
+        claims=sorted(missing),
+        labels=CLAIM_LABELS,
+        csrf=session.setdefault(CONSENT_CSRF, secrets.token_urlsafe(24)),
+    )
+
+
+@blueprint.post("/consent")
+def consent() -> Response:
+    """The answer of the consent page: remembered when given, ``access_denied`` when refused."""
+    services = current_services()
+    pending = session.pop(CONSENT_PENDING, None)
+    sso = services.sessions.find(request.cookies.get(SESSION_COOKIE), _now())
+    token = request.form.get("csrf", "")
+    if (
+        not isinstance(pending, dict)
+        or sso is None
+        or not secrets.compare_digest(token, session.get(CONSENT_CSRF, "-"))
+    ):
+        raise GatewayError(
+            "login_expired",
+            "请求已失效",
+            "Request expired",
+            "请返回原网站重新登录。",
+            "Go back to the site and sign in again.",
+        )
+    params: dict[str, str] = pending["params"]
+    if request.form.get("decision") != "allow":
+        denied = AccessDeniedError("the person did not consent")
+        denied.redirect_uri = params["redirect_uri"]
+        return _error_redirect(denied, params)
+    services.store.save_consent(
+        sso.subject, params["client_id"], frozenset(pending["claims"]), _now()
+    )
+    return redirect(f"/authorize?{urlencode(params)}", code=303)
 
 
 def _go_to_region(services: Services, params: dict[str, str], redirect_uri: str) -> Response | str:

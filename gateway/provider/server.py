@@ -218,17 +218,32 @@ class Provider:
             subject, self.settings.pairwise_secret.get_secret_value().encode()
         )
 
-    def user_claims(self, portal: Portal, user: User, scope: str) -> dict[str, Any]:
-        """Claims for the ID token and userinfo (OIDC Core §5.4): what the scopes ask for, the
-        session holds, and the policies release to this portal (data minimisation)."""
-        claims: dict[str, Any] = {"sub": self.subject_for(portal, user.subject)}
+    def releasable(self, portal: Portal, user: User, scope: str) -> set[str]:
+        """The claims (names) the scopes ask for, the session holds and the policies release."""
         held = set(user.claims) | ({ID_NUMBER_CLAIM} if SEALED_ID_NUMBER in user.claims else set())
         wanted = {
             claim for name in scope.split() for claim in SCOPE_CLAIMS.get(name, ()) if claim in held
         }
         if not wanted:
-            return claims
-        for claim in sorted(self.assurance.released(user.sign_in(), portal, wanted)):
+            return set()
+        return self.assurance.released(user.sign_in(), portal, wanted)
+
+    def missing_consent(self, portal: Portal, user: User, released: set[str]) -> set[str]:
+        """Claims of ``released`` the registration reserves for consent not (yet) given."""
+        reserved = released & set(portal.consent_claims)
+        if not reserved:
+            return set()
+        consent = self.store.get_consent(user.subject, portal.client_id)
+        return reserved - (consent.claims if consent is not None else frozenset())
+
+    def user_claims(self, portal: Portal, user: User, scope: str) -> dict[str, Any]:
+        """Claims for the ID token and userinfo (OIDC Core §5.4): what the scopes ask for, the
+        session holds, the policies release to this portal (data minimisation) and, for claims
+        the registration reserves, what the person consented to."""
+        claims: dict[str, Any] = {"sub": self.subject_for(portal, user.subject)}
+        released = self.releasable(portal, user, scope)
+        released -= self.missing_consent(portal, user, released)
+        for claim in sorted(released):
             if claim == ID_NUMBER_CLAIM:
                 sealed = user.claims[SEALED_ID_NUMBER]
                 claims[claim] = self.services.sealer.open_identity_number(sealed, user.subject)

@@ -281,6 +281,19 @@ class RecoveryCode:
         _require_aware(self, created_at=self.created_at, used_at=self.used_at)
 
 
+@dataclass(frozen=True)
+class Consent:
+    """The claims a person agreed to release to one portal, until they revoke it."""
+
+    subject: str
+    client_id: str
+    claims: frozenset[str]
+    granted_at: datetime.datetime
+
+    def __post_init__(self) -> None:
+        _require_aware(self, granted_at=self.granted_at)
+
+
 # --- errors -------------------------------------------------------------------------------------
 
 
@@ -649,6 +662,26 @@ class Store(Protocol):
         ...
 
     # housekeeping
+
+    # consents
+
+    def save_consent(
+        self, subject: str, client_id: str, claims: frozenset[str], now: datetime.datetime
+    ) -> Consent:
+        """Record (or widen, or renew after revocation) a person's consent for a portal."""
+        ...
+
+    def get_consent(self, subject: str, client_id: str) -> Consent | None:
+        """The live consent, or ``None`` when there is none or it was revoked."""
+        ...
+
+    def list_consents(self, subject: str) -> list[Consent]:
+        """A person's live consents, by portal."""
+        ...
+
+    def revoke_consent(self, subject: str, client_id: str, now: datetime.datetime) -> bool:
+        """Withdraw a consent; ``False`` when there was no live one."""
+        ...
 
     def purge_expired(self, now: datetime.datetime) -> int:
         """Delete expired short-lived rows; return how many rows went.

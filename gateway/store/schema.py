@@ -305,3 +305,18 @@ attempt_counters = Table(
     Column("locked_until", UtcDateTime(), nullable=True),
     Column("expires_at", UtcDateTime(), nullable=False, index=True),
 )
+
+consents = Table(
+    "consents",
+    metadata,
+    Column(
+        "subject",
+        String(ID),
+        ForeignKey("subjects.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("client_id", String(NAME), primary_key=True),
+    Column("claims", json_type(), nullable=False),
+    Column("granted_at", UtcDateTime(), nullable=False),
+    Column("revoked_at", UtcDateTime(), nullable=True),
+)

@@ -161,3 +161,36 @@ def test_the_identity_number_leaves_only_for_portals_allowed_to_receive_it(
         for table in ("sso_sessions", "subjects", "subject_links", "authorization_codes"):
             dump = str(conn.execute(text(f"SELECT * FROM {table}")).fetchall())  # noqa: S608
             assert PERSON_ID not in dump, table
+
+
+def test_consent_is_asked_once_remembered_and_withdrawn(
+    gateway: RunningGateway, zj: KeycloakRegion, site: PortalSite, page: Page
+) -> None:
+    portal = register_portal(gateway, site, "consent", consent_claims=["phone_number", "name"])
+    started = portal.start("openid profile", region="zj")
+    page.goto(started["url"])
+    sign_in_at_keycloak(page, zj)
+    assert "请求获取您的以下信息" in page.locator("h1").inner_text()
+    assert page.locator("#claims li").all_inner_texts() == ["姓名 Name"]
+    page.click("button[value=allow]")
+    page.wait_for_url(f"{portal.redirect_uri}**")
+    claims = portal.finish(site.last_visit(portal.redirect_uri), started)["claims"]
+    assert claims["name"] == "三 张"
+
+    again = portal.start("openid profile", region="zj")
+    page.goto(again["url"])  # remembered: straight back to the portal
+    page.wait_for_url(f"{portal.redirect_uri}**")
+    assert portal.finish(site.last_visit(portal.redirect_uri), again)["claims"]["name"] == "三 张"
+
+    page.goto(f"{gateway.issuer}/consents")
+    assert page.locator(f"li[data-client='{portal.client_id}']").count() == 1
+    page.click(f"li[data-client='{portal.client_id}'] button")
+    assert page.locator("#no-consents").count() == 1
+
+    third = portal.start("openid profile", region="zj")
+    page.goto(third["url"])
+    page.click("button[value=deny]")
+    page.wait_for_url(f"{portal.redirect_uri}**")
+    visit = site.last_visit(portal.redirect_uri)
+    assert "error=access_denied" in visit
+    assert f"state={third['pending']['state']}" in visit

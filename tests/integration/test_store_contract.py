@@ -1034,3 +1034,30 @@ def test_purge_forgets_attempt_counters_whose_window_and_lock_have_passed(store:
     assert store.is_locked("subject:locked", later) == NOW + 2 * HOUR
     assert store.purge_expired(NOW + 2 * HOUR) == 1
     assert store.reset_failures("ip:stale") is False
+
+
+# --- consents -----------------------------------------------------------------------------------
+
+
+def test_a_consent_is_remembered_widened_and_revocable(store: Store, subject: Subject) -> None:
+    assert store.get_consent(subject.id, "portal-a") is None
+    first = store.save_consent(subject.id, "portal-a", frozenset({"name"}), NOW)
+    assert first.claims == {"name"}
+    wider = store.save_consent(subject.id, "portal-a", frozenset({"phone_number"}), NOW + HOUR)
+    assert wider.claims == {"name", "phone_number"}
+    assert store.get_consent(subject.id, "portal-a") == wider
+    store.save_consent(subject.id, "portal-b", frozenset({"name"}), NOW)
+    assert [c.client_id for c in store.list_consents(subject.id)] == ["portal-a", "portal-b"]
+
+    assert store.revoke_consent(subject.id, "portal-a", NOW + DAY) is True
+    assert store.revoke_consent(subject.id, "portal-a", NOW + DAY) is False
+    assert store.get_consent(subject.id, "portal-a") is None
+    assert [c.client_id for c in store.list_consents(subject.id)] == ["portal-b"]
+    # Consent given again after a revocation starts afresh: nothing old comes back.
+    renewed = store.save_consent(subject.id, "portal-a", frozenset({"name"}), NOW + DAY)
+    assert renewed.claims == {"name"}
+
+
+def test_a_consent_needs_a_known_subject(store: Store) -> None:
+    with pytest.raises(SubjectNotFoundError):
+        store.save_consent("no-such-subject", "portal-a", frozenset({"name"}), NOW)
