@@ -1,0 +1,517 @@
+"""The Region and Portal reconcilers: read, diff, write; create or adopt, never duplicate.
+
+A reconciler is given a parsed spec and a :class:`Progress` and either finishes (the Progress
+then says Ready) or raises :class:`ReconcileError`, which names the condition that failed, why,
+and whether trying again can help. The kopf handlers only translate that into status, events
+and kopf's retry exceptions; everything here runs (and is tested) without kopf.
+"""
+
+from __future__ import annotations
+
+import secrets as random_secrets
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+from kubernetes.client.exceptions import ApiException
+from pydantic import BaseModel, SecretStr, ValidationError
+
+from realm_operator import diff
+from realm_operator.cluster import ClusterUnavailableError, Owner, Secrets
+from realm_operator.gateway_client import (
+    GatewayClient,
+    GatewayRejectedError,
+    GatewayUnauthorizedError,
+    GatewayUnavailableError,
+)
+from realm_operator.keycloak import (
+    AdminCredentials,
+    KeycloakRejectedError,
+    KeycloakUnauthorizedError,
+    KeycloakUnavailableError,
+    RealmAdmin,
+)
+from realm_operator.models import (
+    PORTAL_CONDITIONS,
+    REGION_CONDITIONS,
+    Condition,
+    ConditionType,
+    DeletionPolicy,
+    PortalSpec,
+    RegionSpec,
+    condition,
+    dump_conditions,
+    parse_conditions,
+    set_condition,
+)
+from realm_operator.settings import OperatorSettings
+from realm_operator.templates import (
+    GATEWAY_CLIENT_ID,
+    OWNER_ATTRIBUTE,
+    RealmBlueprint,
+    RealmTemplates,
+    TemplateError,
+)
+
+INVALID_SPEC = "InvalidSpec"
+S = TypeVar("S", bound=BaseModel)
+
+
+class ReconcileError(Exception):
+    """Why a reconcile stopped: the condition it leaves False, a reason and a message.
+
+    ``permanent`` errors need a change of the spec (or of something it names); the others are
+    retried after ``delay`` seconds.
+    """
+
+    def __init__(
+        self,
+        condition: ConditionType,
+        reason: str,
+        message: str,
+        *,
+        permanent: bool = False,
+        delay: float = 5.0,
+    ) -> None:
+        super().__init__(message)
+        self.condition = condition
+        self.reason = reason
+        self.message = message
+        self.permanent = permanent
+        self.delay = delay
+
+
+@dataclass(frozen=True)
+class ObjectRef:
+    """The custom resource being reconciled."""
+
+    kind: str
+    namespace: str
+    name: str
+    uid: str
+    generation: int
+
+    @property
+    def key(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class Progress:
+    """The status a reconcile leaves behind: conditions, fields and what it changed."""
+
+    previous: Mapping[str, Any]
+    generation: int
+    order: tuple[ConditionType, ...]
+    clock: Callable[[], datetime] = _now
+    changes: list[str] = field(default_factory=list)
+    fields: dict[str, Any] = field(default_factory=dict)
+    conditions: list[Condition] = field(init=False)
+    phase: str = "Provisioning"
+
+    def __post_init__(self) -> None:
+        self.conditions = parse_conditions(self.previous.get("conditions"))
+
+    def set(self, type_: ConditionType, status: bool | None, reason: str, message: str) -> None:
+        self.conditions = set_condition(
+            self.conditions,
+            type_,
+            status,
+            reason,
+            message,
+            generation=self.generation,
+            now=self.clock(),
+        )
+
+    def fail(self, error: ReconcileError) -> None:
+        self.set(error.condition, False, error.reason, error.message)
+        if error.condition is not ConditionType.READY:
+            self.set(ConditionType.READY, False, error.reason, error.message)
+        for type_ in self.order:  # a condition never reported yet is Unknown, not absent
+            if condition(self.conditions, type_) is None:
+                self.set(type_, None, "Pending", "not reached yet")
+        self.phase = "Failed" if error.permanent else "Provisioning"
+
+    def ready(self, message: str) -> None:
+        self.set(ConditionType.READY, True, "Ready", message)
+        self.phase = "Ready"
+
+    def previous_field(self, name: str) -> Any:
+        return self.fields.get(name, self.previous.get(name))
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "phase": self.phase,
+            "observedGeneration": self.generation,
+            "conditions": dump_conditions(self.conditions, self.order),
+            **self.fields,
+        }
+
+
+def parse_spec(model: type[S], spec: Mapping[str, Any]) -> S:
+    """The spec as a model, or a permanent error listing every field that is wrong."""
+    try:
+        return model.model_validate(dict(spec))
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"spec.{'.'.join(str(p) for p in error['loc'])}: {error['msg']}"
+            for error in exc.errors(include_input=False, include_url=False)
+        )
+        raise ReconcileError(ConditionType.READY, INVALID_SPEC, problems, permanent=True) from None
+
+
+@contextmanager
+def _translated(settings: OperatorSettings, stage: ConditionType) -> Iterator[None]:
+    """Errors of the servers the operator talks to, as conditions."""
+    delay = settings.retry_delay
+    try:
+        yield
+    except KeycloakUnavailableError as exc:
+        raise ReconcileError(stage, "KeycloakUnavailable", exc.message, delay=delay) from exc
+    except KeycloakUnauthorizedError as exc:
+        raise ReconcileError(
+            stage, "KeycloakUnauthorized", exc.message, delay=settings.credentials_retry_delay
+        ) from exc
+    except KeycloakRejectedError as exc:
+        raise ReconcileError(stage, "KeycloakRejected", exc.message, permanent=True) from exc
+    except GatewayUnavailableError as exc:
+        raise ReconcileError(stage, "GatewayUnavailable", exc.message, delay=delay) from exc
+    except GatewayUnauthorizedError as exc:
+        raise ReconcileError(
+            stage, "GatewayUnauthorized", exc.message, delay=settings.credentials_retry_delay
+        ) from exc
+    except GatewayRejectedError as exc:
+        raise ReconcileError(stage, "GatewayRejected", exc.message, permanent=True) from exc
+    except TemplateError as exc:
+        raise ReconcileError(stage, "InvalidTemplate", str(exc), permanent=True) from exc
+    except ClusterUnavailableError as exc:
+        raise ReconcileError(stage, "KubernetesUnavailable", str(exc), delay=delay) from exc
+    except ApiException as exc:
+        raise ReconcileError(
+            stage, "KubernetesApiError", f"the API server answered {exc.status}: {exc.reason}"
+        ) from exc
+
+
+KeycloakFactory = Callable[[AdminCredentials, str, float], RealmAdmin]
+
+
+class RegionReconciler:
+    """Region -> a Keycloak realm (with the gateway's client) + a gateway registration."""
+
+    def __init__(
+        self,
+        settings: OperatorSettings,
+        templates: RealmTemplates,
+        gateway: GatewayClient,
+        secrets: Secrets,
+        keycloak: KeycloakFactory = RealmAdmin,
+    ) -> None:
+        self.settings = settings
+        self.templates = templates
+        self.gateway = gateway
+        self.secrets = secrets
+        self.keycloak = keycloak
+
+    def reconcile(self, ref: ObjectRef, spec: RegionSpec, progress: Progress) -> None:
+        with _translated(self.settings, ConditionType.GATEWAY_REGISTERED):
+            gateway_issuer = self.gateway.issuer()
+        with _translated(self.settings, ConditionType.REALM_READY):
+            blueprint = self.templates.render_for(spec, gateway_issuer, owner=ref.key)
+            admin = self._admin(ref, spec)
+            client_secret = self._ensure_realm(admin, blueprint, ref, progress)
+        progress.fields.update(realm=spec.realm_name, issuer=spec.issuer)
+        progress.set(
+            ConditionType.REALM_READY,
+            True,
+            "RealmInSync",
+            f"realm {spec.realm_name} at {spec.keycloak.url} matches template {spec.template_name}",
+        )
+        with _translated(self.settings, ConditionType.GATEWAY_REGISTERED):
+            self._ensure_registration(spec, client_secret, progress)
+        progress.set(
+            ConditionType.GATEWAY_REGISTERED,
+            True,
+            "Registered",
+            f"region {spec.code} is registered with the gateway at {self.gateway.url}",
+        )
+        progress.ready(f"citizens of {spec.names.en} can sign in through the gateway")
+
+    def _admin(self, ref: ObjectRef, spec: RegionSpec) -> RealmAdmin:
+        keys = spec.keycloak.admin_secret_ref
+        stored = self.secrets.read(ref.namespace, keys.name)
+        missing = f"Secret {ref.namespace}/{keys.name} with the Keycloak admin credentials"
+        if stored is None:
+            raise ReconcileError(
+                ConditionType.REALM_READY,
+                "AdminSecretMissing",
+                f"{missing} does not exist",
+                delay=self.settings.retry_delay,
+            )
+        username = stored.data.get(keys.username_key)
+        password = stored.data.get(keys.password_key)
+        if not username or not password:
+            raise ReconcileError(
+                ConditionType.REALM_READY,
+                "AdminSecretIncomplete",
+                f"{missing} lacks {keys.username_key!r} or {keys.password_key!r}",
+                delay=self.settings.credentials_retry_delay,
+            )
+        credentials = AdminCredentials(
+            spec.keycloak.url, username, SecretStr(password), spec.keycloak.admin_realm
+        )
+        return self.keycloak(credentials, spec.realm_name, self.settings.timeout)
+
+    def _ensure_realm(
+        self, admin: RealmAdmin, blueprint: RealmBlueprint, ref: ObjectRef, progress: Progress
+    ) -> str:
+        """Create or adopt the realm, make it match the blueprint, return the client secret."""
+        realm = admin.get_realm()
+        if realm is None:
+            if admin.create_realm(blueprint.creation()):
+                progress.changes.append(f"created realm {admin.realm}")
+            realm = admin.get_realm()
+            if realm is None:
+                raise KeycloakUnavailableError(
+                    admin.url, f"realm {admin.realm} vanished after creation"
+                )
+        owner = (realm.get("attributes") or {}).get(OWNER_ATTRIBUTE)
+        if owner not in (None, ref.key):
+            raise ReconcileError(
+                ConditionType.REALM_READY,
+                "RealmOwnedElsewhere",
+                f"realm {admin.realm} belongs to Region {owner}; choose another code or "
+                f"keycloak.realm",
+                permanent=True,
+            )
+        update = diff.realm_update(blueprint.realm, realm)
+        if update:
+            admin.update_realm(update)
+            verb = "adopted" if owner is None else "updated"
+            progress.changes.append(f"{verb} realm {admin.realm} ({', '.join(sorted(update))})")
+
+        profile = admin.user_profile()
+        new_profile = diff.user_profile_update(blueprint.user_profile, profile)
+        if new_profile is not None:
+            admin.update_user_profile(new_profile)
+            progress.changes.append("updated the user profile")
+
+        for alias, wanted in blueprint.required_actions.items():
+            current = admin.required_action(alias)
+            if current is not None and not diff.covers(current, wanted):
+                admin.update_required_action(alias, {**current, **wanted})
+                progress.changes.append(f"updated required action {alias}")
+
+        client = admin.client_by_client_id(GATEWAY_CLIENT_ID)
+        if client is None:
+            if admin.create_client(blueprint.client):
+                progress.changes.append(f"created client {GATEWAY_CLIENT_ID}")
+            client = admin.client_by_client_id(GATEWAY_CLIENT_ID)
+            if client is None:
+                raise KeycloakUnavailableError(
+                    admin.url, "the gateway client vanished after creation"
+                )
+        client_update = diff.client_update(blueprint.client, client)
+        if client_update is not None:
+            admin.update_client(client["id"], client_update)
+            progress.changes.append(f"updated client {GATEWAY_CLIENT_ID}")
+        to_add, to_replace = diff.mapper_changes(
+            blueprint.client.get("protocolMappers", []), client.get("protocolMappers") or []
+        )
+        for mapper in to_add:
+            admin.add_mapper(client["id"], mapper)
+            progress.changes.append(f"added protocol mapper {mapper['name']}")
+        for mapper in to_replace:
+            admin.update_mapper(client["id"], mapper)
+            progress.changes.append(f"restored protocol mapper {mapper['name']}")
+        return admin.client_secret(client["id"])
+
+    def registration(self, spec: RegionSpec) -> dict[str, Any]:
+        """The region as the gateway's admin API takes it (without its secret)."""
+        return {
+            "code": spec.code,
+            "names": {"zh": spec.names.zh, "en": spec.names.en},
+            "kind": spec.kind.value,
+            "issuer": spec.issuer,
+            "client_id": GATEWAY_CLIENT_ID,
+            "scopes": ["openid", "profile"],
+            "claims": {
+                "identity_number": "id_number",
+                "name": "name",
+                "phone_number": "phone_number",
+            },
+            "acr_mapping": spec.acr_levels,
+            "enabled": spec.enabled,
+        }
+
+    def _ensure_registration(
+        self, spec: RegionSpec, client_secret: str, progress: Progress
+    ) -> None:
+        desired = self.registration(spec)
+        actual = self.gateway.region(spec.code)
+        fingerprint = diff.digest(client_secret)
+        stale = [] if actual is None else diff.registration_changes(desired, actual)
+        if fingerprint != progress.previous_field("registeredSecret"):
+            stale.append("client_secret")
+        if actual is None or stale:
+            created = self.gateway.put_region(
+                spec.code, {**desired, "client_secret": client_secret}
+            )
+            progress.changes.append(
+                f"registered region {spec.code} with the gateway"
+                if created
+                else f"updated the gateway's region {spec.code} ({', '.join(stale)})"
+            )
+        progress.fields["registeredSecret"] = fingerprint
+
+    def delete(self, ref: ObjectRef, spec: RegionSpec) -> list[str]:
+        """Remove the registration and (unless retained) the realm; what is gone stays gone."""
+        changes: list[str] = []
+        with _translated(self.settings, ConditionType.REALM_READY):
+            admin = self._admin(ref, spec)
+            realm = admin.get_realm()
+            owner = None if realm is None else (realm.get("attributes") or {}).get(OWNER_ATTRIBUTE)
+            if owner not in (None, ref.key):
+                # Never this Region's: its registration and realm belong to another Region.
+                return [f"left realm {spec.realm_name} and its registration to Region {owner}"]
+        with _translated(self.settings, ConditionType.GATEWAY_REGISTERED):
+            if self.gateway.delete_region(spec.code):
+                changes.append(f"removed region {spec.code} from the gateway")
+        if spec.deletion_policy is DeletionPolicy.RETAIN:
+            changes.append(f"kept realm {spec.realm_name} (deletionPolicy: Retain)")
+            return changes
+        with _translated(self.settings, ConditionType.REALM_READY):
+            if realm is not None and admin.delete_realm():
+                changes.append(f"deleted realm {spec.realm_name}")
+        return changes
+
+
+class PortalReconciler:
+    """Portal -> a credentials Secret + a gateway client registration."""
+
+    def __init__(
+        self, settings: OperatorSettings, gateway: GatewayClient, secrets: Secrets
+    ) -> None:
+        self.settings = settings
+        self.gateway = gateway
+        self.secrets = secrets
+
+    def registration(self, spec: PortalSpec, client_id: str) -> dict[str, Any]:
+        return {
+            "client_id": client_id,
+            "names": {"zh": spec.names.zh, "en": spec.names.en},
+            "owner": spec.region,
+            "redirect_uris": list(spec.redirect_uris),
+            "post_logout_redirect_uris": list(spec.post_logout_redirect_uris),
+            "backchannel_logout_uri": spec.backchannel_logout_uri,
+            "token_endpoint_auth_method": spec.token_endpoint_auth_method.value,
+            "scopes": spec.scopes,
+            "subject_type": spec.subject_type,
+            "minimum_level": spec.minimum_level,
+            "sector": spec.sector or "general",
+            "enabled": spec.enabled,
+        }
+
+    def reconcile(self, ref: ObjectRef, spec: PortalSpec, progress: Progress) -> None:
+        client_id = spec.client_id_for(ref.name)
+        progress.fields.update(clientId=client_id, secretName=spec.secret_name)
+        with _translated(self.settings, ConditionType.GATEWAY_REGISTERED):
+            issuer = self.gateway.issuer()
+        progress.fields["issuer"] = issuer
+        with _translated(self.settings, ConditionType.SECRET_READY):
+            client_secret = self._ensure_secret(ref, spec, client_id, issuer, progress)
+        progress.set(
+            ConditionType.SECRET_READY,
+            True,
+            "SecretWritten",
+            f"Secret {spec.secret_name} holds the client credentials",
+        )
+        with _translated(self.settings, ConditionType.GATEWAY_REGISTERED):
+            desired = self.registration(spec, client_id)
+            actual = self.gateway.portal(client_id)
+            stale = [] if actual is None else diff.registration_changes(desired, actual)
+            fingerprint = None if client_secret is None else diff.digest(client_secret)
+            if fingerprint is not None and fingerprint != progress.previous_field(
+                "registeredSecret"
+            ):
+                stale.append("client_secret")
+            if actual is None or stale:
+                document = dict(desired)
+                if client_secret is not None:
+                    document["client_secret"] = client_secret
+                created = self.gateway.put_portal(client_id, document)
+                progress.changes.append(
+                    f"registered portal {client_id} with the gateway"
+                    if created
+                    else f"updated the gateway's portal {client_id} ({', '.join(stale)})"
+                )
+            if fingerprint is not None:
+                progress.fields["registeredSecret"] = fingerprint
+        progress.set(
+            ConditionType.GATEWAY_REGISTERED,
+            True,
+            "Registered",
+            f"portal {client_id} is registered with the gateway at {self.gateway.url}",
+        )
+        progress.ready(f"portal {client_id} can sign people in through the gateway")
+
+    def _ensure_secret(
+        self, ref: ObjectRef, spec: PortalSpec, client_id: str, issuer: str, progress: Progress
+    ) -> str | None:
+        """The credentials Secret, created first, so a secret is never issued and then lost."""
+        owner = Owner(ref.kind, ref.name, ref.uid)
+        stored = self.secrets.read(ref.namespace, spec.secret_name)
+        if stored is not None and not stored.owned_by(owner):
+            raise ReconcileError(
+                ConditionType.SECRET_READY,
+                "SecretConflict",
+                f"Secret {spec.secret_name} exists and does not belong to this Portal; "
+                "name another secretName or delete that Secret",
+                permanent=True,
+            )
+        client_secret: str | None = None
+        if spec.token_endpoint_auth_method.uses_secret:
+            kept = stored.data.get("client_secret") if stored else None
+            client_secret = kept if kept and len(kept) >= 32 else random_secrets.token_urlsafe(32)
+        wanted = {"client_id": client_id, "issuer": issuer}
+        if client_secret is not None:
+            wanted["client_secret"] = client_secret
+        if stored is None:
+            if not self.secrets.create(ref.namespace, spec.secret_name, wanted, owner):
+                raise ReconcileError(
+                    ConditionType.SECRET_READY,
+                    "SecretRace",
+                    f"Secret {spec.secret_name} appeared while it was being created",
+                    delay=1.0,
+                )
+            progress.changes.append(f"created Secret {spec.secret_name}")
+        elif stored.data != wanted:
+            self.secrets.update_data(ref.namespace, spec.secret_name, wanted, stored.data)
+            progress.changes.append(f"updated Secret {spec.secret_name}")
+        return client_secret
+
+    def delete(self, ref: ObjectRef, spec: PortalSpec) -> list[str]:
+        changes: list[str] = []
+        client_id = spec.client_id_for(ref.name)
+        with _translated(self.settings, ConditionType.GATEWAY_REGISTERED):
+            if self.gateway.delete_portal(client_id):
+                changes.append(f"removed portal {client_id} from the gateway")
+        with _translated(self.settings, ConditionType.SECRET_READY):
+            stored = self.secrets.read(ref.namespace, spec.secret_name)
+            owner = Owner(ref.kind, ref.name, ref.uid)
+            if stored is not None and stored.owned_by(owner):
+                self.secrets.delete(ref.namespace, spec.secret_name)
+                changes.append(f"deleted Secret {spec.secret_name}")
+        return changes
+
+
+def new_progress(
+    kind: str, status: Mapping[str, Any], generation: int, clock: Callable[[], datetime] = _now
+) -> Progress:
+    order = REGION_CONDITIONS if kind == "Region" else PORTAL_CONDITIONS
+    return Progress(previous=dict(status), generation=generation, order=order, clock=clock)

@@ -1,0 +1,130 @@
+"""The CRDs and the operator's models agree: patterns, enumerations, required fields, columns."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from realm_operator import models
+from realm_operator.templates import RealmTemplates
+
+OPERATOR = Path(__file__).resolve().parents[2] / "operator"
+
+
+def crd(name: str) -> dict[str, Any]:
+    document: dict[str, Any] = yaml.safe_load((OPERATOR / "crds" / f"{name}.yaml").read_text())
+    return document
+
+
+def version(name: str) -> dict[str, Any]:
+    (served,) = crd(name)["spec"]["versions"]
+    assert served["name"] == models.VERSION
+    return dict(served)
+
+
+def spec_schema(name: str) -> dict[str, Any]:
+    return dict(version(name)["schema"]["openAPIV3Schema"]["properties"]["spec"])
+
+
+def test_both_kinds_live_in_the_tongxing_group_with_a_status_subresource() -> None:
+    for name, kind in (("region", "Region"), ("portal", "Portal")):
+        document = crd(name)
+        assert document["spec"]["group"] == models.GROUP
+        assert document["spec"]["names"]["kind"] == kind
+        assert document["spec"]["names"]["shortNames"]
+        assert "tongxing" in document["spec"]["names"]["categories"]
+        assert version(name)["subresources"] == {"status": {}}
+
+
+def test_printer_columns_show_ready_the_issuer_or_client_and_age() -> None:
+    region = {c["name"]: c["jsonPath"] for c in version("region")["additionalPrinterColumns"]}
+    portal = {c["name"]: c["jsonPath"] for c in version("portal")["additionalPrinterColumns"]}
+    ready = '.status.conditions[?(@.type=="Ready")].status'
+    assert region["Ready"] == ready
+    assert portal["Ready"] == ready
+    assert region["Issuer"] == ".status.issuer"
+    assert portal["Client"] == ".status.clientId"
+    assert region["Age"] == portal["Age"] == ".metadata.creationTimestamp"
+
+
+def test_region_patterns_and_enumerations_match_the_models() -> None:
+    schema = spec_schema("region")
+    fields = schema["properties"]
+    assert fields["code"]["pattern"] == models.CODE_PATTERN
+    assert fields["kind"]["enum"] == [k.value for k in models.RegionKind]
+    assert fields["keycloak"]["properties"]["realm"]["pattern"] == models.REALM_PATTERN
+    secret = fields["keycloak"]["properties"]["adminSecretRef"]["properties"]["name"]
+    assert secret["pattern"] == models.SECRET_NAME_PATTERN
+    acr = fields["acrMapping"]["items"]["properties"]
+    assert acr["acr"]["pattern"] == models.ACR_PATTERN
+    assert acr["level"]["enum"] == ["loa1", "loa2", "loa3"]
+    assert fields["deletionPolicy"]["enum"] == [p.value for p in models.DeletionPolicy]
+    assert fields["mfa"]["properties"]["otp"]["enum"] == [p.value for p in models.OtpPolicy]
+    assert set(schema["required"]) == {"code", "names", "kind", "keycloak"}
+
+
+def test_the_template_enumeration_is_the_templates_in_realms() -> None:
+    enum = spec_schema("region")["properties"]["realmTemplate"]["enum"]
+    assert sorted(enum) == RealmTemplates().names()
+
+
+def test_portal_patterns_and_enumerations_match_the_models() -> None:
+    schema = spec_schema("portal")
+    fields = schema["properties"]
+    assert fields["region"]["pattern"] == models.CODE_PATTERN
+    assert fields["clientId"]["pattern"] == models.CLIENT_ID_PATTERN
+    assert fields["secretName"]["pattern"] == models.SECRET_NAME_PATTERN
+    assert fields["requestedClaims"]["items"]["enum"] == [c.value for c in models.Claim]
+    assert fields["tokenEndpointAuthMethod"]["enum"] == [m.value for m in models.AuthMethod]
+    assert set(schema["required"]) == {"region", "names", "redirectUris", "secretName"}
+    uri = fields["redirectUris"]["items"]
+    assert uri["format"] == "uri"
+    assert fields["postLogoutRedirectUris"]["items"] == uri
+    assert fields["backchannelLogoutUri"] == uri
+
+
+@pytest.mark.parametrize(
+    ("uri", "accepted"),
+    [
+        ("https://www.zjzwfw.gov.cn/oidc/callback", True),
+        ("https://www.zjzwfw.gov.cn/cb?from=gw", True),
+        ("http://127.0.0.1:8080/cb", True),
+        ("http://localhost/cb", True),
+        ("javascript:alert(1)", False),
+        ("https://*.zjzwfw.gov.cn/cb", False),
+        ("https://www.zjzwfw.gov.cn/*", False),
+        ("http://www.zjzwfw.gov.cn/cb", False),
+        ("https://user@www.zjzwfw.gov.cn/cb", False),
+        ("https://www.zjzwfw.gov.cn/cb#x", False),
+    ],
+)
+def test_the_crd_redirect_uri_pattern_agrees_with_the_model(uri: str, accepted: bool) -> None:
+    pattern = spec_schema("portal")["properties"]["redirectUris"]["items"]["pattern"]
+    assert bool(re.fullmatch(pattern, uri)) is accepted
+    try:
+        models.check_redirect_uri(uri)
+        by_model = True
+    except ValueError:
+        by_model = False
+    assert by_model is accepted
+
+
+def test_status_conditions_carry_what_kubectl_wait_and_people_need() -> None:
+    for name in ("region", "portal"):
+        status = version(name)["schema"]["openAPIV3Schema"]["properties"]["status"]
+        item = status["properties"]["conditions"]["items"]
+        assert set(item["required"]) == {"type", "status", "reason", "lastTransitionTime"}
+        assert {"message", "observedGeneration"} <= set(item["properties"])
+        assert "observedGeneration" in status["properties"]
+
+
+def test_the_example_manifests_are_valid_specs_for_the_models() -> None:
+    for path in sorted((OPERATOR / "examples").glob("*.yaml")):
+        for document in yaml.safe_load_all(path.read_text()):
+            if document["kind"] == "Region":
+                models.RegionSpec.model_validate(document["spec"])
+            elif document["kind"] == "Portal":
+                models.PortalSpec.model_validate(document["spec"])
