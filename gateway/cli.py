@@ -557,6 +557,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_keys(commands)
     _add_admin(commands)
     _add_demo(commands)
+    commands.add_parser(
+        "operator",
+        help="run the Kubernetes operator (see `tongxing operator --help`)",
+        add_help=False,
+    )
     return parser
 
 
@@ -570,6 +575,12 @@ def _configure_logging(level: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    arguments = sys.argv[1:] if argv is None else argv
+    if arguments[:1] == ["operator"]:
+        # The operator is its own program; it meets the gateway only at the admin API.
+        from realm_operator.run import run
+
+        return run(arguments[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:

@@ -118,9 +118,10 @@ def get_region(code: str) -> Response:
 def put_region(code: str) -> tuple[Response, int]:
     data = _body()
     _key_matches(data, "code", code)
-    region, created = current_services().registry.put_region(
-        _validate(Region, data), datetime.now(UTC)
-    )
+    services = current_services()
+    region, created = services.registry.put_region(_validate(Region, data), datetime.now(UTC))
+    # A replaced region may have a new realm behind it: fetch its metadata and keys afresh.
+    services.regions.forget(region)
     return jsonify(region_view(region)), 201 if created else 200
 
 

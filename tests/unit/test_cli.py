@@ -553,3 +553,12 @@ def test_demo_asks_for_a_keycloak(
     err = capsys.readouterr().err
     assert "--keycloak-url, --keycloak-admin, --keycloak-password" in err
     assert "make demo" in err
+
+
+def test_the_operator_subcommand_hands_over_to_the_operator(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["operator", "--help"])
+    assert exit_info.value.code == 0
+    assert "usage: tongxing operator" in capsys.readouterr().out
