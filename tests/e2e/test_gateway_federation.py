@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -18,44 +17,13 @@ from gateway_fixtures import (
     PortalSite,
     RpError,
     RunningGateway,
-    keycloak_region,
     register_portal,
     sign_in_at_keycloak,
-    start_gateway,
 )
 from joserfc import jwt
 from joserfc.jwk import KeySet
 from playwright.sync_api import Browser, Page
 from tongxing_dev import peers
-from tongxing_dev.keycloak import KeycloakEndpoint
-
-
-@pytest.fixture(scope="module")
-def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningGateway]:
-    yield from start_gateway(tmp_path_factory.mktemp("gateway"))
-
-
-@pytest.fixture(scope="module")
-def zj(keycloak: KeycloakEndpoint, gateway: RunningGateway) -> Iterator[KeycloakRegion]:
-    region = keycloak_region(keycloak, gateway, "zj")
-    yield region
-    region.admin.change_current_realm("master")
-    region.admin.delete_realm(region.realm)
-
-
-@pytest.fixture(scope="module")
-def site() -> Iterator[PortalSite]:
-    portals = PortalSite()
-    yield portals
-    portals.close()
-
-
-@pytest.fixture
-def page(browser: Browser) -> Iterator[Page]:
-    context = browser.new_context(locale="zh-CN")
-    page = context.new_page()
-    yield page
-    context.close()
 
 
 def test_sign_in_at_portal_a_then_portal_b_without_credentials(

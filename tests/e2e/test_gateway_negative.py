@@ -30,15 +30,12 @@ from gateway_fixtures import (
     PortalSite,
     RunningGateway,
     add_keycloak_person,
-    keycloak_region,
     register_portal,
     sign_in_at_keycloak,
-    start_gateway,
 )
 from joserfc import jwt
 from joserfc.jwk import RSAKey
 from playwright.sync_api import Browser, BrowserContext, Page, Route
-from tongxing_dev.keycloak import KeycloakEndpoint
 from tongxing_dev.peers import start_op
 from tongxing_dev.process import free_port
 
@@ -51,26 +48,6 @@ ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 
 
 # --- fixtures -------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningGateway]:
-    yield from start_gateway(tmp_path_factory.mktemp("gateway"))
-
-
-@pytest.fixture(scope="module")
-def zj(keycloak: KeycloakEndpoint, gateway: RunningGateway) -> Iterator[KeycloakRegion]:
-    region = keycloak_region(keycloak, gateway, "zj")
-    yield region
-    region.admin.change_current_realm("master")
-    region.admin.delete_realm(region.realm)
-
-
-@pytest.fixture(scope="module")
-def site() -> Iterator[PortalSite]:
-    portals = PortalSite()
-    yield portals
-    portals.close()
 
 
 @pytest.fixture(scope="module")

@@ -2,52 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pyotp
-import pytest
 from gateway_fixtures import (
     PERSON_ID,
     KeycloakRegion,
     PortalSite,
     RunningGateway,
-    keycloak_region,
     register_portal,
     sign_in_at_keycloak,
-    start_gateway,
 )
-from playwright.sync_api import Browser, Page
+from playwright.sync_api import Page
 from sqlalchemy import text
-from tongxing_dev.keycloak import KeycloakEndpoint
 
 from gateway.store.sql import SqlStore
-
-
-@pytest.fixture(scope="module")
-def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningGateway]:
-    yield from start_gateway(tmp_path_factory.mktemp("gateway"))
-
-
-@pytest.fixture(scope="module")
-def zj(keycloak: KeycloakEndpoint, gateway: RunningGateway) -> Iterator[KeycloakRegion]:
-    region = keycloak_region(keycloak, gateway, "zj")
-    yield region
-    region.admin.change_current_realm("master")
-    region.admin.delete_realm(region.realm)
-
-
-@pytest.fixture(scope="module")
-def site() -> Iterator[PortalSite]:
-    portals = PortalSite()
-    yield portals
-    portals.close()
-
-
-@pytest.fixture
-def page(browser: Browser) -> Iterator[Page]:
-    context = browser.new_context(locale="zh-CN")
-    yield context.new_page()
-    context.close()
 
 
 def test_a_loa2_portal_makes_a_loa1_citizen_enrol_totp_and_the_token_says_so(
