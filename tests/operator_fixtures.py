@@ -475,3 +475,63 @@ def strong_password() -> str:
 def operator_logs(*operators: OperatorProcess) -> Iterator[str]:
     for operator in operators:
         yield f"--- {operator.log.name} ---\n{operator.tail()}"
+
+
+def run_operator(args: list[str], env: dict[str, str], log: Path) -> OperatorProcess:
+    """``tongxing ARGS`` (the image's entry point) with ``env`` over ours, output in ``log``.
+
+    For a test that runs the operator exactly as a manifest says: its arguments, and the
+    environment its ConfigMap and Secrets give it.
+    """
+    out = log.open("ab")
+    try:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "gateway.cli", *args],
+            env={**os.environ, "PYTHONUNBUFFERED": "1", **env},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,  # its own process group: kill() reaches every thread
+            cwd=REPO,
+        )
+    finally:
+        out.close()
+    return OperatorProcess(process, log)
+
+
+def token_kubeconfig(
+    kube: KubeEndpoint, namespace: str, service_account: str, path: Path, context_namespace: str
+) -> Path:
+    """A kubeconfig that authenticates as ``namespace/service_account`` with a minted token.
+
+    The token comes from the TokenRequest API (``kubectl create token``), as a pod's would; the
+    ServiceAccount and its RBAC must exist already.
+    """
+    token = kubectl(
+        kube, "create", "token", service_account, "-n", namespace, "--duration=2h"
+    ).stdout.strip()
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [
+            {
+                "name": "test",
+                "cluster": {"server": kube.server, "certificate-authority": kube.ca_file},
+            }
+        ],
+        "users": [{"name": service_account, "user": {"token": token}}],
+        "contexts": [
+            {
+                "name": "sa",
+                "context": {
+                    "cluster": "test",
+                    "user": service_account,
+                    "namespace": context_namespace,
+                },
+            }
+        ],
+        "current-context": "sa",
+    }
+    path.write_text(yaml.safe_dump(config))
+    path.chmod(0o600)
+    return path

@@ -90,4 +90,12 @@ def test_dev_cli_rejects_an_unknown_component(capsys: pytest.CaptureFixture[str]
 
 
 def test_every_component_is_known_to_the_stack() -> None:
-    assert set(stack.COMPONENTS) == {"postgresql", "keycloak", "kube", "node-peers", "chromium"}
+    assert set(stack.COMPONENTS) == {
+        "postgresql",
+        "keycloak",
+        "kube",
+        "node-peers",
+        "chromium",
+        "helm",
+        "buildah",
+    }

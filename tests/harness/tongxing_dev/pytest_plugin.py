@@ -19,7 +19,11 @@ from playwright.sync_api import Browser, sync_playwright
 
 from tongxing_dev import stack
 from tongxing_dev.browser import CHROMIUM, LAUNCH_ARGS
+from tongxing_dev.buildah import Buildah
+from tongxing_dev.buildah import tool as buildah_tool
 from tongxing_dev.cache import TIMINGS
+from tongxing_dev.helm import Helm
+from tongxing_dev.helm import tool as helm_tool
 from tongxing_dev.keycloak import KeycloakEndpoint
 from tongxing_dev.kube import KubeEndpoint
 from tongxing_dev.peers import PEERS
@@ -87,6 +91,20 @@ def chromium() -> Path:
     """Debian's headless Chromium."""
     stack.obtain("chromium")
     return CHROMIUM
+
+
+@pytest.fixture(scope="session")
+def helm(harness_workdir: Path) -> Helm:
+    """Helm 3 built from its Go module (cached), with a Helm home of this session's own."""
+    stack.obtain("helm")
+    return helm_tool(harness_workdir / "helm-home")
+
+
+@pytest.fixture(scope="session")
+def buildah() -> Buildah:
+    """Debian's buildah and a debootstrapped Debian 12 base image (made once) for the Dockerfile."""
+    stack.obtain("buildah")
+    return buildah_tool()
 
 
 @pytest.fixture(scope="session")

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
-from tongxing_dev import browser, keycloak, kube, peers, postgres
+from tongxing_dev import browser, buildah, helm, keycloak, kube, peers, postgres
 from tongxing_dev.cache import TIMINGS, cache_dir
 from tongxing_dev.errors import ComponentError
 from tongxing_dev.process import Server, alive, stop_group
@@ -48,6 +48,8 @@ SERVERS: dict[str, ServerKind[Any]] = {
 TOOLS: dict[str, Callable[[], object]] = {
     "node-peers": peers.obtain,
     "chromium": browser.obtain,
+    "helm": helm.obtain,
+    "buildah": buildah.obtain,
 }
 COMPONENTS = (*SERVERS, *TOOLS)
 

@@ -1,0 +1,225 @@
+{{/*
+Helpers of the tongxing chart. Every name is prefixed with "tongxing.".
+*/}}
+
+{{- define "tongxing.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/* <release>-<chart>, or <release> when it already holds the chart name; at most 50
+characters so that "-gateway" and "-operator" still fit in 63. */}}
+{{- define "tongxing.fullname" -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 50 | trimSuffix "-" -}}
+{{- else -}}
+{{- $name := default .Chart.Name .Values.nameOverride -}}
+{{- if contains $name .Release.Name -}}
+{{- .Release.Name | trunc 50 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name $name | trunc 50 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "tongxing.gateway.fullname" -}}
+{{- printf "%s-gateway" (include "tongxing.fullname" .) -}}
+{{- end -}}
+
+{{- define "tongxing.operator.fullname" -}}
+{{- printf "%s-operator" (include "tongxing.fullname" .) -}}
+{{- end -}}
+
+{{- define "tongxing.operator.serviceAccountName" -}}
+{{- default (include "tongxing.operator.fullname" .) .Values.operator.serviceAccount.name -}}
+{{- end -}}
+
+{{- define "tongxing.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/* Labels of a resource; the argument is (list $ "gateway"|"operator"|""). */}}
+{{- define "tongxing.labels" -}}
+{{- $root := index . 0 -}}
+{{- $component := index . 1 -}}
+helm.sh/chart: {{ include "tongxing.chart" $root }}
+{{ include "tongxing.selectorLabels" (list $root $component) }}
+app.kubernetes.io/version: {{ $root.Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ $root.Release.Service }}
+app.kubernetes.io/part-of: tongxing
+{{- with $root.Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end -}}
+
+{{- define "tongxing.selectorLabels" -}}
+{{- $root := index . 0 -}}
+{{- $component := index . 1 -}}
+app.kubernetes.io/name: {{ include "tongxing.name" $root }}
+app.kubernetes.io/instance: {{ $root.Release.Name }}
+{{- if $component }}
+app.kubernetes.io/component: {{ $component }}
+{{- end }}
+{{- end -}}
+
+{{- define "tongxing.image" -}}
+{{- $image := .Values.image -}}
+{{- if $image.digest -}}
+{{- printf "%s@%s" $image.repository $image.digest -}}
+{{- else -}}
+{{- printf "%s:%s" $image.repository (default .Chart.AppVersion $image.tag) -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The gateway's public issuer: gateway.issuer, or https://<ingress host>. */}}
+{{- define "tongxing.gateway.issuer" -}}
+{{- $gateway := .Values.gateway -}}
+{{- if $gateway.issuer -}}
+{{- $gateway.issuer | trimSuffix "/" -}}
+{{- else if and $gateway.ingress.enabled $gateway.ingress.host -}}
+{{- printf "https://%s" $gateway.ingress.host -}}
+{{- else -}}
+{{- fail "gateway.issuer: set the gateway's public https issuer URL (e.g. https://id.example.gov.cn), or turn on gateway.ingress with a host" -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "tongxing.gateway.proxyHops" -}}
+{{- $hops := .Values.gateway.proxyHops -}}
+{{- if kindIs "invalid" $hops -}}
+{{- ternary 1 0 .Values.gateway.ingress.enabled -}}
+{{- else -}}
+{{- $hops -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The most gateway pods there can be: the HPA's maximum, or gateway.replicas. */}}
+{{- define "tongxing.gateway.maxReplicas" -}}
+{{- $gateway := .Values.gateway -}}
+{{- if $gateway.autoscaling.enabled -}}
+{{- $gateway.autoscaling.maxReplicas -}}
+{{- else -}}
+{{- $gateway.replicas -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Whether the gateway's store is PostgreSQL (a URL Secret is named) or SQLite in the pod. */}}
+{{- define "tongxing.gateway.usesPostgres" -}}
+{{- if .Values.gateway.database.existingSecret -}}true{{- end -}}
+{{- end -}}
+
+{{- define "tongxing.gateway.secretName" -}}
+{{- required "gateway.secrets.existingSecret: name the Secret that holds the gateway's national-secret, pairwise-secret, admin-token, session-secret and mfa-secret (create it first: see the chart's README); the chart never makes up secrets" .Values.gateway.secrets.existingSecret -}}
+{{- end -}}
+
+{{- define "tongxing.gateway.signingKeysSecret" -}}
+{{- required "gateway.signingKeys.existingSecret: name the Secret that holds the signing key ring (tongxing keys generate --file keys.json; kubectl create secret generic tongxing-signing-keys --from-file=keys.json)" .Values.gateway.signingKeys.existingSecret -}}
+{{- end -}}
+
+{{/*
+Refuse what cannot work, with a message that says what to set. Included by both Deployments,
+so `helm template` and `helm install` fail before anything is applied.
+*/}}
+{{- define "tongxing.validate" -}}
+{{- $gateway := .Values.gateway -}}
+{{- $replicas := int (include "tongxing.gateway.maxReplicas" .) -}}
+{{- if and (gt $replicas 1) (not (include "tongxing.gateway.usesPostgres" .)) -}}
+{{- fail (printf "gateway: %d replicas cannot share SQLite (each pod would keep its own store, so sign-ins, codes and tokens would not be found from one replica to the next): set gateway.database.existingSecret to a Secret with a PostgreSQL URL (postgresql+psycopg://...), or run gateway.replicas=1 without autoscaling" $replicas) -}}
+{{- end -}}
+{{- if and (include "tongxing.gateway.usesPostgres" .) $gateway.database.sqlite.existingClaim -}}
+{{- fail "gateway.database: sqlite.existingClaim is for the SQLite store; with existingSecret (PostgreSQL) leave it empty" -}}
+{{- end -}}
+{{- if and $gateway.autoscaling.enabled (gt (int $gateway.autoscaling.minReplicas) (int $gateway.autoscaling.maxReplicas)) -}}
+{{- fail "gateway.autoscaling: minReplicas is greater than maxReplicas" -}}
+{{- end -}}
+{{- if $gateway.ingress.enabled -}}
+{{- if not $gateway.ingress.host -}}
+{{- fail "gateway.ingress.host: the Ingress needs the public host name" -}}
+{{- end -}}
+{{- if not $gateway.ingress.tls.secretName -}}
+{{- fail "gateway.ingress.tls.secretName: the Ingress serves the issuer over https; name its TLS Secret (cert-manager can create it)" -}}
+{{- end -}}
+{{- end -}}
+{{- if and .Values.operator.enabled .Values.operator.watch.allNamespaces .Values.operator.watch.namespaces -}}
+{{- fail "operator.watch: allNamespaces and a namespaces list exclude each other" -}}
+{{- end -}}
+{{- $_ := include "tongxing.gateway.issuer" . -}}
+{{- $_ := include "tongxing.gateway.secretName" . -}}
+{{- $_ := include "tongxing.gateway.signingKeysSecret" . -}}
+{{- include "tongxing.checkSecrets" . -}}
+{{- end -}}
+
+{{/*
+With a cluster to ask (install, upgrade, --dry-run=server): every named Secret exists and has
+its keys, and the database URL is PostgreSQL's. lookup answers nothing during `helm template`;
+the release namespace answering tells that helm is talking to a cluster.
+*/}}
+{{- define "tongxing.checkSecrets" -}}
+{{- if and .Values.checkSecrets (lookup "v1" "Namespace" "" .Release.Namespace) -}}
+{{- $gateway := .Values.gateway -}}
+{{- $keys := $gateway.secrets.keys -}}
+{{- include "tongxing.checkSecret" (list . "gateway.secrets.existingSecret" $gateway.secrets.existingSecret (list $keys.nationalSecret $keys.pairwiseSecret $keys.adminToken $keys.sessionSecret $keys.mfaSecret)) -}}
+{{- include "tongxing.checkSecret" (list . "gateway.signingKeys.existingSecret" $gateway.signingKeys.existingSecret (list $gateway.signingKeys.key)) -}}
+{{- if $gateway.database.existingSecret -}}
+{{- include "tongxing.checkSecret" (list . "gateway.database.existingSecret" $gateway.database.existingSecret (list $gateway.database.key)) -}}
+{{- $found := lookup "v1" "Secret" .Release.Namespace $gateway.database.existingSecret -}}
+{{- $url := index $found.data $gateway.database.key | b64dec -}}
+{{- if not (regexMatch "^postgres(ql)?(\\+[a-z0-9]+)?://" $url) -}}
+{{- fail (printf "gateway.database.existingSecret: key %q of Secret %s/%s is not a PostgreSQL URL (postgresql+psycopg://user:password@host/db)" $gateway.database.key .Release.Namespace $gateway.database.existingSecret) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/* (list $ "the value's path" "secret name" (list "key" ...)) */}}
+{{- define "tongxing.checkSecret" -}}
+{{- $root := index . 0 -}}
+{{- $what := index . 1 -}}
+{{- $name := index . 2 -}}
+{{- $keys := index . 3 -}}
+{{- $secret := lookup "v1" "Secret" $root.Release.Namespace $name -}}
+{{- if not $secret -}}
+{{- fail (printf "%s: Secret %s/%s does not exist; create it before installing (see the chart's README), or set checkSecrets=false" $what $root.Release.Namespace $name) -}}
+{{- end -}}
+{{- range $keys -}}
+{{- if not (hasKey (default dict $secret.data) .) -}}
+{{- fail (printf "%s: Secret %s/%s has no key %q" $what $root.Release.Namespace $name .) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The namespaces the operator watches (namespaced mode): the list, or the release's. */}}
+{{- define "tongxing.operator.namespaces" -}}
+{{- $namespaces := .Values.operator.watch.namespaces | default (list .Release.Namespace) -}}
+{{- toJson (uniq $namespaces) -}}
+{{- end -}}
+
+{{- define "tongxing.operator.gatewayUrl" -}}
+{{- if .Values.operator.gatewayUrl -}}
+{{- .Values.operator.gatewayUrl | trimSuffix "/" -}}
+{{- else -}}
+{{- printf "http://%s.%s.svc:%d" (include "tongxing.gateway.fullname" .) .Release.Namespace (int .Values.gateway.service.port) -}}
+{{- end -}}
+{{- end -}}
+
+{{/* What the operator may do in a namespace it watches (Role) or everywhere (ClusterRole). */}}
+{{- define "tongxing.operator.namespacedRules" -}}
+# The custom resources, their status, and kopf's finalizer and progress annotations.
+- apiGroups: [tongxing.io]
+  resources: [regions, portals]
+  verbs: [get, list, watch, patch, update]
+- apiGroups: [tongxing.io]
+  resources: [regions/status, portals/status]
+  verbs: [get, patch, update]
+# Peering between replicas (the chart creates the KopfPeering; the operator only keeps it alive).
+- apiGroups: [kopf.dev]
+  resources: [kopfpeerings]
+  verbs: [get, list, watch, patch]
+# Keycloak admin credentials (read by name) and portal credentials (written, owned by the
+# Portal). No list or watch: the operator cannot enumerate Secrets.
+- apiGroups: [""]
+  resources: [secrets]
+  verbs: [get, create, patch, delete]
+# Events on Regions and Portals.
+- apiGroups: ["", events.k8s.io]
+  resources: [events]
+  verbs: [create]
+{{- end -}}

@@ -1,0 +1,683 @@
+"""The Helm chart: helm lint and template, the real API server, the operator under the chart's RBAC.
+
+helm is the harness's (built from its Go module). The rendered manifests are applied with
+server-side apply to the harness's kube-apiserver, so the API server's own schemas validate
+every field (there are no nodes: the Deployments never get pods). The operator then runs as the
+chart's Deployment says (its arguments, its ConfigMap, the Secret it names) with a token of the
+chart's ServiceAccount, and onboards a Region into the harness Keycloak and a real gateway;
+what the RBAC does not grant is refused.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+import secrets
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+import yaml
+from gateway_fixtures import RunningGateway, start_gateway
+from operator_fixtures import (
+    Namespace,
+    OperatorProcess,
+    create_namespace,
+    kubectl,
+    operator_logs,
+    realm_names,
+    remove_namespace,
+    run_operator,
+    token_kubeconfig,
+    wait_until,
+)
+from tongxing_dev.helm import Helm
+from tongxing_dev.keycloak import KeycloakEndpoint
+from tongxing_dev.kube import KubeEndpoint
+from tongxing_dev.process import LOOPBACK, free_port
+
+REPO = Path(__file__).resolve().parents[2]
+CHART = REPO / "charts" / "tongxing"
+MINIMAL = CHART / "ci" / "minimal-values.yaml"
+PRODUCTION = CHART / "ci" / "production-values.yaml"
+ISSUER = "https://id.example.gov.cn"
+GATEWAY_SECRET_KEYS = (
+    "national-secret",
+    "pairwise-secret",
+    "admin-token",
+    "session-secret",
+    "mfa-secret",
+)
+
+Document = dict[str, Any]
+
+
+# --- helm -------------------------------------------------------------------------------------
+
+
+def render(
+    helm: Helm, *args: str, release: str = "tx", namespace: str = "tongxing"
+) -> list[Document]:
+    done = helm.run("template", release, str(CHART), f"--namespace={namespace}", *args)
+    assert done.returncode == 0, done.stderr
+    return [d for d in yaml.safe_load_all(done.stdout) if d]
+
+
+def refused(helm: Helm, *args: str) -> str:
+    """``helm template`` that must fail; its message."""
+    done = helm.run("template", "tx", str(CHART), "--namespace=tongxing", *args)
+    assert done.returncode != 0, f"rendered although it should not:\n{done.stdout[:2000]}"
+    return done.stderr
+
+
+def find(documents: list[Document], kind: str, name: str | None = None) -> list[Document]:
+    return [
+        d
+        for d in documents
+        if d["kind"] == kind and (name is None or d["metadata"]["name"] == name)
+    ]
+
+
+def one(documents: list[Document], kind: str, name: str | None = None) -> Document:
+    found = find(documents, kind, name)
+    assert len(found) == 1, f"{len(found)} {kind} {name or ''}"
+    return found[0]
+
+
+def container(deployment: Document) -> Document:
+    containers: list[Document] = deployment["spec"]["template"]["spec"]["containers"]
+    assert len(containers) == 1
+    return containers[0]
+
+
+def env_refs(item: Document) -> dict[str, tuple[str, str]]:
+    """Environment variable -> (Secret, key) for every secretKeyRef of a container."""
+    return {
+        e["name"]: (e["valueFrom"]["secretKeyRef"]["name"], e["valueFrom"]["secretKeyRef"]["key"])
+        for e in item.get("env", [])
+        if "secretKeyRef" in e.get("valueFrom", {})
+    }
+
+
+# --- lint and template ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("values", [MINIMAL, PRODUCTION], ids=["minimal", "production"])
+def test_helm_lint_passes_strictly(helm: Helm, values: Path) -> None:
+    done = helm.run("lint", "--strict", str(CHART), "-f", str(values))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "0 chart(s) failed" in done.stdout
+    assert "[WARNING]" not in done.stdout + done.stderr
+    assert "[ERROR]" not in done.stdout + done.stderr
+    assert "Fail:" not in done.stdout + done.stderr  # lint reports a template's fail as INFO
+
+
+def test_minimal_values_render_a_hardened_single_gateway_and_a_namespaced_operator(
+    helm: Helm,
+) -> None:
+    documents = render(helm, "-f", str(MINIMAL))
+    assert not find(documents, "Secret"), "the chart must never render a Secret"
+    for kind in ("HorizontalPodAutoscaler", "Ingress"):
+        assert not find(documents, kind)
+
+    gateway = one(documents, "Deployment", "tx-tongxing-gateway")
+    spec = gateway["spec"]
+    assert spec["replicas"] == 1
+    assert spec["strategy"]["type"] == "Recreate"  # SQLite: one pod owns the store at a time
+    pod = spec["template"]["spec"]
+    assert pod["automountServiceAccountToken"] is False
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    item = container(gateway)
+    assert item["args"][0] == "serve"
+    assert item["securityContext"]["readOnlyRootFilesystem"] is True
+    assert item["securityContext"]["allowPrivilegeEscalation"] is False
+    assert item["securityContext"]["capabilities"]["drop"] == ["ALL"]
+    assert item["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert item["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert set(item["resources"]) == {"requests", "limits"}
+    mounts = {m["mountPath"]: m for m in item["volumeMounts"]}
+    paths = {"/tmp", "/var/lib/tongxing", "/etc/tongxing/keys"}  # noqa: S108 - mount paths
+    assert paths <= set(mounts)
+    assert mounts["/etc/tongxing/keys"]["readOnly"] is True
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert "emptyDir" in volumes["tmp"]
+    assert volumes["signing-keys"]["secret"]["secretName"] == "tongxing-signing-keys"
+    refs = env_refs(item)
+    assert refs == {
+        "TONGXING_NATIONAL_SECRET": ("tongxing-gateway", "national-secret"),
+        "TONGXING_PAIRWISE_SECRET": ("tongxing-gateway", "pairwise-secret"),
+        "TONGXING_ADMIN_TOKEN": ("tongxing-gateway", "admin-token"),
+        "TONGXING_SESSION_SECRET": ("tongxing-gateway", "session-secret"),
+        "TONGXING_MFA_SECRET": ("tongxing-gateway", "mfa-secret"),
+    }
+    settings = one(documents, "ConfigMap", "tx-tongxing-gateway")["data"]
+    assert settings["TONGXING_ISSUER"] == ISSUER
+    assert settings["TONGXING_KEYS_FILE"] == "/etc/tongxing/keys/keys.json"
+    assert settings["TONGXING_PROXY_HOPS"] == "0"
+    assert not any("SECRET" in key or "TOKEN" in key for key in settings)
+
+    operator = one(documents, "Deployment", "tx-tongxing-operator")
+    assert container(operator)["args"][:3] == [
+        "operator",
+        "--namespace=tongxing",
+        "--peering=tongxing",
+    ]
+    assert env_refs(container(operator)) == {
+        "TONGXING_OPERATOR_ADMIN_TOKEN": ("tongxing-gateway", "admin-token")
+    }
+    assert one(documents, "KopfPeering")["metadata"]["namespace"] == "tongxing"
+    role = one(documents, "Role")
+    assert role["metadata"]["namespace"] == "tongxing"
+    secrets_rule = next(r for r in role["rules"] if "secrets" in r["resources"])
+    assert sorted(secrets_rule["verbs"]) == ["create", "delete", "get", "patch"]  # no list/watch
+    cluster_role = one(documents, "ClusterRole")
+    granted = {res for rule in cluster_role["rules"] for res in rule["resources"]}
+    assert granted == {"customresourcedefinitions", "namespaces"}  # discovery only
+    for rule in cluster_role["rules"]:
+        assert set(rule["verbs"]) <= {"get", "list", "watch"}
+    policy = one(documents, "NetworkPolicy", "tx-tongxing-gateway")
+    peers = policy["spec"]["ingress"][0]["from"]
+    assert {"podSelector": {"matchLabels": {
+        "app.kubernetes.io/name": "tongxing",
+        "app.kubernetes.io/instance": "tx",
+        "app.kubernetes.io/component": "operator",
+    }}} in peers  # fmt: skip
+
+
+def test_production_values_render_postgres_replicas_behind_an_ingress(helm: Helm) -> None:
+    documents = render(helm, "-f", str(PRODUCTION))
+    gateway = one(documents, "Deployment", "tx-tongxing-gateway")
+    assert "replicas" not in gateway["spec"]  # the HPA owns it
+    assert gateway["spec"]["strategy"]["rollingUpdate"] == {"maxUnavailable": 0, "maxSurge": 1}
+    item = container(gateway)
+    assert item["image"].startswith("registry.example.gov.cn/tongxing/tongxing@sha256:")
+    assert env_refs(item)["TONGXING_DATABASE_URL"] == ("tongxing-database", "url")
+    hpa = one(documents, "HorizontalPodAutoscaler")
+    assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (3, 12)
+    assert one(documents, "PodDisruptionBudget")["spec"]["minAvailable"] == 2
+    ingress = one(documents, "Ingress")
+    assert ingress["spec"]["tls"] == [
+        {"hosts": ["id.example.gov.cn"], "secretName": "tongxing-gateway-tls"}
+    ]
+    settings = one(documents, "ConfigMap", "tx-tongxing-gateway")["data"]
+    assert settings["TONGXING_ISSUER"] == ISSUER  # from the Ingress host
+    assert settings["TONGXING_PROXY_HOPS"] == "1"
+    assert settings["TONGXING_ACCESS_TOKEN_LIFETIME"] == "PT5M"
+    policy = one(documents, "NetworkPolicy", "tx-tongxing-gateway")["spec"]
+    assert policy["policyTypes"] == ["Ingress", "Egress"]
+    watched = {"tongxing-regions", "tongxing-portals"}
+    for kind in ("Role", "RoleBinding", "KopfPeering"):
+        assert {d["metadata"]["namespace"] for d in find(documents, kind)} == watched
+    operator = one(documents, "Deployment", "tx-tongxing-operator")
+    assert operator["spec"]["replicas"] == 2
+    assert {a for a in container(operator)["args"] if a.startswith("--namespace=")} == {
+        f"--namespace={n}" for n in watched
+    }
+
+
+def test_every_template_file_holds_one_kind_named_after_it(helm: Helm) -> None:
+    kinds: dict[str, set[str]] = {}
+    for values in (
+        ["-f", str(MINIMAL)],
+        ["-f", str(PRODUCTION)],
+        ["-f", str(MINIMAL), "--set=operator.watch.allNamespaces=true"],
+    ):
+        done = helm.run("template", "tx", str(CHART), "--namespace=tongxing", *values)
+        assert done.returncode == 0, done.stderr
+        for chunk in done.stdout.split("\n---\n"):
+            source = re.search(r"^# Source: tongxing/templates/(\S+)$", chunk, re.M)
+            document = yaml.safe_load(chunk)
+            if source and document:
+                kinds.setdefault(source.group(1), set()).add(document["kind"])
+    for file, found in kinds.items():
+        assert len(found) == 1, f"{file} renders {found}"
+        component, _, kind = file.removesuffix(".yaml").partition("-")
+        assert component in {"gateway", "operator", "region", "portal"}, file
+        assert kind == next(iter(found)).lower(), file
+    templates = {p.name for p in (CHART / "templates").glob("*.yaml")}
+    assert templates == set(kinds), "a template that no values file renders"
+
+
+def test_watching_every_namespace_grants_cluster_wide_and_shares_a_cluster_peering(
+    helm: Helm,
+) -> None:
+    documents = render(helm, "-f", str(MINIMAL), "--set=operator.watch.allNamespaces=true")
+    assert not find(documents, "Role")
+    assert not find(documents, "KopfPeering")
+    assert one(documents, "ClusterKopfPeering")["metadata"]["name"] == "tongxing"
+    rules = one(documents, "ClusterRole")["rules"]
+    granted = {res for rule in rules for res in rule["resources"]}
+    assert {"secrets", "regions", "clusterkopfpeerings", "events"} <= granted
+    assert "pods" not in granted
+    assert (
+        "--all-namespaces"
+        in container(one(documents, "Deployment", "tx-tongxing-operator"))["args"]
+    )
+
+
+def test_a_typo_in_the_values_fails_and_names_the_key(helm: Helm) -> None:
+    message = refused(helm, "-f", str(MINIMAL), "--set=gateway.replica=3")
+    assert "values don't meet the specifications of the schema" in message
+    assert "at '/gateway': additional properties 'replica' not allowed" in message
+    message = refused(helm, "-f", str(PRODUCTION), "--set=gateway.ingress.tls.secretname=x")
+    assert "at '/gateway/ingress/tls': additional properties 'secretname' not allowed" in message
+    message = refused(helm, "-f", str(MINIMAL), "--set=gateway.issuer=http://id.example.gov.cn")
+    assert "/gateway/issuer" in message
+
+
+def test_a_missing_secret_reference_fails_with_what_to_create(helm: Helm) -> None:
+    message = refused(helm, f"--set=gateway.issuer={ISSUER}")
+    assert "gateway.secrets.existingSecret: name the Secret that holds the gateway's" in message
+    message = refused(
+        helm, f"--set=gateway.issuer={ISSUER}", "--set=gateway.secrets.existingSecret=gw"
+    )
+    assert "gateway.signingKeys.existingSecret: name the Secret" in message
+    message = refused(
+        helm,
+        "--set=gateway.secrets.existingSecret=gw",
+        "--set=gateway.signingKeys.existingSecret=keys",
+    )
+    assert "gateway.issuer: set the gateway's public https issuer URL" in message
+
+
+def test_several_gateway_replicas_refuse_sqlite(helm: Helm) -> None:
+    message = refused(helm, "-f", str(MINIMAL), "--set=gateway.replicas=3")
+    assert "gateway: 3 replicas cannot share SQLite" in message
+    assert "set gateway.database.existingSecret" in message
+    message = refused(helm, "-f", str(MINIMAL), "--set=gateway.autoscaling.enabled=true")
+    assert "gateway: 6 replicas cannot share SQLite" in message
+    documents = render(
+        helm,
+        "-f",
+        str(MINIMAL),
+        "--set=gateway.replicas=3",
+        "--set=gateway.database.existingSecret=db",
+    )
+    assert one(documents, "Deployment", "tx-tongxing-gateway")["spec"]["replicas"] == 3
+
+
+# --- the real API server ------------------------------------------------------------------------
+
+
+def apply_server_side(
+    kube: KubeEndpoint, documents: list[Document], take_over: bool = False
+) -> str:
+    """``kubectl apply --server-side``: the API server validates every field.
+
+    ``take_over`` for the CRDs, which the test cluster shares: other tests (and a kept Helm
+    release) applied them before, with their own labels; ownership, not validity, is forced.
+    """
+    done = kubectl(
+        kube,
+        "apply",
+        "--server-side",
+        "--field-manager=tongxing-chart-test",
+        *(["--force-conflicts"] if take_over else []),
+        "-f",
+        "-",
+        stdin=yaml.safe_dump_all(documents, allow_unicode=True),
+    )
+    return done.stdout
+
+
+def create_secret(kube: KubeEndpoint, namespace: str, name: str, data: dict[str, str]) -> None:
+    document = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": name, "namespace": namespace},
+        "stringData": data,
+    }
+    kubectl(kube, "apply", "-f", "-", stdin=yaml.safe_dump(document))
+
+
+@pytest.fixture(scope="module")
+def chart_crds(kube: KubeEndpoint, helm: Helm) -> list[Document]:
+    """The chart's CRDs (crds/ and the templates), server-side applied and established.
+
+    CRDs outlive every release (crds/, and "keep"): they stay for the other tests, as in a
+    cluster.
+    """
+    crds = find(render(helm, "-f", str(MINIMAL), "--include-crds"), "CustomResourceDefinition")
+    apply_server_side(kube, crds, take_over=True)
+    for crd in crds:
+        name = crd["metadata"]["name"]
+        kubectl(kube, "wait", "--for=condition=Established", f"crd/{name}", "--timeout=30s")
+    return crds
+
+
+@pytest.fixture(scope="module")
+def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningGateway]:
+    yield from start_gateway(tmp_path_factory.mktemp("gateway"))
+
+
+@dataclass
+class Release:
+    """The chart rendered with the production values and applied for one release."""
+
+    name: str
+    namespace: str
+    watched: Namespace
+    documents: list[Document]
+
+    @property
+    def operator(self) -> Document:
+        return one(self.documents, "Deployment", f"{self.name}-tongxing-operator")
+
+
+@pytest.fixture(scope="module")
+def release(
+    kube: KubeEndpoint,
+    keycloak: KeycloakEndpoint,
+    helm: Helm,
+    gateway: RunningGateway,
+    chart_crds: list[Document],
+) -> Iterator[Release]:
+    """The production profile applied: its namespace, one watched namespace, its Secrets."""
+    name = f"tx{uuid.uuid4().hex[:6]}"
+    namespace = f"{name}-system"
+    kubectl(kube, "create", "namespace", namespace)
+    watched = create_namespace(kube, keycloak, f"{name}-regions")  # with the Keycloak admin
+    # The Secrets an admin creates before installing; the admin token is the running gateway's.
+    values = {key: secrets.token_urlsafe(32) for key in GATEWAY_SECRET_KEYS}
+    values["admin-token"] = gateway.admin_token
+    create_secret(kube, namespace, "tongxing-gateway", values)
+    created = Release(name, namespace, watched, [])
+    try:
+        created.documents = render(
+            helm,
+            "-f",
+            str(PRODUCTION),
+            "--include-crds",
+            f"--set=operator.watch.namespaces={{{watched.name}}}",
+            release=name,
+            namespace=namespace,
+        )
+        # The CRDs first (chart_crds, with this release's labels now), then what needs them.
+        apply_server_side(kube, find(created.documents, "CustomResourceDefinition"), True)
+        rest = [d for d in created.documents if d["kind"] != "CustomResourceDefinition"]
+        apply_server_side(kube, rest)
+        yield created
+    finally:
+        watched.clean_up()
+        # Everything the release made but the CRDs (kept, as on `helm uninstall`): there is no
+        # controller manager to empty a deleted namespace.
+        made = [d for d in created.documents if d["kind"] != "CustomResourceDefinition"]
+        kubectl(
+            kube,
+            "delete",
+            "--ignore-not-found",
+            "--wait=false",
+            "-f",
+            "-",
+            stdin=yaml.safe_dump_all(made),
+            check=False,
+        )
+        watched.force_clean_up()
+        remove_namespace(kube, namespace)
+
+
+def test_the_rendered_manifests_pass_server_side_apply(
+    kube: KubeEndpoint, release: Release
+) -> None:
+    """Every object exists as rendered; applying again changes nothing."""
+    for document in release.documents:
+        metadata = document["metadata"]
+        where = ["-n", metadata["namespace"]] if "namespace" in metadata else []
+        kind = document["kind"].lower()
+        if document["apiVersion"].startswith("kopf.dev/"):
+            kind = f"{kind}s.kopf.dev"
+        kubectl(kube, "get", kind, metadata["name"], *where, "-o", "name")
+    crds = find(release.documents, "CustomResourceDefinition")
+    apply_server_side(kube, crds, take_over=True)
+    rest = [d for d in release.documents if d["kind"] != "CustomResourceDefinition"]
+    again = apply_server_side(kube, rest)
+    assert "serverside-applied" in again
+    crd = yaml.safe_load(kubectl(kube, "get", "crd", "regions.tongxing.io", "-o", "yaml").stdout)
+    assert crd["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+
+
+def operator_environment(kube: KubeEndpoint, release: Release) -> dict[str, str]:
+    """The operator container's environment, resolved from the cluster as the kubelet would."""
+    item = container(release.operator)
+    env: dict[str, str] = {}
+    for source in item["envFrom"]:
+        name = source["configMapRef"]["name"]
+        found = kubectl(kube, "get", "configmap", name, "-n", release.namespace, "-o", "json")
+        env.update(yaml.safe_load(found.stdout)["data"])
+    for variable in item["env"]:
+        reference = variable.get("valueFrom", {})
+        if "secretKeyRef" in reference:
+            ref = reference["secretKeyRef"]
+            found = kubectl(
+                kube, "get", "secret", ref["name"], "-n", release.namespace, "-o", "json"
+            )
+            data = yaml.safe_load(found.stdout)["data"]
+            env[variable["name"]] = base64.b64decode(data[ref["key"]]).decode()
+        elif "fieldRef" in reference:
+            env[variable["name"]] = f"{release.name}-operator-0"
+        else:
+            env[variable["name"]] = variable["value"]
+    return env
+
+
+@pytest.fixture(scope="module")
+def chart_operator(
+    kube: KubeEndpoint,
+    release: Release,
+    gateway: RunningGateway,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[tuple[OperatorProcess, Path, int]]:
+    """The operator with the chart's arguments and environment, as the chart's ServiceAccount.
+
+    Only what cannot be reached from here is replaced: the gateway's in-cluster Service URL and
+    public issuer by the test gateway on loopback, the liveness listener's 0.0.0.0 by loopback.
+    """
+    folder = tmp_path_factory.mktemp("chart-operator")
+    service_account = release.operator["spec"]["template"]["spec"]["serviceAccountName"]
+    kubeconfig = token_kubeconfig(
+        kube, release.namespace, service_account, folder / "kubeconfig", release.watched.name
+    )
+    env = operator_environment(kube, release)
+    assert env["TONGXING_OPERATOR_GATEWAY_URL"].startswith(
+        f"http://{release.name}-tongxing-gateway.{release.namespace}.svc:"
+    )
+    env["TONGXING_OPERATOR_GATEWAY_URL"] = gateway.issuer
+    env["TONGXING_OPERATOR_GATEWAY_ISSUER"] = gateway.issuer
+    env["KUBECONFIG"] = str(kubeconfig)
+    port = free_port()
+    args = [
+        f"--liveness=http://{LOOPBACK}:{port}/healthz" if a.startswith("--liveness=") else a
+        for a in container(release.operator)["args"]
+    ]
+    assert args[0] == "operator"
+    process = run_operator(args, env, folder / "operator.log")
+    yield process, kubeconfig, port
+    release.watched.clean_up()  # while it runs, so its finalizer cleans Keycloak and gateway
+    process.stop()
+
+
+def test_the_operator_with_the_charts_rbac_onboards_a_region(
+    release: Release,
+    gateway: RunningGateway,
+    keycloak: KeycloakEndpoint,
+    chart_operator: tuple[OperatorProcess, Path, int],
+) -> None:
+    process, _, port = chart_operator
+    namespace = release.watched
+    code = namespace.code("chart")
+    namespace.apply(namespace.region("chart", code))
+    started = time.monotonic()
+    try:
+        namespace.wait("condition=Ready", "region/chart", timeout=90)
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\n" + "\n".join(operator_logs(process))) from None
+    assert time.monotonic() - started < 90
+    assert code in realm_names(keycloak)
+    registered = gateway.admin("GET", f"/regions/{code}")
+    assert registered.status_code == 200, registered.text
+    # Its events were posted (events: create) and its liveness endpoint answers the probe.
+    wait_until(lambda: namespace.events("chart"), 30, "the Region's events", (process,))
+    probe = release.operator["spec"]["template"]["spec"]["containers"][0]["livenessProbe"]
+    answer = requests.get(f"http://{LOOPBACK}:{port}{probe['httpGet']['path']}", timeout=5)
+    assert answer.status_code == 200
+    # Deleting it goes through the operator's finalizer: realm and registration are gone.
+    kubectl(namespace.kube, "delete", "region", "chart", "-n", namespace.name, "--timeout=60s")
+    wait_until(lambda: code not in realm_names(keycloak), 30, "the realm's removal", (process,))
+    assert gateway.admin("GET", f"/regions/{code}").status_code == 404
+    assert "Forbidden" not in process.output(), process.tail()
+
+
+def test_the_charts_service_account_can_do_no_more(
+    kube: KubeEndpoint, release: Release, chart_operator: tuple[OperatorProcess, Path, int]
+) -> None:
+    _, kubeconfig, _ = chart_operator
+    watched = release.watched.name
+
+    def as_operator(*args: str) -> tuple[int, str]:
+        done = kubectl(kube, f"--kubeconfig={kubeconfig}", *args, check=False)
+        return done.returncode, done.stderr
+
+    # What it needs: the Keycloak admin Secret in the namespace it watches, by name.
+    assert as_operator("get", "secret", "keycloak-admin", "-n", watched)[0] == 0
+    assert as_operator("get", "regions", "-n", watched)[0] == 0
+    forbidden = [
+        ("get", "secrets", "-n", watched),  # no listing of Secrets, even where it works
+        ("get", "secret", "tongxing-gateway", "-n", release.namespace),  # not watched
+        ("get", "secret", "keycloak-admin", "-n", "default"),
+        ("get", "pods", "-n", watched),
+        ("get", "regions", "--all-namespaces"),
+        ("create", "namespace", f"{release.name}-nope"),
+        ("create", "clusterrolebinding", f"{release.name}-nope", "--clusterrole=cluster-admin"),
+    ]
+    for action in forbidden:
+        code, message = as_operator(*action)
+        assert code != 0, f"allowed: kubectl {' '.join(action)}"
+        assert "Forbidden" in message or "forbidden" in message, message
+
+
+def test_helm_install_on_the_cluster_checks_the_named_secrets(
+    kube: KubeEndpoint, helm: Helm, chart_crds: list[Document]
+) -> None:
+    """``helm install --dry-run=server`` asks the cluster: each missing piece is named."""
+    namespace = f"tx-dry-{uuid.uuid4().hex[:6]}"
+    kubectl(kube, "create", "namespace", namespace)
+    try:
+
+        def install(*extra: str) -> tuple[int, str]:
+            done = helm.run(
+                "install",
+                "dry",
+                str(CHART),
+                f"--namespace={namespace}",
+                "--dry-run=server",
+                "-f",
+                str(MINIMAL),
+                # The test cluster's CRDs are shared and not this release's to adopt.
+                "--set=crds.install=false",
+                *extra,
+                kubeconfig=kube.kubeconfig,
+            )
+            return done.returncode, done.stdout + done.stderr
+
+        code, output = install()
+        assert code != 0
+        assert (
+            f"gateway.secrets.existingSecret: Secret {namespace}/tongxing-gateway does not exist"
+            in output
+        )
+        partial = {key: secrets.token_urlsafe(32) for key in GATEWAY_SECRET_KEYS[:-1]}
+        create_secret(kube, namespace, "tongxing-gateway", partial)
+        code, output = install()
+        assert code != 0
+        assert f'Secret {namespace}/tongxing-gateway has no key "mfa-secret"' in output
+        create_secret(kube, namespace, "tongxing-gateway", {**partial, "mfa-secret": "x" * 32})
+        code, output = install()
+        assert code != 0
+        assert f"Secret {namespace}/tongxing-signing-keys does not exist" in output
+        create_secret(kube, namespace, "tongxing-signing-keys", {"keys.json": "{}"})
+        create_secret(kube, namespace, "db", {"url": "sqlite:///tongxing.db"})
+        postgres = ("--set=gateway.replicas=2", "--set=gateway.database.existingSecret=db")
+        code, output = install(*postgres)
+        assert code != 0
+        assert "is not a PostgreSQL URL" in output
+        create_secret(kube, namespace, "db", {"url": "postgresql+psycopg://tx:pw@db:5432/tx"})
+        code, output = install(*postgres)
+        assert code == 0, output
+        assert "wait --for=condition=Ready region/zj" in output  # NOTES.txt: what to apply next
+    finally:
+        remove_namespace(kube, namespace)
+
+
+def test_helm_install_adopts_upgrades_and_keeps_the_crds(
+    kube: KubeEndpoint, helm: Helm, chart_crds: list[Document]
+) -> None:
+    """A real ``helm install``, ``upgrade`` and ``uninstall``: the CRD strategy as Helm runs it.
+
+    The test cluster's CRDs were applied with kubectl (as operator/README.md says), so they are
+    adopted the way the chart's README tells an admin to; the uninstall keeps them.
+    """
+    name = f"tx{uuid.uuid4().hex[:6]}"
+    namespace = f"{name}-install"
+    kubectl(kube, "create", "namespace", namespace)
+    crds = ("regions.tongxing.io", "portals.tongxing.io")
+
+    def run(*args: str) -> str:
+        done = helm.run(*args, f"--namespace={namespace}", kubeconfig=kube.kubeconfig)
+        assert done.returncode == 0, done.stdout + done.stderr
+        return done.stdout + done.stderr
+
+    try:
+        values = {key: secrets.token_urlsafe(32) for key in GATEWAY_SECRET_KEYS}
+        create_secret(kube, namespace, "tongxing-gateway", values)
+        create_secret(kube, namespace, "tongxing-signing-keys", {"keys.json": "{}"})
+        for crd in crds:
+            kubectl(kube, "label", "--overwrite", "crd", crd, "app.kubernetes.io/managed-by=Helm")
+            kubectl(
+                kube,
+                "annotate",
+                "--overwrite",
+                "crd",
+                crd,
+                f"meta.helm.sh/release-name={name}",
+                f"meta.helm.sh/release-namespace={namespace}",
+            )
+        run("install", name, str(CHART), "-f", str(MINIMAL))
+        crd = yaml.safe_load(kubectl(kube, "get", "crd", crds[0], "-o", "yaml").stdout)
+        assert crd["metadata"]["labels"]["app.kubernetes.io/instance"] == name
+        assert crd["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+
+        run("upgrade", name, str(CHART), "-f", str(MINIMAL), "--set=gateway.threads=4")
+        deployment = yaml.safe_load(
+            kubectl(
+                kube, "get", "deployment", f"{name}-tongxing-gateway", "-n", namespace, "-o", "yaml"
+            ).stdout
+        )
+        assert "--threads=4" in deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+
+        output = run("uninstall", name)
+        assert "kept due to the resource policy" in output
+        for crd_name in crds:
+            kubectl(kube, "get", "crd", crd_name)  # still there, and every Region with it
+        gone = kubectl(kube, "get", "clusterrole", f"{name}-tongxing-operator", check=False)
+        assert gone.returncode != 0
+    finally:
+        helm.run("uninstall", name, f"--namespace={namespace}", kubeconfig=kube.kubeconfig)
+        for kind in ("clusterrolebinding", "clusterrole"):
+            kubectl(kube, "delete", kind, f"{name}-tongxing-operator", "--ignore-not-found")
+        for crd in crds:  # no longer any release's
+            kubectl(kube, "label", "crd", crd, "app.kubernetes.io/managed-by-", check=False)
+            kubectl(
+                kube,
+                "annotate",
+                "crd",
+                crd,
+                "meta.helm.sh/release-name-",
+                "meta.helm.sh/release-namespace-",
+                check=False,
+            )
+        remove_namespace(kube, namespace)
