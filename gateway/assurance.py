@@ -60,8 +60,7 @@ class Assurance:
 
     def evaluate(self, sign_in: SignIn, portal: Portal, acr_values: str | None) -> Outcome:
         person, facts = sign_in.facts(), PortalFacts.from_portal(portal)
-        required = self.policy.required_level(person, facts, acr_values)
-        entry = self.policy.may_enter(person, facts)
+        required, entry = self.policy.admission(person, facts, acr_values)
         if not entry.allowed and entry.required_level is None:
             return Outcome(Verdict.DENIED, required, entry.policy_ids)
         if entry.required_level is not None and level_rank(entry.required_level) > level_rank(

@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import signal
+import socket
 import stat
 import sys
 import unicodedata
@@ -20,7 +21,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import FrameType
-from typing import Any, NoReturn, cast
+from typing import TYPE_CHECKING, Any, NoReturn, cast
 
 import requests
 import yaml
@@ -41,6 +42,9 @@ from gateway.keys import (
 )
 from gateway.settings import Settings
 from gateway.wsgi import Listen, ServerUnavailableError, load_waitress
+
+if TYPE_CHECKING:
+    from gateway.services import Services
 
 ENV_PREFIX = "TONGXING_"
 #: Long enough for every token the ring signs (ID and access tokens: minutes) and for an ID token
@@ -128,20 +132,29 @@ def _stop_on_sigterm() -> None:
 def command_serve(args: argparse.Namespace) -> int:
     from gateway.app import create_app
     from gateway.services import build_services
-    from gateway.wsgi import serve_insecure_dev_server, serve_waitress
+    from gateway.wsgi import serve_insecure_dev_server, serve_waitress, serve_workers
 
-    listen = Listen(args.host, args.port, args.threads)
+    listen = Listen(args.host, args.port, args.threads, args.workers)
     if not args.insecure_dev_server:
         load_waitress()  # fail before opening anything
     settings = load_settings()
-    try:
-        services = build_services(settings)
-    except KeyFileError as error:
-        raise CliError(str(error)) from None
-    except SQLAlchemyError as error:
-        raise CliError(_database_problem(settings, error)) from None
-    except OSError as error:
-        raise CliError(f"cannot prepare {settings.data_dir}: {error.strerror}") from None
+    services = _open_services(settings, build_services)
+    if listen.workers > 1 and not args.insecure_dev_server:
+        # The store is migrated and the key file made once, here; each worker opens its own.
+        services.close()
+
+        def run_worker(sock: socket.socket) -> None:
+            worker_services = _open_services(settings, build_services)
+            try:
+                _stop_on_sigterm()
+                serve_waitress(create_app(services=worker_services), listen, [sock])
+            finally:
+                worker_services.close()
+
+        try:
+            return serve_workers(run_worker, listen)
+        except OSError as error:
+            raise CliError(f"cannot listen on {args.host}:{args.port}: {error.strerror}") from None
     try:
         app = create_app(services=services)
         _stop_on_sigterm()
@@ -154,6 +167,17 @@ def command_serve(args: argparse.Namespace) -> int:
     finally:
         services.close()
     return 0
+
+
+def _open_services(settings: Settings, build: Callable[[Settings], Services]) -> Services:
+    try:
+        return build(settings)
+    except KeyFileError as error:
+        raise CliError(str(error)) from None
+    except SQLAlchemyError as error:
+        raise CliError(_database_problem(settings, error)) from None
+    except OSError as error:
+        raise CliError(f"cannot prepare {settings.data_dir}: {error.strerror}") from None
 
 
 # --- keys --------------------------------------------------------------------------------------
@@ -420,6 +444,16 @@ def _positive_seconds(text: str) -> int:
     return value
 
 
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
 def _port(text: str) -> int:
     try:
         value = int(text)
@@ -439,7 +473,13 @@ def _add_serve(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on [127.0.0.1]")
     serve.add_argument("--port", type=_port, default=8080, help="port to listen on [8080]")
-    serve.add_argument("--threads", type=int, default=8, help="worker threads [8]")
+    serve.add_argument("--threads", type=_positive, default=8, help="threads per worker [8]")
+    serve.add_argument(
+        "--workers",
+        type=_positive,
+        default=1,
+        help="worker processes sharing the port; one per core the replica may use [1]",
+    )
     serve.add_argument(
         "--insecure-dev-server",
         action="store_true",

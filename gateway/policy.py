@@ -487,22 +487,8 @@ class PolicyEngine:
         The answer also says the lowest level that would let them in, so a caller can tell
         "step up" from "denied" without asking again.
         """
-        active = self._active
-        by_level = self._entry_at_each_level(active, person, portal)
-        decision = by_level[person.level]
-        required = next((level for level in LEVELS if by_level[level].allowed), None)
-        entry = EntryDecision(
-            decision.allowed, decision.policy_ids, decision.reasons, decision.errors, required
-        )
-        self._log(
-            "enter",
-            person,
-            portal,
-            entry,
-            level=person.level,
-            required_level=required,
-        )
-        return entry
+        by_level = self._entry_at_each_level(self._active, person, portal)
+        return self._may_enter(person, portal, by_level)
 
     def required_level(
         self,
@@ -519,8 +505,49 @@ class PolicyEngine:
         voluntary request, and ``acr`` in the ID token will say what happened). If no level
         lets the person in, the policies add nothing here and :meth:`may_enter` denies.
         """
-        active = self._active
-        by_level = self._entry_at_each_level(active, person, portal)
+        by_level = self._entry_at_each_level(self._active, person, portal)
+        return self._required_level(person, portal, requested_acr_values, by_level)
+
+    def admission(
+        self,
+        person: PersonFacts,
+        portal: PortalFacts,
+        requested_acr_values: str | Sequence[str] | None = None,
+    ) -> tuple[Level, EntryDecision]:
+        """:meth:`required_level` and :meth:`may_enter` together, from one evaluation.
+
+        Both answers come from the same Cedar requests ("enter" at each level); an authorization
+        request needs both, so this asks Cedar once instead of twice.
+        """
+        by_level = self._entry_at_each_level(self._active, person, portal)
+        required = self._required_level(person, portal, requested_acr_values, by_level)
+        return required, self._may_enter(person, portal, by_level)
+
+    def _may_enter(
+        self, person: PersonFacts, portal: PortalFacts, by_level: dict[Level, Decision]
+    ) -> EntryDecision:
+        decision = by_level[person.level]
+        required = next((level for level in LEVELS if by_level[level].allowed), None)
+        entry = EntryDecision(
+            decision.allowed, decision.policy_ids, decision.reasons, decision.errors, required
+        )
+        self._log(
+            "enter",
+            person,
+            portal,
+            entry,
+            level=person.level,
+            required_level=required,
+        )
+        return entry
+
+    def _required_level(
+        self,
+        person: PersonFacts,
+        portal: PortalFacts,
+        requested_acr_values: str | Sequence[str] | None,
+        by_level: dict[Level, Decision],
+    ) -> Level:
         policy_level = next((level for level in LEVELS if by_level[level].allowed), None)
         requested = _requested_level(requested_acr_values)
         candidates = [portal.minimum_level]

@@ -13,9 +13,12 @@ import hmac
 import ipaddress
 import re
 import secrets
+import threading
+import time
+from collections.abc import Callable
 from datetime import datetime
 from enum import StrEnum
-from typing import Annotated, Any, Literal, Self
+from typing import Annotated, Any, Literal, Self, TypeVar
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
@@ -226,40 +229,105 @@ def new_client_secret() -> str:
     return secrets.token_urlsafe(32)
 
 
-class Registry:
-    """Regions and portals over the store's registry documents, validated on the way in and out."""
+#: How long a replica answers from its own copy of a registration. A write through this replica
+#: takes effect here at once; a write through another replica (several behind one Service) is
+#: seen here at most this late. Token, userinfo and authorization requests look their portal up
+#: on every call, so without the copy each of them pays a database round trip and a validation.
+CACHE_SECONDS = 5.0
+#: The copy is for the registrations in use; past this many entries it starts again empty.
+CACHE_ENTRIES = 10_000
 
-    def __init__(self, store: Store) -> None:
+Registered = TypeVar("Registered", Region, Portal)
+
+
+class Registry:
+    """Regions and portals over the store's registry documents, validated on the way in and out.
+
+    Lookups by key are answered from a short-lived copy (:data:`CACHE_SECONDS`); listings always
+    read the store. Unknown keys are never remembered, so a registration made elsewhere is found
+    as soon as it is stored, and random client ids cannot fill the copy.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        cache_seconds: float = CACHE_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._store = store
+        self._cache_seconds = cache_seconds
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._cached: dict[tuple[RegistryKind, str], tuple[float, Region | Portal]] = {}
+        # Bumped by every local write: a lookup that read the store before a write finished
+        # must not put what it read into the copy afterwards.
+        self._generation = 0
+
+    def _lookup(self, kind: RegistryKind, key: str, model: type[Registered]) -> Registered | None:
+        now = self._clock()
+        with self._lock:
+            hit = self._cached.get((kind, key))
+            generation = self._generation
+        if hit is not None and hit[0] > now and isinstance(hit[1], model):
+            return hit[1]
+        found = self._store.get_document(kind, key)
+        if found is None:
+            return None
+        value = model.model_validate(found.document)
+        if self._cache_seconds > 0:
+            with self._lock:
+                if generation == self._generation:
+                    if len(self._cached) >= CACHE_ENTRIES:
+                        self._cached.clear()
+                    self._cached[(kind, key)] = (now + self._cache_seconds, value)
+        return value
+
+    def _forget(self, kind: RegistryKind, key: str) -> None:
+        with self._lock:
+            self._generation += 1
+            self._cached.pop((kind, key), None)
 
     def put_region(self, region: Region, now: datetime) -> tuple[Region, bool]:
         """Create or replace a region; returns it and whether it was created."""
-        stored = self._store.put_document(RegistryKind.REGION, region.code, region.document(), now)
+        try:
+            stored = self._store.put_document(
+                RegistryKind.REGION, region.code, region.document(), now
+            )
+        finally:
+            self._forget(RegistryKind.REGION, region.code)
         return region, stored.revision == 1
 
     def region(self, code: str) -> Region | None:
-        found = self._store.get_document(RegistryKind.REGION, code)
-        return None if found is None else Region.model_validate(found.document)
+        return self._lookup(RegistryKind.REGION, code, Region)
 
     def regions(self) -> list[Region]:
         documents = self._store.list_documents(RegistryKind.REGION)
         return [Region.model_validate(d.document) for d in documents]
 
     def delete_region(self, code: str) -> bool:
-        return self._store.delete_document(RegistryKind.REGION, code)
+        try:
+            return self._store.delete_document(RegistryKind.REGION, code)
+        finally:
+            self._forget(RegistryKind.REGION, code)
 
     def put_portal(self, portal: Portal, now: datetime) -> tuple[Portal, bool]:
         document = portal.model_dump(mode="json")
-        stored = self._store.put_document(RegistryKind.PORTAL, portal.client_id, document, now)
+        try:
+            stored = self._store.put_document(RegistryKind.PORTAL, portal.client_id, document, now)
+        finally:
+            self._forget(RegistryKind.PORTAL, portal.client_id)
         return portal, stored.revision == 1
 
     def portal(self, client_id: str) -> Portal | None:
-        found = self._store.get_document(RegistryKind.PORTAL, client_id)
-        return None if found is None else Portal.model_validate(found.document)
+        return self._lookup(RegistryKind.PORTAL, client_id, Portal)
 
     def portals(self) -> list[Portal]:
         documents = self._store.list_documents(RegistryKind.PORTAL)
         return [Portal.model_validate(d.document) for d in documents]
 
     def delete_portal(self, client_id: str) -> bool:
-        return self._store.delete_document(RegistryKind.PORTAL, client_id)
+        try:
+            return self._store.delete_document(RegistryKind.PORTAL, client_id)
+        finally:
+            self._forget(RegistryKind.PORTAL, client_id)

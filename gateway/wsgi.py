@@ -4,17 +4,29 @@ The gateway is a plain WSGI application (:func:`gateway.app.create_app`). ``tong
 it with waitress, a pure-Python production server with a thread pool. Werkzeug's development
 server is kept behind ``--insecure-dev-server`` for machines where waitress is not installed,
 and refuses to listen anywhere but on loopback.
+
+One Python process runs Python code on one core at a time (the GIL), however many threads it
+has. ``--workers N`` forks N waitress processes that accept on one listening socket (the model
+of gunicorn's pre-fork workers): on a replica with several cores, each worker gets one. The
+parent binds the socket, forks, and then only supervises: it passes SIGTERM and SIGINT on to the
+workers, and when a worker dies it stops the others and exits non-zero, so that Kubernetes
+restarts the pod rather than a replica limping on with fewer workers.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import ipaddress
 import logging
+import os
+import signal
+import socket
 import threading
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from types import ModuleType
+from types import FrameType, ModuleType
 from typing import Any
 
 from werkzeug.serving import BaseWSGIServer, make_server
@@ -48,6 +60,39 @@ def load_waitress() -> ModuleType:
         ) from None
 
 
+class Throttle(logging.Filter):
+    """Let one record through per ``interval`` seconds; say how many were held back meanwhile.
+
+    waitress logs "Task queue depth is N" for every request that finds no idle thread, under its
+    dispatcher lock: once a replica is saturated that is one log line per request, written while
+    the worker threads wait for the lock, so the warning itself slows the replica it reports on.
+    One line every few seconds says the same thing.
+    """
+
+    def __init__(self, interval: float = 10.0, clock: Callable[[], float] = time.monotonic) -> None:
+        super().__init__()
+        self.interval = interval
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._next = float("-inf")
+        self._held = 0
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        with self._lock:
+            now = self._clock()
+            if now < self._next:
+                self._held += 1
+                return False
+            self._next = now + self.interval
+            held, self._held = self._held, 0
+        if held:
+            record.msg = f"{record.msg} (and {held} more in the last {self.interval:.0f} s)"
+        return True
+
+
+QUEUE_WARNINGS = Throttle()
+
+
 @dataclass(frozen=True)
 class Listen:
     """Where and how to serve."""
@@ -55,9 +100,12 @@ class Listen:
     host: str
     port: int
     threads: int = 8
+    workers: int = 1
 
 
-def serve_waitress(app: WsgiApp, listen: Listen) -> None:
+def serve_waitress(
+    app: WsgiApp, listen: Listen, sockets: list[socket.socket] | None = None
+) -> None:
     """Serve ``app`` with waitress until the process is told to stop (SIGINT/SIGTERM).
 
     waitress reads no ``X-Forwarded-*`` header unless ``trusted_proxy`` is set; the gateway does
@@ -65,21 +113,101 @@ def serve_waitress(app: WsgiApp, listen: Listen) -> None:
     so waitress is left at its default and the headers reach the application untouched.
     """
     waitress = load_waitress()
+    logging.getLogger("waitress.queue").addFilter(QUEUE_WARNINGS)
     log.info(
         "serving on http://%s:%d with waitress (%d threads)",
         listen.host,
         listen.port,
         listen.threads,
     )
+    where: dict[str, Any] = (
+        {"sockets": sockets} if sockets else {"host": listen.host, "port": listen.port}
+    )
     waitress.serve(
         app,
-        host=listen.host,
-        port=listen.port,
+        **where,
         threads=listen.threads,
         ident="tongxing",
         # A token or logout request is small: refuse huge bodies before the app sees them.
         max_request_body_size=1024 * 1024,
     )
+
+
+def listening_socket(host: str, port: int, backlog: int = 1024) -> socket.socket:
+    """A bound, listening TCP socket for ``host:port`` (IPv4 or IPv6, as the host says)."""
+    family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0][0]
+    return socket.create_server((host, port), family=family, backlog=backlog)
+
+
+def serve_workers(run_worker: Callable[[socket.socket], None], listen: Listen) -> int:
+    """Fork ``listen.workers`` processes that each run ``run_worker`` on one shared socket.
+
+    Returns the exit status for the parent: 0 when it was told to stop, 1 when a worker died on
+    its own. Call it before any thread is started: a forked child has only the forking thread.
+    """
+    sock = listening_socket(listen.host, listen.port)
+    log.info(
+        "serving on http://%s:%d with %d waitress workers (%d threads each)",
+        listen.host,
+        sock.getsockname()[1],
+        listen.workers,
+        listen.threads,
+    )
+    children: set[int] = set()
+    for _ in range(listen.workers):
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - runs in the child, which never returns here
+            _run_child(run_worker, sock)
+        children.add(pid)
+    sock.close()
+    return _supervise(children)
+
+
+def _run_child(run_worker: Callable[[socket.socket], None], sock: socket.socket) -> None:
+    status = 0
+    try:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        run_worker(sock)
+    except SystemExit as stop:
+        status = stop.code if isinstance(stop.code, int) else 1
+    except KeyboardInterrupt:
+        status = 0
+    except BaseException:
+        log.exception("gateway worker %d failed", os.getpid())
+        status = 1
+    finally:
+        logging.shutdown()
+        os._exit(status)
+
+
+def _supervise(children: set[int]) -> int:
+    stopping = False
+
+    def stop(_signum: int, _frame: FrameType | None) -> None:
+        nonlocal stopping
+        stopping = True
+        for pid in children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+    status = 0
+    try:
+        while children:
+            try:
+                pid, _ = os.wait()
+            except ChildProcessError:
+                break
+            children.discard(pid)
+            if not stopping:
+                log.error("gateway worker %d exited; stopping the others", pid)
+                status = 1
+                stop(signal.SIGTERM, None)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return status
 
 
 def serve_insecure_dev_server(app: WsgiApp, listen: Listen) -> None:

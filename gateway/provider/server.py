@@ -41,6 +41,7 @@ from gateway.store.contract import (
     CodeNotFoundError,
     CodeRecord,
     CodeReplayedError,
+    Grant,
     GrantNotFoundError,
     RefreshTokenNotFoundError,
     RefreshTokenRecord,
@@ -295,18 +296,25 @@ class Provider:
         include_refresh_token: bool,
     ) -> dict[str, Any]:
         """A bearer access token (opaque, stored by hash) and optionally a refresh token."""
-        issued = now_utc()
+        token, record = self.new_access_token(client.client_id, grant_id, subject, scope)
+        self.store.save_access_token(record)
+        if include_refresh_token:
+            token["refresh_token"] = secrets.token_urlsafe(ACCESS_TOKEN_BYTES)
+        return token
+
+    def new_access_token(
+        self, client_id: str, grant_id: str, subject: str, scope: str
+    ) -> tuple[dict[str, Any], AccessTokenRecord]:
+        """A new bearer access token: the response fields, and the record to store (by hash)."""
         access_token = secrets.token_urlsafe(ACCESS_TOKEN_BYTES)
         lifetime = self.settings.access_token_lifetime
-        self.store.save_access_token(
-            AccessTokenRecord(
-                token_hash=token_hash(access_token),
-                grant_id=grant_id,
-                client_id=client.client_id,
-                subject=subject,
-                scope=scope,
-                expires_at=issued + lifetime,
-            )
+        record = AccessTokenRecord(
+            token_hash=token_hash(access_token),
+            grant_id=grant_id,
+            client_id=client_id,
+            subject=subject,
+            scope=scope,
+            expires_at=now_utc() + lifetime,
         )
         token: dict[str, Any] = {
             "token_type": "Bearer",
@@ -314,9 +322,7 @@ class Provider:
             "expires_in": int(lifetime.total_seconds()),
             "scope": scope,
         }
-        if include_refresh_token:
-            token["refresh_token"] = secrets.token_urlsafe(ACCESS_TOKEN_BYTES)
-        return token
+        return token, record
 
     def refresh_record(
         self, value: str, client_id: str, grant_id: str, subject: str, scope: str
@@ -330,13 +336,18 @@ class Provider:
             expires_at=now_utc() + self.settings.refresh_token_lifetime,
         )
 
-    def session_user(self, session_hash: str | None, subject: str) -> User:
-        """The user of a grant: with the SSO session's facts while it lives."""
-        if session_hash is not None:
-            session = self.store.get_session(session_hash, now_utc())
-            if session is not None:
-                return User.from_session(session, dict(session.claims))
-        return User(subject)
+    def grant_user(self, grant_id: str, subject: str) -> tuple[Grant | None, User]:
+        """A grant and its user, with the SSO session's facts while it lives: one store read.
+
+        ``subject`` stands in when the grant is unknown (the caller then refuses the request).
+        """
+        found = self.store.get_grant_session(grant_id, now_utc())
+        if found is None:
+            return None, User(subject)
+        grant, session = found
+        if session is None:
+            return grant, User(grant.subject)
+        return grant, User.from_session(session, dict(session.claims))
 
 
 def half_hash(value: str) -> str:
@@ -457,10 +468,9 @@ class CodeGrant(grants.AuthorizationCodeGrant):  # type: ignore[misc]
         """Nothing to do: :meth:`query_authorization_code` already marked it redeemed."""
 
     def authenticate_user(self, authorization_code: StoredCode) -> User:
-        grant = self.provider.store.get_grant(authorization_code.record.grant_id)
+        grant, user = self.provider.grant_user(authorization_code.record.grant_id, "-")
         if grant is None or grant.revoked_at is not None:
             raise InvalidGrantError("the grant was revoked") from None
-        user = self.provider.session_user(grant.session_hash, grant.subject)
         claims = authorization_code.record.claims
         return User(
             user.subject,
@@ -483,23 +493,20 @@ class CodeGrant(grants.AuthorizationCodeGrant):  # type: ignore[misc]
     ) -> dict[str, Any]:
         assert user is not None  # noqa: S101 - the code grant always has a user
         record: CodeRecord = self.request.authorization_code.record
-        token = self.provider.issue_tokens(
-            self.request.client,
-            record.grant_id,
-            user.subject,
-            scope or "",
-            include_refresh_token=include_refresh_token,
+        scope = scope or ""
+        token, access = self.provider.new_access_token(
+            record.client_id, record.grant_id, user.subject, scope
         )
-        if "refresh_token" in token:
-            self.provider.store.save_refresh_token(
-                self.provider.refresh_record(
-                    token["refresh_token"],
-                    record.client_id,
-                    record.grant_id,
-                    user.subject,
-                    scope or "",
-                )
-            )
+        if not include_refresh_token:
+            self.provider.store.save_access_token(access)
+            return token
+        value = secrets.token_urlsafe(ACCESS_TOKEN_BYTES)
+        refresh = self.provider.refresh_record(
+            value, record.client_id, record.grant_id, user.subject, scope
+        )
+        # One transaction for both tokens (the grant row is locked once).
+        self.provider.store.save_refresh_token(refresh, access_token=access)
+        token["refresh_token"] = value
         return token
 
 
@@ -549,9 +556,10 @@ class RefreshGrant(grants.RefreshTokenGrant):  # type: ignore[misc]
             return
 
     def authenticate_user(self, refresh_token: StoredRefreshToken) -> User:
-        grant = self.provider.store.get_grant(refresh_token.record.grant_id)
-        session = grant.session_hash if grant is not None else None
-        return self.provider.session_user(session, refresh_token.record.subject)
+        _, user = self.provider.grant_user(
+            refresh_token.record.grant_id, refresh_token.record.subject
+        )
+        return user
 
     def create_token_response(self) -> tuple[int, dict[str, Any], list[tuple[str, str]]]:
         old: StoredRefreshToken = self.request.refresh_token
@@ -562,21 +570,20 @@ class RefreshGrant(grants.RefreshTokenGrant):  # type: ignore[misc]
         new = self.provider.refresh_record(
             new_value, old.record.client_id, old.record.grant_id, old.record.subject, scope
         )
+        token, access = self.provider.new_access_token(
+            old.record.client_id, old.record.grant_id, old.record.subject, scope
+        )
         try:
-            self.provider.store.rotate_refresh_token(old.record.token_hash, new, now_utc())
+            # One transaction: the client gets both new tokens, or neither and keeps the old one.
+            self.provider.store.rotate_refresh_token(
+                old.record.token_hash, new, now_utc(), access_token=access
+            )
         except RefreshTokenReuseError:
             raise InvalidGrantError(
                 "refresh token reused; every token of its grant is revoked"
             ) from None
         except (RefreshTokenNotFoundError, GrantNotFoundError):
             raise InvalidGrantError("refresh token is not valid") from None
-        token = self.provider.issue_tokens(
-            self.request.client,
-            old.record.grant_id,
-            old.record.subject,
-            scope,
-            include_refresh_token=False,
-        )
         token["refresh_token"] = new_value
         portal = self.request.client.portal
         if "openid" in scope.split():

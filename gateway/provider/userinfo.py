@@ -37,8 +37,7 @@ def userinfo() -> Response:
     portal = provider.services.registry.portal(record.client_id)
     if portal is None:
         return _bearer_error("invalid_token", "the portal is no longer registered", 401)
-    grant = provider.store.get_grant(record.grant_id)
-    user = provider.session_user(grant.session_hash if grant else None, record.subject)
+    _, user = provider.grant_user(record.grant_id, record.subject)
     response = jsonify(provider.user_claims(portal, user, record.scope))
     response.headers["Cache-Control"] = "no-store"
     return response

@@ -469,6 +469,16 @@ class Store(Protocol):
 
     def get_grant(self, grant_id: str) -> Grant | None: ...
 
+    def get_grant_session(
+        self, grant_id: str, now: datetime.datetime
+    ) -> tuple[Grant, SsoSession | None] | None:
+        """The grant and its SSO session in one read (every token request needs both).
+
+        ``None`` if the grant is unknown. The session is ``None`` when the grant has none or
+        when :meth:`get_session` would not return it (unknown, ended or expired).
+        """
+        ...
+
     def revoke_grant(self, grant_id: str, now: datetime.datetime) -> bool:
         """Revoke a grant and all issued under it; ``False`` if unknown or already revoked."""
         ...
@@ -508,10 +518,14 @@ class Store(Protocol):
 
     # refresh tokens
 
-    def save_refresh_token(self, token: RefreshTokenRecord) -> None:
+    def save_refresh_token(
+        self, token: RefreshTokenRecord, *, access_token: AccessTokenRecord | None = None
+    ) -> None:
         """Store the first refresh token of a family (status must be ``live``).
 
         Raises :class:`DuplicateRecordError` if the family already has a live token.
+        ``access_token``, when given, is saved in the same transaction (same grant, client and
+        subject): both are stored or neither.
         """
         ...
 
@@ -522,7 +536,12 @@ class Store(Protocol):
         ...
 
     def rotate_refresh_token(
-        self, old_hash: str, new: RefreshTokenRecord, now: datetime.datetime
+        self,
+        old_hash: str,
+        new: RefreshTokenRecord,
+        now: datetime.datetime,
+        *,
+        access_token: AccessTokenRecord | None = None,
     ) -> RefreshTokenRecord:
         """Exchange a live refresh token for ``new``; return the old record (RFC 9700 §4.14.2).
 
@@ -530,6 +549,8 @@ class Store(Protocol):
         token. Presenting a rotated token again revokes the family and raises
         :class:`RefreshTokenReuseError`; unknown, expired or revoked tokens raise
         :class:`RefreshTokenNotFoundError`. ``new`` must be in the same grant and client.
+        ``access_token``, when given, is saved in the same transaction (same grant, client and
+        subject), so the client gets both new tokens or neither and keeps its old refresh token.
         """
         ...
 

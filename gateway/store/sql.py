@@ -43,7 +43,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import URL, Connection
+from sqlalchemy.engine import URL, Connection, RowMapping
 from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError, SQLAlchemyError
 
 from gateway.store import migrations
@@ -348,6 +348,26 @@ class SqlStore:
             row = conn.execute(select(grants).where(grants.c.grant_id == grant_id)).first()
         return None if row is None else _grant(row)
 
+    def get_grant_session(
+        self, grant_id: str, now: datetime.datetime
+    ) -> tuple[Grant, SsoSession | None] | None:
+        _require_aware(now=now)
+        live = and_(
+            sso_sessions.c.session_hash == grants.c.session_hash,
+            sso_sessions.c.ended_at.is_(None),
+            sso_sessions.c.expires_at > now,
+        )
+        with self._read() as conn:
+            row = conn.execute(
+                select(grants, *(c.label(f"session_{c.name}") for c in sso_sessions.c))
+                .select_from(grants.outerjoin(sso_sessions, live))
+                .where(grants.c.grant_id == grant_id)
+            ).first()
+        if row is None:
+            return None
+        session = _session(row._mapping, prefix="session_") if row.session_session_hash else None
+        return _grant(row), session
+
     def revoke_grant(self, grant_id: str, now: datetime.datetime) -> bool:
         _require_aware(now=now)
         with self._write() as conn:
@@ -416,17 +436,7 @@ class SqlStore:
         _require_text(token_hash=token.token_hash)
         with self._write() as conn:
             self._issuable_grant(conn, token.grant_id, token.client_id, subject=token.subject)
-            self._insert_new(
-                conn,
-                access_tokens,
-                "access token",
-                token_hash=token.token_hash,
-                grant_id=token.grant_id,
-                client_id=token.client_id,
-                subject=token.subject,
-                scope=token.scope,
-                expires_at=token.expires_at,
-            )
+            self._insert_access_token(conn, token)
 
     def get_access_token(self, token_hash: str, now: datetime.datetime) -> AccessTokenRecord | None:
         _require_aware(now=now)
@@ -453,15 +463,27 @@ class SqlStore:
 
     # --- refresh tokens -------------------------------------------------------------------------
 
-    def save_refresh_token(self, token: RefreshTokenRecord) -> None:
+    def save_refresh_token(
+        self, token: RefreshTokenRecord, *, access_token: AccessTokenRecord | None = None
+    ) -> None:
         _require_text(token_hash=token.token_hash)
         if token.status is not RefreshTokenStatus.LIVE:
             raise ValueError("a new refresh token must be live")
+        if access_token is not None:
+            _require_text(access_token_hash=access_token.token_hash)
+            if (access_token.grant_id, access_token.client_id, access_token.subject) != (
+                token.grant_id,
+                token.client_id,
+                token.subject,
+            ):
+                raise ValueError("the access token must belong to the same grant")
         with self._write() as conn:
             self._issuable_grant(
                 conn, token.grant_id, token.client_id, subject=token.subject, lock=True
             )
             self._insert_refresh_token(conn, token)
+            if access_token is not None:
+                self._insert_access_token(conn, access_token)
 
     def get_refresh_token(
         self, token_hash: str, now: datetime.datetime
@@ -479,10 +501,17 @@ class SqlStore:
         return None if row is None else _refresh_token(row)
 
     def rotate_refresh_token(
-        self, old_hash: str, new: RefreshTokenRecord, now: datetime.datetime
+        self,
+        old_hash: str,
+        new: RefreshTokenRecord,
+        now: datetime.datetime,
+        *,
+        access_token: AccessTokenRecord | None = None,
     ) -> RefreshTokenRecord:
         _require_aware(now=now)
         _require_text(token_hash=new.token_hash)
+        if access_token is not None:
+            _require_text(access_token_hash=access_token.token_hash)
         if new.status is not RefreshTokenStatus.LIVE:
             raise ValueError("the new refresh token must be live")
         tokens = refresh_tokens
@@ -510,18 +539,23 @@ class SqlStore:
                     or grant.revoked_at is not None
                 ):
                     raise RefreshTokenNotFoundError("refresh token is expired or revoked")
-                if (new.grant_id, new.client_id, new.subject) != (
-                    old.grant_id,
-                    old.client_id,
-                    old.subject,
-                ):
+                family_of = (old.grant_id, old.client_id, old.subject)
+                if (new.grant_id, new.client_id, new.subject) != family_of:
                     raise ValueError("the new refresh token must continue the same grant")
+                if access_token is not None and (
+                    (access_token.grant_id, access_token.client_id, access_token.subject)
+                    != family_of
+                ):
+                    raise ValueError("the access token must belong to the same grant")
                 conn.execute(
                     update(tokens)
                     .where(tokens.c.token_hash == old_hash)
                     .values(status=RefreshTokenStatus.ROTATED.value)
                 )
                 self._insert_refresh_token(conn, new)
+                if access_token is not None:
+                    # The grant is locked and was checked live above: nothing more to check.
+                    self._insert_access_token(conn, access_token)
                 return dataclasses.replace(old, status=RefreshTokenStatus.ROTATED)
         raise RefreshTokenReuseError(reused_grant)
 
@@ -557,20 +591,7 @@ class SqlStore:
         _require_aware(now=now)
         with self._read() as conn:
             row = self._live_session(conn, session_hash, now)
-        if row is None:
-            return None
-        return SsoSession(
-            session_hash=row.session_hash,
-            subject=row.subject,
-            region=row.region,
-            auth_time=row.auth_time,
-            acr=row.acr,
-            amr=tuple(row.amr),
-            created_at=row.created_at,
-            expires_at=row.expires_at,
-            ended_at=row.ended_at,
-            claims=row.claims,
-        )
+        return None if row is None else _session(row._mapping)
 
     def raise_session_assurance(
         self, session_hash: str, acr: str, amr: tuple[str, ...], now: datetime.datetime
@@ -991,8 +1012,18 @@ class SqlStore:
 
     @contextmanager
     def _read(self) -> Iterator[Connection]:
-        """One read transaction (a shared, deferred lock on SQLite)."""
+        """One read: a deferred (shared) transaction on SQLite, autocommit on PostgreSQL.
+
+        On SQLite the transaction gives the statements of one read a single snapshot. PostgreSQL
+        runs the store at READ COMMITTED, where every statement takes its own snapshot inside a
+        transaction or not, so ``BEGIN`` and ``COMMIT`` around a read would change nothing but
+        cost two more round trips to the server on every lookup.
+        """
         with _unavailable(), self._engine.connect() as conn:
+            if self._engine.dialect.name == "postgresql":
+                conn.execution_options(isolation_level="AUTOCOMMIT")
+                yield conn
+                return
             conn.execution_options(**{READ_ONLY: True})
             with conn.begin():
                 yield conn
@@ -1009,6 +1040,19 @@ class SqlStore:
             conn.execute(table.insert().values(**values))
         except IntegrityError as error:
             raise DuplicateRecordError(f"this {what} already exists") from error
+
+    def _insert_access_token(self, conn: Connection, token: AccessTokenRecord) -> None:
+        self._insert_new(
+            conn,
+            access_tokens,
+            "access token",
+            token_hash=token.token_hash,
+            grant_id=token.grant_id,
+            client_id=token.client_id,
+            subject=token.subject,
+            scope=token.scope,
+            expires_at=token.expires_at,
+        )
 
     def _insert_refresh_token(self, conn: Connection, token: RefreshTokenRecord) -> None:
         self._insert_new(
@@ -1190,6 +1234,21 @@ def _document(kind: RegistryKind, row: Row[Any]) -> RegistryDocument:
 def _grant(row: Row[Any]) -> Grant:
     return Grant(
         row.grant_id, row.client_id, row.subject, row.session_hash, row.created_at, row.revoked_at
+    )
+
+
+def _session(row: RowMapping, prefix: str = "") -> SsoSession:
+    return SsoSession(
+        session_hash=row[f"{prefix}session_hash"],
+        subject=row[f"{prefix}subject"],
+        region=row[f"{prefix}region"],
+        auth_time=row[f"{prefix}auth_time"],
+        acr=row[f"{prefix}acr"],
+        amr=tuple(row[f"{prefix}amr"]),
+        created_at=row[f"{prefix}created_at"],
+        expires_at=row[f"{prefix}expires_at"],
+        ended_at=row[f"{prefix}ended_at"],
+        claims=row[f"{prefix}claims"],
     )
 
 

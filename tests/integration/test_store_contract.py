@@ -608,6 +608,56 @@ def test_a_rotation_that_cannot_insert_its_new_token_leaves_the_old_one_live(
     assert store.get_refresh_token(token_hash("rt-1"), NOW) is not None
 
 
+def test_a_first_refresh_token_and_its_access_token_are_saved_together_or_not_at_all(
+    store: Store, subject: Subject, grant: Grant
+) -> None:
+    access = _access(grant, "at-1")
+    store.save_refresh_token(_refresh(grant, "rt-1"), access_token=access)
+    assert store.get_access_token(access.token_hash, NOW) == access
+    assert store.get_refresh_token(token_hash("rt-1"), NOW) is not None
+    second = store.create_grant(CLIENT, subject.id, NOW)
+    with pytest.raises(DuplicateRecordError):  # the access token's hash is taken
+        store.save_refresh_token(_refresh(second, "rt-2"), access_token=_access(second, "at-1"))
+    with pytest.raises(ValueError, match="same grant"):
+        store.save_refresh_token(_refresh(second, "rt-2"), access_token=_access(grant, "at-2"))
+    assert store.get_refresh_token(token_hash("rt-2"), NOW) is None
+    assert store.get_access_token(token_hash("at-2"), NOW) is None
+
+
+def test_a_rotation_saves_its_access_token_in_the_same_transaction(
+    store: Store, grant: Grant
+) -> None:
+    store.save_refresh_token(_refresh(grant, "rt-1"))
+    access = _access(grant, "at-2")
+    store.rotate_refresh_token(
+        token_hash("rt-1"), _refresh(grant, "rt-2"), NOW, access_token=access
+    )
+    assert store.get_access_token(access.token_hash, NOW) == access
+    assert store.get_refresh_token(token_hash("rt-2"), NOW) is not None
+
+
+def test_a_rotation_whose_access_token_cannot_be_saved_changes_nothing(
+    store: Store, subject: Subject, grant: Grant
+) -> None:
+    store.save_refresh_token(_refresh(grant, "rt-1"))
+    store.save_access_token(_access(grant, "at-taken"))
+    with pytest.raises(DuplicateRecordError):
+        store.rotate_refresh_token(
+            token_hash("rt-1"),
+            _refresh(grant, "rt-2"),
+            NOW,
+            access_token=_access(grant, "at-taken"),
+        )
+    other = store.create_grant(CLIENT, subject.id, NOW)
+    with pytest.raises(ValueError, match="same grant"):
+        store.rotate_refresh_token(
+            token_hash("rt-1"), _refresh(grant, "rt-2"), NOW, access_token=_access(other, "at-2")
+        )
+    assert store.get_refresh_token(token_hash("rt-1"), NOW) is not None  # still the live one
+    assert store.get_refresh_token(token_hash("rt-2"), NOW) is None
+    assert store.get_access_token(token_hash("at-2"), NOW) is None
+
+
 def test_fifty_concurrent_rotations_succeed_once_and_leave_no_live_token(
     sql_store: SqlStore, grant: Grant
 ) -> None:
@@ -649,6 +699,27 @@ def test_a_session_is_found_until_it_expires(store: Store, subject: Subject) -> 
     assert store.get_session(token_hash("unknown"), NOW) is None
     with pytest.raises(DuplicateRecordError):
         store.create_session(session)
+
+
+def test_a_grant_is_read_with_its_session_while_the_session_lives(
+    store: Store, subject: Subject
+) -> None:
+    session = _session(subject, expires_at=NOW + 8 * HOUR)
+    store.create_session(session)
+    grant = store.create_grant(CLIENT, subject.id, NOW, session_hash=session.session_hash)
+    assert store.get_grant_session(grant.grant_id, NOW) == (grant, session)
+    assert store.get_grant_session(grant.grant_id, NOW + 8 * HOUR) == (grant, None)
+    store.end_session(session.session_hash, NOW + HOUR)
+    assert store.get_grant_session(grant.grant_id, NOW + HOUR) == (grant, None)
+
+
+def test_a_grant_without_a_session_is_read_alone(store: Store, grant: Grant) -> None:
+    assert store.get_grant_session(grant.grant_id, NOW) == (grant, None)
+    assert store.get_grant_session("no-such-grant", NOW) is None
+    store.revoke_grant(grant.grant_id, NOW)
+    revoked = store.get_grant_session(grant.grant_id, NOW)
+    assert revoked is not None
+    assert revoked[0].revoked_at == NOW
 
 
 def test_a_step_up_raises_the_assurance_of_a_live_session_only(

@@ -290,6 +290,20 @@ def test_serve_runs_the_gateway_with_waitress(
     assert (tmp_path / "keys.json").exists()
 
 
+@pytest.mark.parametrize("option", ["--workers", "--threads"])
+def test_serve_needs_at_least_one_worker_and_thread(
+    clean_env: pytest.MonkeyPatch,
+    waitress: FakeWaitress,
+    capsys: pytest.CaptureFixture[str],
+    option: str,
+) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["serve", option, "0"])
+    assert exit_info.value.code == 2
+    assert "must be at least 1" in capsys.readouterr().err
+    assert waitress.calls == []
+
+
 def test_serve_reports_a_missing_key_file(
     clean_env: pytest.MonkeyPatch,
     waitress: FakeWaitress,

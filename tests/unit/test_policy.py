@@ -6,7 +6,9 @@ import datetime
 import logging
 import shutil
 from pathlib import Path
+from typing import Any
 
+import cedarpy
 import pytest
 
 from gateway.policy import (
@@ -160,6 +162,36 @@ def test_the_required_level_is_the_highest_of_registration_request_and_policy(
     expected: str,
 ) -> None:
     assert engine.required_level(_person(), _portal(**portal_changes), acr_values) == expected
+
+
+@pytest.mark.parametrize(
+    ("person", "portal_changes", "acr_values"),
+    [
+        (_person(), {}, None),
+        (_person("loa2"), {"minimum_level": "loa2"}, "loa3"),
+        (_person(), {"sector": "tax"}, None),
+        (_person(home_region="gd"), {"allowed_home_regions": frozenset({"zj"})}, "loa1"),
+    ],
+)
+def test_admission_answers_as_required_level_and_may_enter_do_with_one_evaluation(
+    engine: PolicyEngine,
+    monkeypatch: pytest.MonkeyPatch,
+    person: PersonFacts,
+    portal_changes: dict[str, object],
+    acr_values: str | None,
+) -> None:
+    portal = _portal(**portal_changes)
+    expected = (engine.required_level(person, portal, acr_values), engine.may_enter(person, portal))
+    batches: list[int] = []
+    real = cedarpy.is_authorized_batch
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        batches.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(cedarpy, "is_authorized_batch", counted)
+    assert engine.admission(person, portal, acr_values) == expected
+    assert batches == [1]
 
 
 def test_a_person_no_level_admits_gets_the_registered_or_requested_level(

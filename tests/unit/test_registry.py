@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import datetime
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 from pydantic import ValidationError
 
-from gateway.registry import Portal, Region, hash_secret
+from gateway.registry import CACHE_SECONDS, Portal, Region, Registry, hash_secret
+from gateway.store import RegistryKind, SqlStore
 
+NOW = datetime.datetime(2025, 3, 1, 8, 0, tzinfo=datetime.UTC)
 NAMES = {"zh": "浙江政务服务网", "en": "Zhejiang Government Services"}
 
 
@@ -100,3 +105,104 @@ def test_region_secret_is_hidden_in_repr_but_kept_in_the_document() -> None:
     upstream = region()
     assert "upstream-secret" not in repr(upstream)
     assert upstream.document()["client_secret"] == "upstream-secret"
+
+
+# --- the registry's short-lived copy of registrations --------------------------------------------
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[SqlStore]:
+    store = SqlStore.from_url(f"sqlite:///{tmp_path / 'store.db'}")
+    store.migrate()
+    yield store
+    store.close()
+
+
+def counting_reads(store: SqlStore, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    reads: list[str] = []
+    real = store.get_document
+
+    def get_document(kind: RegistryKind, key: str) -> Any:
+        reads.append(key)
+        return real(kind, key)
+
+    monkeypatch.setattr(store, "get_document", get_document)
+    return reads
+
+
+def test_a_portal_looked_up_again_soon_is_answered_without_the_store(
+    store: SqlStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock = Clock()
+    registry = Registry(store, clock=clock)
+    registry.put_portal(portal(), NOW)
+    reads = counting_reads(store, monkeypatch)
+    first = registry.portal("zj-portal")
+    clock.now += CACHE_SECONDS - 0.1
+    assert registry.portal("zj-portal") == first
+    assert reads == ["zj-portal"]
+    clock.now += 0.2
+    assert registry.portal("zj-portal") == first
+    assert reads == ["zj-portal", "zj-portal"]
+
+
+def test_a_write_through_this_registry_is_seen_at_once(store: SqlStore) -> None:
+    registry = Registry(store, clock=Clock())
+    registry.put_portal(portal(), NOW)
+    assert registry.portal("zj-portal") is not None
+    registry.put_portal(portal(enabled=False), NOW)
+    found = registry.portal("zj-portal")
+    assert found is not None
+    assert found.enabled is False
+    registry.put_region(region(), NOW)
+    assert registry.region("zj") is not None
+    assert registry.delete_region("zj") is True
+    assert registry.region("zj") is None
+    assert registry.delete_portal("zj-portal") is True
+    assert registry.portal("zj-portal") is None
+
+
+def test_a_write_through_another_replica_is_seen_after_the_cache_time(store: SqlStore) -> None:
+    clock = Clock()
+    here, elsewhere = Registry(store, clock=clock), Registry(store, clock=clock)
+    assert here.portal("zj-portal") is None  # unknown keys are not remembered
+    elsewhere.put_portal(portal(), NOW)
+    assert here.portal("zj-portal") is not None
+    elsewhere.put_portal(portal(enabled=False), NOW)
+    cached = here.portal("zj-portal")
+    assert cached is not None
+    assert cached.enabled is True
+    clock.now += CACHE_SECONDS
+    fresh = here.portal("zj-portal")
+    assert fresh is not None
+    assert fresh.enabled is False
+
+
+def test_a_lookup_that_raced_a_local_write_does_not_keep_what_it_read(
+    store: SqlStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    registry = Registry(store, clock=Clock())
+    registry.put_portal(portal(), NOW)
+    real = store.get_document
+
+    def get_document(kind: RegistryKind, key: str) -> Any:
+        found = real(kind, key)  # the old registration is read ...
+        registry.put_portal(portal(enabled=False), NOW)  # ... and replaced before it is kept
+        return found
+
+    monkeypatch.setattr(store, "get_document", get_document)
+    stale = registry.portal("zj-portal")
+    assert stale is not None
+    assert stale.enabled is True
+    monkeypatch.setattr(store, "get_document", real)
+    current = registry.portal("zj-portal")
+    assert current is not None
+    assert current.enabled is False
