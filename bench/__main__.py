@@ -27,6 +27,7 @@ from urllib.parse import quote
 import requests
 
 from bench import keycloak_side, loadgen, machine, profiling, report
+from bench.browser import Browser
 from bench.gateway_side import (
     FederatedTiming,
     Minter,
@@ -56,6 +57,7 @@ class Options:
     sessions: tuple[int, ...]
     keycloak_session_seconds: float
     own_keycloak: bool
+    keycloak_warmup: float
     scenarios: tuple[str, ...]
     profile: bool
     profile_scenario: str | None
@@ -270,6 +272,41 @@ class Bench:
         }
         return table[name]
 
+    def warm_keycloak(self) -> None:
+        """Let Keycloak's JIT compile its token paths before anything is measured.
+
+        A JVM runs interpreted code until a method has been called thousands of times; the
+        warm-up run of each scenario is too short for a Keycloak started a minute ago, so a
+        fresh one gets this first (a reused one has served the test suites already).
+        """
+        seconds = self.o.keycloak_warmup
+        if seconds <= 0:
+            return
+        print(f"warming Keycloak up for {seconds:.0f} s ...", flush=True)
+        share = seconds / 3
+        tokens = keycloak_side.refresh_tokens(self.realm, 200)
+        headers = form_headers(basic_auth(*self.realm.credentials))
+        bodies = [f"grant_type=refresh_token&refresh_token={quote(t, safe='')}" for t in tokens]
+        bearer = keycloak_side.password_grant(self.realm, requests.Session())["access_token"]
+        for url, method, body, once, extra in (
+            (self.realm.token_url, "POST", ["grant_type=client_credentials"], False, {}),
+            (self.realm.token_url, "POST", bodies, True, {}),
+            (self.realm.userinfo_url, "GET", [""], False, {"Authorization": f"Bearer {bearer}"}),
+        ):
+            verb: Literal["GET", "POST"] = "GET" if method == "GET" else "POST"
+            loadgen.run(
+                Load(
+                    url=url,
+                    method=verb,
+                    headers=extra or headers,
+                    bodies=body,
+                    once=once,
+                    limit=len(body) if once else 1_000_000,
+                    duration_s=share,
+                    connections=self.o.connections,
+                )
+            )
+
     def wrk_scenario(self, name: str) -> report.Row:
         return self.pair(name, TITLES[name], self.loads(name))
 
@@ -309,6 +346,9 @@ class Bench:
         print(report.progress(row, self.run.signing), flush=True)
         # The callback hop contains the gateway's own code exchange at Keycloak; Keycloak's own
         # flow measures that exchange (its /token hop), login by login.
+        # The floor of one hop: the same client asking the gateway for nothing (/healthz).
+        probe = Browser()
+        floor = [probe.request("GET", f"{self.gw.issuer}/healthz")[1] for _ in range(30)]
         pairs = list(zip(fed, keycloak_runs, strict=False))
         added = [g.gateway - k.token for g, k in pairs]
         stats: dict[str, float] = {}
@@ -321,6 +361,7 @@ class Bench:
             ("region: login page + password", [r.region for r in fed]),
             ("Keycloak own: /token (code exchange)", [k.token for k in keycloak_runs]),
             ("gateway adds (hops - upstream code exchange)", added),
+            ("one hop's floor: GET /healthz from the same client", floor),
         ):
             stats[f"{name} p50"] = percentile(values, 50) * 1000
             stats[f"{name} p99"] = percentile(values, 99) * 1000
@@ -432,7 +473,7 @@ def parse(argv: Sequence[str] | None) -> Options:
         description=__doc__.split("\n\n")[0] if __doc__ else None,
     )
     parser.add_argument("--count", type=int, default=2000, help="requests per measured run")
-    parser.add_argument("--warmup", type=int, default=300, help="requests per warm-up run")
+    parser.add_argument("--warmup", type=int, default=500, help="requests per warm-up run")
     parser.add_argument("--duration", type=float, default=15, help="at most this many s a run")
     parser.add_argument("--connections", type=int, default=16, help="wrk connections [16]")
     parser.add_argument(
@@ -464,6 +505,12 @@ def parse(argv: Sequence[str] | None) -> Options:
     parser.add_argument(
         "--only", default=",".join(SCENARIOS), help=f"scenarios to run [{','.join(SCENARIOS)}]"
     )
+    parser.add_argument(
+        "--keycloak-warmup",
+        type=float,
+        default=None,
+        help="seconds of JIT warm-up for Keycloak first [30 if started for the run, else 0]",
+    )
     parser.add_argument("--no-profile", action="store_true", help="skip the py-spy profile")
     parser.add_argument("--profile-scenario", choices=list(SIGNATURES), default=None)
     parser.add_argument(
@@ -488,6 +535,7 @@ def parse(argv: Sequence[str] | None) -> Options:
         sessions=tuple(int(x) for x in args.sessions.split(",") if x.strip()),
         keycloak_session_seconds=args.keycloak_session_seconds,
         own_keycloak=args.own_keycloak,
+        keycloak_warmup=-1.0 if args.keycloak_warmup is None else args.keycloak_warmup,
         scenarios=chosen,
         profile=not args.no_profile,
         profile_scenario=args.profile_scenario,
@@ -520,7 +568,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"gateway: tongxing serve --workers {gw.workers} --threads {gw.threads} (waitress), "
             "PostgreSQL store"
         )
+        if options.keycloak_warmup < 0:
+            options.keycloak_warmup = 0.0 if h.keycloak_reused else 30.0
         bench = Bench(options, run, h, gw, realm)
+        bench.warm_keycloak()
         try:
             for name in SCENARIOS:
                 if name not in options.scenarios:

@@ -145,7 +145,19 @@ class Minter:
             return value
 
         with ThreadPoolExecutor(workers) as pool:
-            return list(pool.map(one, range(count)))
+            tokens = list(pool.map(one, range(count)))
+        self.analyze()
+        return tokens
+
+    def analyze(self) -> None:
+        """Refresh PostgreSQL's statistics after a bulk write, as autovacuum would by itself.
+
+        Without it the planner would plan the gateway's (prepared) statements for the tables
+        as they were before thousands of rows arrived, which no long-running database does.
+        """
+        with self.store.engine.connect() as conn:
+            conn.execution_options(isolation_level="AUTOCOMMIT")
+            conn.execute(text("ANALYZE"))
 
     def codes(self, count: int, workers: int = 8) -> list[tuple[str, str]]:
         """(code, code_verifier) pairs, written as ``CodeGrant.save_authorization_code`` does.
@@ -187,7 +199,9 @@ class Minter:
             return code, verifier
 
         with ThreadPoolExecutor(workers) as pool:
-            return list(pool.map(one, range(count)))
+            codes = list(pool.map(one, range(count)))
+        self.analyze()
+        return codes
 
     # --- SSO sessions in bulk (memory per session) ------------------------------------------------
 
