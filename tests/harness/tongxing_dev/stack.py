@@ -10,7 +10,10 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import os
 import shutil
+import stat
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,6 +59,29 @@ COMPONENTS = (*SERVERS, *TOOLS)
 
 def dev_dir() -> Path:
     return cache_dir() / "dev"
+
+
+def server_dir(name: str) -> Path:
+    """The working folder of a server ``up`` starts.
+
+    PostgreSQL runs as its own user, which cannot reach a folder below a private home directory
+    (``/root`` is usually 0700); its cluster then goes below the system's temporary folder.
+    """
+    folder = dev_dir() / name
+    if name == "postgresql" and not _traversable_by_all(folder.parent):
+        shared = Path(tempfile.gettempdir()) / f"tongxing-dev-{os.getuid()}"
+        shared.mkdir(mode=0o755, exist_ok=True)
+        shared.chmod(0o755)
+        folder = shared / name
+    return folder
+
+
+def _traversable_by_all(folder: Path) -> bool:
+    folder = folder.resolve()
+    for ancestor in (folder, *folder.parents):
+        if ancestor.exists() and not ancestor.stat().st_mode & stat.S_IXOTH:
+            return False
+    return True
 
 
 def state_file() -> Path:
@@ -121,7 +147,7 @@ def up(names: list[str]) -> dict[str, Any]:
             continue
         endpoint = running(name)
         if endpoint is None:
-            workdir = dev_dir() / name
+            workdir = server_dir(name)
             shutil.rmtree(workdir, ignore_errors=True)
             servers, endpoint = start(name, workdir)
             state[name] = {
