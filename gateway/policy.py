@@ -14,6 +14,9 @@ message naming the file and Cedar's error, and the set that was active stays act
 Evaluation fails closed: if Cedar reports an error for a request (which a validated set should
 never produce), the answer is "deny" and the error is logged.
 
+Decisions are cached per loaded set (see :class:`_LoadedSet`): the same question about the same
+facts is answered from memory, logged all the same, and a reload starts with an empty cache.
+
 Log lines carry the policy ids, the subject id, the portal and claim *names*: never claim values
 or identity numbers (none reach this module).
 """
@@ -27,7 +30,7 @@ import logging
 import re
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Final, Literal, get_args
 
@@ -224,12 +227,51 @@ class PolicySetInfo:
     loaded_at: datetime.datetime
 
 
+DECISION_CACHE_SIZE: Final = 4096
+"""Questions remembered per loaded set; when full the cache is emptied and fills again."""
+
+_Question = Literal["enter", "release_claim"]
+
+# (question, claim names asked about, the portal, the person: without subject unless the set
+# names a Person; see _LoadedSet)
+_DecisionKey = tuple[_Question, tuple[str, ...], PortalFacts, PersonFacts]
+
+
 @dataclass(frozen=True)
 class _LoadedSet:
+    """One validated policy set, and the decisions it has already made.
+
+    ``decisions`` caches Cedar's answers. That is sound because an answer is a pure function of
+    the policies, the schema, the entities and the requests (Cedar has no clock, no randomness
+    and no I/O), and the first two are this set while the last two are built (in
+    :func:`_entities`, :func:`_enter_request`, :func:`_claim_request`) from nothing but the
+    :class:`PersonFacts`, the :class:`PortalFacts` and the claim names, all of which are in the
+    key. The cache lives and dies with the set, so :meth:`PolicyEngine.reload` drops it by
+    swapping the set. Answers that carry errors are not cached: an error says nothing stable
+    about the facts, and must not pin a denial.
+
+    The person's ``subject`` reaches Cedar only as the principal's entity id, and the only way a
+    policy can tell two principals apart by id is to compare them with a ``Tongxing::Person``
+    entity literal (Cedar cannot read an entity id as a string, people have no parents, and no
+    other entity or context value the gateway builds is a Person). So when no policy of the set
+    contains such a literal (``names_a_person`` false), the subject is left out of the key and
+    everyone with the same home region, level, amr and age band shares one answer; when one does,
+    the subject is part of the key.
+
+    No lock on the cache: it maps keys to immutable answers, a dict's ``get``, item assignment
+    and ``clear`` are each atomic (under the GIL, and under a free-threaded build's per-object
+    locks), and two threads racing on one key compute the same answer. The worst a race does is
+    a needless miss, or the cache briefly holding a few entries more than the bound.
+    """
+
     info: PolicySetInfo
     schema: cedarpy.Schema
     policies: cedarpy.PolicySet
     by_id: Mapping[str, _Policy] = field(hash=False)
+    names_a_person: bool
+    decisions: dict[_DecisionKey, tuple[Decision, ...]] = field(
+        default_factory=dict, compare=False, hash=False, repr=False
+    )
 
 
 def _load(directory: Path, now: datetime.datetime) -> _LoadedSet:
@@ -300,9 +342,30 @@ def _load(directory: Path, now: datetime.datetime) -> _LoadedSet:
         schema,
         policies,
         by_id,
+        names_a_person=any(_names_a_person(body) for body in static.values()),
     )
     _prove_schema_fits(loaded, directory)
     return loaded
+
+
+def _names_a_person(policy: object) -> bool:
+    """Whether a policy in Cedar's JSON format contains a ``Tongxing::Person`` entity literal.
+
+    Literals appear as ``{"type": ..., "id": ...}``: in the scope (``{"op": "==", "entity":
+    ...}``, ``"in": {"entity": ...}``) and in expressions (``{"Value": {"__entity": ...}}``). Any
+    dict shaped like a Person uid counts, wherever it is, so the walk errs towards keeping the
+    subject in the cache key. Iterative: a long condition must not hit the recursion limit.
+    """
+    pending = [policy]
+    while pending:
+        node = pending.pop()
+        if isinstance(node, dict):
+            if node.get("type") == PERSON and "id" in node:
+                return True
+            pending.extend(node.values())
+        elif isinstance(node, list):
+            pending.extend(node)
+    return False
 
 
 def _policy_names(parsed: Mapping[str, Any]) -> dict[str, str]:
@@ -595,9 +658,7 @@ class PolicyEngine:
         claims = sorted(set(candidate_claims))
         if not claims:
             return {}
-        active = self._active
-        requests = [_claim_request(person, portal, claim) for claim in claims]
-        results = self._evaluate(active, requests, _entities(person, portal, claims))
+        results = self._decide(self._active, "release_claim", person, portal, tuple(claims))
         decisions = dict(zip(claims, results, strict=True))
         released = sorted(claim for claim, d in decisions.items() if d.allowed)
         withheld = {claim: list(d.policy_ids) for claim, d in decisions.items() if not d.allowed}
@@ -627,9 +688,40 @@ class PolicyEngine:
     def _entry_at_each_level(
         self, active: _LoadedSet, person: PersonFacts, portal: PortalFacts
     ) -> dict[Level, Decision]:
-        requests = [_enter_request(person, portal, level) for level in LEVELS]
-        results = self._evaluate(active, requests, _entities(person, portal, ()))
+        results = self._decide(active, "enter", person, portal, ())
         return dict(zip(LEVELS, results, strict=True))
+
+    @classmethod
+    def _decide(
+        cls,
+        active: _LoadedSet,
+        question: _Question,
+        person: PersonFacts,
+        portal: PortalFacts,
+        claims: tuple[str, ...],
+    ) -> tuple[Decision, ...]:
+        """Ask ``active`` one question, from its cache when it has answered it before.
+
+        "enter" is asked at every level (``claims`` empty), "release_claim" for each of
+        ``claims`` (sorted, no duplicates). Why caching is sound: :class:`_LoadedSet`. Callers
+        log every decision, cached or not.
+        """
+        # replace() keeps every other fact, so a fact added to PersonFacts joins the key by itself.
+        who = person if active.names_a_person else replace(person, subject="")
+        key: _DecisionKey = (question, claims, portal, who)
+        cached = active.decisions.get(key)
+        if cached is not None:
+            return cached
+        if question == "enter":
+            requests = [_enter_request(person, portal, level) for level in LEVELS]
+        else:
+            requests = [_claim_request(person, portal, claim) for claim in claims]
+        decisions = tuple(cls._evaluate(active, requests, _entities(person, portal, claims)))
+        if not any(decision.errors for decision in decisions):
+            if len(active.decisions) >= DECISION_CACHE_SIZE:
+                active.decisions.clear()
+            active.decisions[key] = decisions
+        return decisions
 
     @staticmethod
     def _evaluate(

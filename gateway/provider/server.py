@@ -155,11 +155,12 @@ class StoredCode:
 
 
 class StoredRefreshToken:
-    """A refresh-token record as Authlib's TokenMixin."""
+    """A refresh-token record as Authlib's TokenMixin, with the user it was read with."""
 
-    def __init__(self, record: RefreshTokenRecord, value: str) -> None:
+    def __init__(self, record: RefreshTokenRecord, value: str, user: User) -> None:
         self.record = record
         self.value = value
+        self.user = user
 
     def check_client(self, client: PortalClient) -> bool:
         return self.record.client_id == client.client_id
@@ -345,9 +346,14 @@ class Provider:
         if found is None:
             return None, User(subject)
         grant, session = found
+        return grant, self.session_user(grant.subject, session)
+
+    @staticmethod
+    def session_user(subject: str, session: SsoSession | None) -> User:
+        """The user of a grant: with the SSO session's facts while it lives, else bare."""
         if session is None:
-            return grant, User(grant.subject)
-        return grant, User.from_session(session, dict(session.claims))
+            return User(subject)
+        return User.from_session(session, dict(session.claims))
 
 
 def half_hash(value: str) -> str:
@@ -525,11 +531,14 @@ class RefreshGrant(grants.RefreshTokenGrant):  # type: ignore[misc]
     def authenticate_refresh_token(self, refresh_token: str) -> StoredRefreshToken | None:
         now = now_utc()
         hashed = token_hash(refresh_token)
-        record = self.provider.store.get_refresh_token(hashed, now)
-        if record is None:
+        found = self.provider.store.get_refresh_token_session(hashed, now)
+        if found is None:
             self._detect_reuse(hashed, now)
             return None
-        return StoredRefreshToken(record, refresh_token)
+        record, session = found
+        return StoredRefreshToken(
+            record, refresh_token, self.provider.session_user(record.subject, session)
+        )
 
     def _detect_reuse(self, hashed: str, now: datetime) -> None:
         """A rotated token presented again revokes its family (RFC 9700 §4.14.2).
@@ -556,10 +565,8 @@ class RefreshGrant(grants.RefreshTokenGrant):  # type: ignore[misc]
             return
 
     def authenticate_user(self, refresh_token: StoredRefreshToken) -> User:
-        _, user = self.provider.grant_user(
-            refresh_token.record.grant_id, refresh_token.record.subject
-        )
-        return user
+        """The user read with the token (one store read for both)."""
+        return refresh_token.user
 
     def create_token_response(self) -> tuple[int, dict[str, Any], list[tuple[str, str]]]:
         old: StoredRefreshToken = self.request.refresh_token
@@ -628,7 +635,7 @@ def _find_token(provider: Provider, value: str, hint: str | None) -> Any:
             return StoredAccessToken(access)
     refresh = provider.store.get_refresh_token(hashed, now)
     if refresh is not None:
-        return StoredRefreshToken(refresh, value)
+        return StoredRefreshToken(refresh, value, User(refresh.subject))
     if hint == "refresh_token":
         access = provider.store.get_access_token(hashed, now)
         if access is not None:

@@ -29,15 +29,16 @@ def userinfo() -> Response:
         response.headers["WWW-Authenticate"] = 'Bearer realm="tongxing"'
         return response
     _, provider = oauth()
-    record = provider.store.get_access_token(token_hash(value.strip()), datetime.now(UTC))
-    if record is None:
+    found = provider.store.get_access_token_session(token_hash(value.strip()), datetime.now(UTC))
+    if found is None:
         return _bearer_error("invalid_token", "the access token is not valid", 401)
+    record, session = found
     if "openid" not in record.scope.split():
         return _bearer_error("insufficient_scope", "the token lacks the openid scope", 403)
     portal = provider.services.registry.portal(record.client_id)
     if portal is None:
         return _bearer_error("invalid_token", "the portal is no longer registered", 401)
-    _, user = provider.grant_user(record.grant_id, record.subject)
+    user = provider.session_user(record.subject, session)
     response = jsonify(provider.user_claims(portal, user, record.scope))
     response.headers["Cache-Control"] = "no-store"
     return response

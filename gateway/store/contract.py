@@ -512,6 +512,16 @@ class Store(Protocol):
         """The token if it is known, unexpired and its grant not revoked (RFC 7662 §2.2)."""
         ...
 
+    def get_access_token_session(
+        self, token_hash: str, now: datetime.datetime
+    ) -> tuple[AccessTokenRecord, SsoSession | None] | None:
+        """:meth:`get_access_token` with its grant's SSO session, in one read (userinfo).
+
+        The session is ``None`` when the grant has none or when :meth:`get_session` would not
+        return it (ended or expired).
+        """
+        ...
+
     def revoke_access_token(self, token_hash: str) -> bool:
         """Forget one access token (RFC 7009 §2.1); ``False`` if it was unknown."""
         ...
@@ -533,6 +543,13 @@ class Store(Protocol):
         self, token_hash: str, now: datetime.datetime
     ) -> RefreshTokenRecord | None:
         """The token if it is live, unexpired and its grant not revoked."""
+        ...
+
+    def get_refresh_token_session(
+        self, token_hash: str, now: datetime.datetime
+    ) -> tuple[RefreshTokenRecord, SsoSession | None] | None:
+        """:meth:`get_refresh_token` with its grant's SSO session, in one read (the refresh
+        grant needs both). The session is ``None`` as for :meth:`get_access_token_session`."""
         ...
 
     def rotate_refresh_token(

@@ -21,8 +21,8 @@ How the single-use and one-live-token guarantees hold on both engines:
 
 from __future__ import annotations
 
-import dataclasses
 import datetime
+import functools
 import json
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
@@ -35,6 +35,7 @@ from sqlalchemy import (
     Row,
     Table,
     and_,
+    bindparam,
     delete,
     exists,
     or_,
@@ -112,6 +113,132 @@ _REGISTRY_TABLES: dict[RegistryKind, Table] = {
 _Insert = postgresql.Insert | sqlite.Insert
 
 
+def _grant_is_live(grant_id: ColumnElement[str]) -> ColumnElement[bool]:
+    return exists().where(and_(grants.c.grant_id == grant_id, grants.c.revoked_at.is_(None)))
+
+
+# --- the statements of the token endpoints ------------------------------------------------------
+#
+# Built once, with named parameters, and executed with a dictionary of values: SQLAlchemy then
+# neither builds the expression nor computes its cache key on every request (it memoises both on
+# the statement object), which is most of what a statement costs on the Python side. PostgreSQL
+# prepares them after a few uses (psycopg's prepare threshold).
+
+_SESSION_COLUMNS = [column.label(f"session_{column.name}") for column in sso_sessions.c]
+_LIVE_SESSION_OF_GRANT = and_(
+    sso_sessions.c.session_hash == grants.c.session_hash,
+    sso_sessions.c.ended_at.is_(None),
+    sso_sessions.c.expires_at > bindparam("now"),
+)
+_GRANT = select(grants).where(grants.c.grant_id == bindparam("grant_id"))
+_LOCK_GRANT = _GRANT.with_for_update()  # renders without FOR UPDATE on SQLite (BEGIN IMMEDIATE)
+_GRANT_SESSION = (
+    select(grants, *_SESSION_COLUMNS)
+    .select_from(grants.outerjoin(sso_sessions, _LIVE_SESSION_OF_GRANT))
+    .where(grants.c.grant_id == bindparam("grant_id"))
+)
+_ACCESS_TOKEN = select(access_tokens).where(
+    access_tokens.c.token_hash == bindparam("hash_"),
+    access_tokens.c.expires_at > bindparam("now"),
+    _grant_is_live(access_tokens.c.grant_id),
+)
+_ACCESS_TOKEN_SESSION = (
+    select(access_tokens, *_SESSION_COLUMNS)
+    .select_from(
+        access_tokens.join(grants, grants.c.grant_id == access_tokens.c.grant_id).outerjoin(
+            sso_sessions, _LIVE_SESSION_OF_GRANT
+        )
+    )
+    .where(
+        access_tokens.c.token_hash == bindparam("hash_"),
+        access_tokens.c.expires_at > bindparam("now"),
+        grants.c.revoked_at.is_(None),
+    )
+)
+_LIVE_REFRESH_TOKEN = and_(
+    refresh_tokens.c.token_hash == bindparam("hash_"),
+    refresh_tokens.c.status == RefreshTokenStatus.LIVE.value,
+    refresh_tokens.c.expires_at > bindparam("now"),
+)
+_REFRESH_TOKEN = select(refresh_tokens).where(
+    _LIVE_REFRESH_TOKEN, _grant_is_live(refresh_tokens.c.grant_id)
+)
+_REFRESH_TOKEN_SESSION = (
+    select(refresh_tokens, *_SESSION_COLUMNS)
+    .select_from(
+        refresh_tokens.join(grants, grants.c.grant_id == refresh_tokens.c.grant_id).outerjoin(
+            sso_sessions, _LIVE_SESSION_OF_GRANT
+        )
+    )
+    .where(_LIVE_REFRESH_TOKEN, grants.c.revoked_at.is_(None))
+)
+_ANY_REFRESH_TOKEN = select(refresh_tokens).where(refresh_tokens.c.token_hash == bindparam("hash_"))
+# The family lock of a rotation: the grant row of the presented token, found in one statement.
+_LOCK_FAMILY = (
+    select(grants)
+    .where(
+        grants.c.grant_id
+        == select(refresh_tokens.c.grant_id)
+        .where(refresh_tokens.c.token_hash == bindparam("hash_"))
+        .scalar_subquery()
+    )
+    .with_for_update()
+)
+# Under the family lock: the presented token, if still live and of the family the new one
+# continues, becomes rotated. Nothing else can change it meanwhile.
+_ROTATE = (
+    update(refresh_tokens)
+    .where(
+        _LIVE_REFRESH_TOKEN,
+        refresh_tokens.c.grant_id == bindparam("family_grant"),
+        refresh_tokens.c.client_id == bindparam("family_client"),
+        refresh_tokens.c.subject == bindparam("family_subject"),
+    )
+    .values(status=RefreshTokenStatus.ROTATED.value)
+    .returning(*refresh_tokens.c)
+)
+_REDEEM_CODE = (
+    update(authorization_codes)
+    .where(
+        authorization_codes.c.code_hash == bindparam("code_hash_"),
+        authorization_codes.c.redeemed_at.is_(None),
+        authorization_codes.c.expires_at > bindparam("now"),
+        _grant_is_live(authorization_codes.c.grant_id),
+    )
+    .values(redeemed_at=bindparam("now"))
+    .returning(*authorization_codes.c)
+)
+_CODE = select(authorization_codes.c.grant_id, authorization_codes.c.redeemed_at).where(
+    authorization_codes.c.code_hash == bindparam("code_hash_")
+)
+
+
+_LIVE_SESSION = select(sso_sessions).where(
+    sso_sessions.c.session_hash == bindparam("session_hash_"),
+    sso_sessions.c.ended_at.is_(None),
+    sso_sessions.c.expires_at > bindparam("now"),
+)
+_PARTICIPANT = select(session_participants).where(
+    session_participants.c.session_hash == bindparam("session_hash_"),
+    session_participants.c.client_id == bindparam("client_id_"),
+)
+
+
+@functools.cache
+def _add_participant(dialect: str) -> Any:
+    """Join a portal to a session unless it already participates (keeping its first ``sid``)."""
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    return insert(session_participants).on_conflict_do_nothing(
+        index_elements=[session_participants.c.session_hash, session_participants.c.client_id]
+    )
+
+
+@functools.cache
+def _insert_into(table: Table) -> Any:
+    """``INSERT INTO table`` with the columns of the values it is executed with (built once)."""
+    return table.insert()
+
+
 class SqlStore:
     """:class:`~gateway.store.contract.Store` on SQLite or PostgreSQL."""
 
@@ -119,6 +246,11 @@ class SqlStore:
         if engine.dialect.name not in ("sqlite", "postgresql"):
             raise ValueError(f"unsupported database {engine.dialect.name!r}")
         self._engine = engine
+        # Reads share the pool; see _read for how they run.
+        read_options: dict[str, Any] = {READ_ONLY: True}
+        if engine.dialect.name == "postgresql":
+            read_options["isolation_level"] = "AUTOCOMMIT"
+        self._reader = engine.execution_options(**read_options)
 
     @classmethod
     def from_url(
@@ -352,21 +484,11 @@ class SqlStore:
         self, grant_id: str, now: datetime.datetime
     ) -> tuple[Grant, SsoSession | None] | None:
         _require_aware(now=now)
-        live = and_(
-            sso_sessions.c.session_hash == grants.c.session_hash,
-            sso_sessions.c.ended_at.is_(None),
-            sso_sessions.c.expires_at > now,
-        )
         with self._read() as conn:
-            row = conn.execute(
-                select(grants, *(c.label(f"session_{c.name}") for c in sso_sessions.c))
-                .select_from(grants.outerjoin(sso_sessions, live))
-                .where(grants.c.grant_id == grant_id)
-            ).first()
+            row = conn.execute(_GRANT_SESSION, {"grant_id": grant_id, "now": now}).first()
         if row is None:
             return None
-        session = _session(row._mapping, prefix="session_") if row.session_session_hash else None
-        return _grant(row), session
+        return _grant(row), _joined_session(row)
 
     def revoke_grant(self, grant_id: str, now: datetime.datetime) -> bool:
         _require_aware(now=now)
@@ -404,24 +526,12 @@ class SqlStore:
 
     def redeem_code(self, code_hash: str, now: datetime.datetime) -> CodeRecord:
         _require_aware(now=now)
-        codes = authorization_codes
+        values = {"code_hash_": code_hash, "now": now}
         with self._write() as conn:
-            redeemed = conn.execute(
-                update(codes)
-                .where(
-                    codes.c.code_hash == code_hash,
-                    codes.c.redeemed_at.is_(None),
-                    codes.c.expires_at > now,
-                    _grant_is_live(codes.c.grant_id),
-                )
-                .values(redeemed_at=now)
-                .returning(*codes.c)
-            ).first()
+            redeemed = conn.execute(_REDEEM_CODE, values).first()
             if redeemed is not None:
                 return _code(redeemed)
-            seen = conn.execute(
-                select(codes.c.grant_id, codes.c.redeemed_at).where(codes.c.code_hash == code_hash)
-            ).first()
+            seen = conn.execute(_CODE, values).first()
             if seen is None or seen.redeemed_at is None:
                 raise CodeNotFoundError("authorization code is unknown, expired or revoked")
             # RFC 6749 §4.1.2: the code was used before, so revoke what it yielded. Committed
@@ -441,18 +551,17 @@ class SqlStore:
     def get_access_token(self, token_hash: str, now: datetime.datetime) -> AccessTokenRecord | None:
         _require_aware(now=now)
         with self._read() as conn:
-            row = conn.execute(
-                select(access_tokens).where(
-                    access_tokens.c.token_hash == token_hash,
-                    access_tokens.c.expires_at > now,
-                    _grant_is_live(access_tokens.c.grant_id),
-                )
-            ).first()
-        if row is None:
-            return None
-        return AccessTokenRecord(
-            row.token_hash, row.grant_id, row.client_id, row.subject, row.scope, row.expires_at
-        )
+            row = conn.execute(_ACCESS_TOKEN, {"hash_": token_hash, "now": now}).first()
+        return None if row is None else _access_token(row)
+
+    def get_access_token_session(
+        self, token_hash: str, now: datetime.datetime
+    ) -> tuple[AccessTokenRecord, SsoSession | None] | None:
+        _require_aware(now=now)
+        values = {"hash_": token_hash, "now": now}
+        with self._read() as conn:
+            row = conn.execute(_ACCESS_TOKEN_SESSION, values).first()
+        return None if row is None else (_access_token(row), _joined_session(row))
 
     def revoke_access_token(self, token_hash: str) -> bool:
         with self._write() as conn:
@@ -490,15 +599,17 @@ class SqlStore:
     ) -> RefreshTokenRecord | None:
         _require_aware(now=now)
         with self._read() as conn:
-            row = conn.execute(
-                select(refresh_tokens).where(
-                    refresh_tokens.c.token_hash == token_hash,
-                    refresh_tokens.c.status == RefreshTokenStatus.LIVE.value,
-                    refresh_tokens.c.expires_at > now,
-                    _grant_is_live(refresh_tokens.c.grant_id),
-                )
-            ).first()
+            row = conn.execute(_REFRESH_TOKEN, {"hash_": token_hash, "now": now}).first()
         return None if row is None else _refresh_token(row)
+
+    def get_refresh_token_session(
+        self, token_hash: str, now: datetime.datetime
+    ) -> tuple[RefreshTokenRecord, SsoSession | None] | None:
+        _require_aware(now=now)
+        values = {"hash_": token_hash, "now": now}
+        with self._read() as conn:
+            row = conn.execute(_REFRESH_TOKEN_SESSION, values).first()
+        return None if row is None else (_refresh_token(row), _joined_session(row))
 
     def rotate_refresh_token(
         self,
@@ -510,54 +621,50 @@ class SqlStore:
     ) -> RefreshTokenRecord:
         _require_aware(now=now)
         _require_text(token_hash=new.token_hash)
-        if access_token is not None:
-            _require_text(access_token_hash=access_token.token_hash)
         if new.status is not RefreshTokenStatus.LIVE:
             raise ValueError("the new refresh token must be live")
-        tokens = refresh_tokens
+        family_of = (new.grant_id, new.client_id, new.subject)
+        if access_token is not None:
+            _require_text(access_token_hash=access_token.token_hash)
+            if (access_token.grant_id, access_token.client_id, access_token.subject) != family_of:
+                raise ValueError("the access token must belong to the same grant")
         with self._write() as conn:
-            family = conn.execute(
-                select(tokens.c.grant_id).where(tokens.c.token_hash == old_hash)
-            ).scalar_one_or_none()
-            if family is None:
-                raise RefreshTokenNotFoundError("refresh token is unknown")
             # The grant row is the family's lock: rotations and revocations of one family run
             # one after the other, and each sees what the previous one committed.
-            grant = self._lock_grant(conn, family)
-            old_row = conn.execute(select(tokens).where(tokens.c.token_hash == old_hash)).one()
-            old = _refresh_token(old_row)
-            if old.status is RefreshTokenStatus.ROTATED:
-                # RFC 9700 §4.14.2: a rotated token came back. One of the two holders is an
-                # attacker; revoke the family. Committed before the error is raised.
-                self._revoke_grants(conn, grants.c.grant_id == old.grant_id, now)
-                reused_grant = old.grant_id
-            else:
+            grant = conn.execute(_LOCK_FAMILY, {"hash_": old_hash}).first()
+            if grant is None:
+                raise RefreshTokenNotFoundError("refresh token is unknown")
+            if grant.revoked_at is None:
+                rotated = conn.execute(
+                    _ROTATE,
+                    {
+                        "hash_": old_hash,
+                        "now": now,
+                        "family_grant": new.grant_id,
+                        "family_client": new.client_id,
+                        "family_subject": new.subject,
+                    },
+                ).first()
+                if rotated is not None:
+                    self._insert_refresh_token(conn, new)
+                    if access_token is not None:
+                        # The grant is locked and was checked live above: nothing more to check.
+                        self._insert_access_token(conn, access_token)
+                    return _refresh_token(rotated)
+            # Not rotated: find out why.
+            old = _refresh_token(conn.execute(_ANY_REFRESH_TOKEN, {"hash_": old_hash}).one())
+            if old.status is not RefreshTokenStatus.ROTATED:
                 if (
-                    old.status is not RefreshTokenStatus.LIVE
-                    or old.expires_at <= now
-                    or grant is None
-                    or grant.revoked_at is not None
+                    old.status is RefreshTokenStatus.LIVE
+                    and old.expires_at > now
+                    and grant.revoked_at is None
                 ):
-                    raise RefreshTokenNotFoundError("refresh token is expired or revoked")
-                family_of = (old.grant_id, old.client_id, old.subject)
-                if (new.grant_id, new.client_id, new.subject) != family_of:
                     raise ValueError("the new refresh token must continue the same grant")
-                if access_token is not None and (
-                    (access_token.grant_id, access_token.client_id, access_token.subject)
-                    != family_of
-                ):
-                    raise ValueError("the access token must belong to the same grant")
-                conn.execute(
-                    update(tokens)
-                    .where(tokens.c.token_hash == old_hash)
-                    .values(status=RefreshTokenStatus.ROTATED.value)
-                )
-                self._insert_refresh_token(conn, new)
-                if access_token is not None:
-                    # The grant is locked and was checked live above: nothing more to check.
-                    self._insert_access_token(conn, access_token)
-                return dataclasses.replace(old, status=RefreshTokenStatus.ROTATED)
-        raise RefreshTokenReuseError(reused_grant)
+                raise RefreshTokenNotFoundError("refresh token is expired or revoked")
+            # RFC 9700 §4.14.2: a rotated token came back. One of the two holders is an
+            # attacker; revoke the family. Committed before the error is raised.
+            self._revoke_grants(conn, grants.c.grant_id == old.grant_id, now)
+        raise RefreshTokenReuseError(old.grant_id)
 
     # --- SSO sessions ---------------------------------------------------------------------------
 
@@ -619,21 +726,15 @@ class SqlStore:
         with self._write() as conn:
             if self._live_session(conn, session_hash, now) is None:
                 raise SessionNotFoundError("the SSO session is unknown, ended or expired")
-            conn.execute(
-                self._insert(session_participants)
-                .values(session_hash=session_hash, client_id=client_id, sid=sid, created_at=now)
-                .on_conflict_do_nothing(
-                    index_elements=[
-                        session_participants.c.session_hash,
-                        session_participants.c.client_id,
-                    ]
-                )
-            )
+            values = {
+                "session_hash": session_hash,
+                "client_id": client_id,
+                "sid": sid,
+                "created_at": now,
+            }
+            conn.execute(_add_participant(self._engine.dialect.name), values)
             row = conn.execute(
-                select(session_participants).where(
-                    session_participants.c.session_hash == session_hash,
-                    session_participants.c.client_id == client_id,
-                )
+                _PARTICIPANT, {"session_hash_": session_hash, "client_id_": client_id}
             ).one()
         return _participant(row)
 
@@ -1019,12 +1120,10 @@ class SqlStore:
         transaction or not, so ``BEGIN`` and ``COMMIT`` around a read would change nothing but
         cost two more round trips to the server on every lookup.
         """
-        with _unavailable(), self._engine.connect() as conn:
+        with _unavailable(), self._reader.connect() as conn:
             if self._engine.dialect.name == "postgresql":
-                conn.execution_options(isolation_level="AUTOCOMMIT")
                 yield conn
                 return
-            conn.execution_options(**{READ_ONLY: True})
             with conn.begin():
                 yield conn
 
@@ -1037,7 +1136,7 @@ class SqlStore:
     def _insert_new(conn: Connection, table: Table, what: str, **values: Any) -> None:
         _require_aware(**{k: v for k, v in values.items() if isinstance(v, datetime.datetime)})
         try:
-            conn.execute(table.insert().values(**values))
+            conn.execute(_insert_into(table), values)
         except IntegrityError as error:
             raise DuplicateRecordError(f"this {what} already exists") from error
 
@@ -1088,13 +1187,6 @@ class SqlStore:
                 ],
             )
 
-    @staticmethod
-    def _lock_grant(conn: Connection, grant_id: str) -> Row[Any] | None:
-        # FOR UPDATE renders as nothing on SQLite, where BEGIN IMMEDIATE already serialises.
-        return conn.execute(
-            select(grants).where(grants.c.grant_id == grant_id).with_for_update()
-        ).first()
-
     def _issuable_grant(
         self,
         conn: Connection,
@@ -1105,8 +1197,7 @@ class SqlStore:
         lock: bool = False,
     ) -> None:
         """Refuse to issue under an unknown or revoked grant, or for another client/subject."""
-        statement = select(grants).where(grants.c.grant_id == grant_id)
-        row = conn.execute(statement.with_for_update() if lock else statement).first()
+        row = conn.execute(_LOCK_GRANT if lock else _GRANT, {"grant_id": grant_id}).first()
         if row is None or row.revoked_at is not None:
             raise GrantNotFoundError("the grant is unknown or revoked")
         if row.client_id != client_id:
@@ -1146,13 +1237,7 @@ class SqlStore:
     def _live_session(
         conn: Connection, session_hash: str, now: datetime.datetime
     ) -> Row[Any] | None:
-        return conn.execute(
-            select(sso_sessions).where(
-                sso_sessions.c.session_hash == session_hash,
-                sso_sessions.c.ended_at.is_(None),
-                sso_sessions.c.expires_at > now,
-            )
-        ).first()
+        return conn.execute(_LIVE_SESSION, {"session_hash_": session_hash, "now": now}).first()
 
     @staticmethod
     def _participants(conn: Connection, session_hash: str) -> list[SessionParticipant]:
@@ -1174,10 +1259,6 @@ def _unavailable() -> Iterator[None]:
         yield
     except (OperationalError, InterfaceError) as error:
         raise StoreUnavailableError(f"database unavailable: {error.orig}") from error
-
-
-def _grant_is_live(grant_id: ColumnElement[str]) -> ColumnElement[bool]:
-    return exists().where(and_(grants.c.grant_id == grant_id, grants.c.revoked_at.is_(None)))
 
 
 def _require_text(**values: str) -> None:
@@ -1249,6 +1330,18 @@ def _session(row: RowMapping, prefix: str = "") -> SsoSession:
         expires_at=row[f"{prefix}expires_at"],
         ended_at=row[f"{prefix}ended_at"],
         claims=row[f"{prefix}claims"],
+    )
+
+
+def _joined_session(row: Row[Any]) -> SsoSession | None:
+    """The live SSO session outer-joined under :data:`_SESSION_COLUMNS`, if there was one."""
+    mapping = row._mapping
+    return _session(mapping, prefix="session_") if mapping["session_session_hash"] else None
+
+
+def _access_token(row: Row[Any]) -> AccessTokenRecord:
+    return AccessTokenRecord(
+        row.token_hash, row.grant_id, row.client_id, row.subject, row.scope, row.expires_at
     )
 
 

@@ -713,6 +713,43 @@ def test_a_grant_is_read_with_its_session_while_the_session_lives(
     assert store.get_grant_session(grant.grant_id, NOW + HOUR) == (grant, None)
 
 
+def test_a_token_is_read_with_its_grants_live_session(store: Store, subject: Subject) -> None:
+    session = _session(subject, expires_at=NOW + 8 * HOUR)
+    store.create_session(session)
+    grant = store.create_grant(CLIENT, subject.id, NOW, session_hash=session.session_hash)
+    access, refresh = _access(grant, expires_at=NOW + 9 * HOUR), _refresh(grant)
+    store.save_refresh_token(refresh, access_token=access)
+    assert store.get_access_token_session(access.token_hash, NOW) == (access, session)
+    assert store.get_refresh_token_session(refresh.token_hash, NOW) == (refresh, session)
+    # The session expires before the tokens: they are still read, without it.
+    later = NOW + 8 * HOUR
+    assert store.get_access_token_session(access.token_hash, later) == (access, None)
+    assert store.get_refresh_token_session(refresh.token_hash, later) == (refresh, None)
+    store.end_session(session.session_hash, NOW + HOUR)
+    assert store.get_access_token_session(access.token_hash, NOW + HOUR) == (access, None)
+    assert store.get_refresh_token_session(refresh.token_hash, NOW + HOUR) == (refresh, None)
+
+
+def test_a_token_read_with_its_session_follows_the_token_rules(
+    store: Store, subject: Subject
+) -> None:
+    session = _session(subject)
+    store.create_session(session)
+    grant = store.create_grant(CLIENT, subject.id, NOW, session_hash=session.session_hash)
+    access, refresh = _access(grant, expires_at=NOW + HOUR), _refresh(grant, expires_at=NOW + DAY)
+    store.save_refresh_token(refresh, access_token=access)
+    assert store.get_access_token_session(token_hash("unknown"), NOW) is None
+    assert store.get_refresh_token_session(token_hash("unknown"), NOW) is None
+    assert store.get_access_token_session(access.token_hash, NOW + HOUR) is None  # expired
+    assert store.get_refresh_token_session(refresh.token_hash, NOW + DAY) is None
+    store.rotate_refresh_token(refresh.token_hash, _refresh(grant, "rt-2"), NOW)
+    assert store.get_refresh_token_session(refresh.token_hash, NOW) is None  # rotated
+    assert store.get_refresh_token_session(token_hash("rt-2"), NOW) is not None
+    store.revoke_grant(grant.grant_id, NOW)
+    assert store.get_access_token_session(access.token_hash, NOW) is None
+    assert store.get_refresh_token_session(token_hash("rt-2"), NOW) is None
+
+
 def test_a_grant_without_a_session_is_read_alone(store: Store, grant: Grant) -> None:
     assert store.get_grant_session(grant.grant_id, NOW) == (grant, None)
     assert store.get_grant_session("no-such-grant", NOW) is None

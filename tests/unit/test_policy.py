@@ -11,6 +11,7 @@ from typing import Any
 import cedarpy
 import pytest
 
+from gateway import policy
 from gateway.policy import (
     LEVELS,
     PersonFacts,
@@ -44,6 +45,19 @@ def engine(policy_dir: Path) -> PolicyEngine:
 
 def _person(level: str = "loa1", home_region: str = "zj") -> PersonFacts:
     return PersonFacts("subject-1", home_region, level, amr=("pwd",))  # type: ignore[arg-type]
+
+
+def _count_batches(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """From now on, one entry per call of ``cedarpy.is_authorized_batch``."""
+    batches: list[int] = []
+    real = cedarpy.is_authorized_batch
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        batches.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(cedarpy, "is_authorized_batch", counted)
+    return batches
 
 
 def _portal(**changes: object) -> PortalFacts:
@@ -175,6 +189,7 @@ def test_the_required_level_is_the_highest_of_registration_request_and_policy(
 )
 def test_admission_answers_as_required_level_and_may_enter_do_with_one_evaluation(
     engine: PolicyEngine,
+    policy_dir: Path,
     monkeypatch: pytest.MonkeyPatch,
     person: PersonFacts,
     portal_changes: dict[str, object],
@@ -182,15 +197,9 @@ def test_admission_answers_as_required_level_and_may_enter_do_with_one_evaluatio
 ) -> None:
     portal = _portal(**portal_changes)
     expected = (engine.required_level(person, portal, acr_values), engine.may_enter(person, portal))
-    batches: list[int] = []
-    real = cedarpy.is_authorized_batch
-
-    def counted(*args: Any, **kwargs: Any) -> Any:
-        batches.append(1)
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(cedarpy, "is_authorized_batch", counted)
-    assert engine.admission(person, portal, acr_values) == expected
+    fresh = PolicyEngine(policy_dir, clock=lambda: NOW)  # nothing cached yet
+    batches = _count_batches(monkeypatch)
+    assert fresh.admission(person, portal, acr_values) == expected
     assert batches == [1]
 
 
@@ -424,6 +433,191 @@ def test_a_policy_that_fails_at_evaluation_denies(engine: PolicyEngine, policy_d
     assert not decision.allowed
     assert decision.errors
     assert "overflowing" in decision.errors[0]
+
+
+# --- caching decisions --------------------------------------------------------------------------
+
+
+def test_cached_decisions_are_the_decisions_cedar_makes(
+    engine: PolicyEngine, policy_dir: Path
+) -> None:
+    people = [_person(level, region) for level in LEVELS for region in ("zj", "gd")]
+    portals = [
+        _portal(),
+        _portal(sector="tax"),
+        _portal(minimum_level="loa2"),
+        _portal(allowed_home_regions=frozenset({"zj"})),
+        _portal(requested_claims=frozenset({"name", "id_number"}), may_receive_id_number=True),
+    ]
+
+    def answers(engine: PolicyEngine) -> list[object]:
+        return [
+            (
+                engine.admission(person, portal, "loa2"),
+                engine.claim_decisions(person, portal, CANDIDATES),
+            )
+            for person in people
+            for portal in portals
+        ]
+
+    uncached = [answers(PolicyEngine(policy_dir, clock=lambda: NOW)) for _ in range(2)]
+    first, second = answers(engine), answers(engine)  # the second from the cache
+    assert first == second == uncached[0] == uncached[1]
+
+
+def test_the_same_question_again_is_answered_without_cedar(
+    engine: PolicyEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    batches = _count_batches(monkeypatch)
+    portal = _portal(requested_claims=frozenset({"name", "phone_number"}))
+    entry = engine.may_enter(_person(), portal)
+    claims = engine.claim_decisions(_person(), portal, CANDIDATES)
+    assert batches == [1, 1]
+    assert engine.may_enter(_person(), portal) == entry
+    assert engine.required_level(_person(), portal) == "loa1"
+    # Candidates in another order with a duplicate: the same question.
+    assert engine.claim_decisions(_person(), portal, [*reversed(CANDIDATES), "name"]) == claims
+    assert engine.released_claims(_person(), portal, CANDIDATES) == {"name", "phone_number"}
+    assert batches == [1, 1]
+
+
+@pytest.mark.parametrize(
+    ("person", "portal", "claims"),
+    [
+        (_person("loa1"), _portal(sector="tax"), CANDIDATES),  # another portal fact
+        (_person("loa1"), _portal(client_id="zj-museum"), CANDIDATES),  # another portal
+        (_person("loa3"), _portal(), CANDIDATES),  # another level
+        (_person("loa1", home_region="gd"), _portal(), CANDIDATES),  # another region
+        (PersonFacts("subject-1", "zj", "loa1", amr=("otp",)), _portal(), CANDIDATES),
+        (PersonFacts("subject-1", "zj", "loa1", ("pwd",), "minor"), _portal(), CANDIDATES),
+        (_person("loa1"), _portal(), ("name", "phone_number")),  # another claim set
+    ],
+)
+def test_a_question_about_other_facts_is_asked_of_cedar(
+    engine: PolicyEngine,
+    monkeypatch: pytest.MonkeyPatch,
+    person: PersonFacts,
+    portal: PortalFacts,
+    claims: tuple[str, ...],
+) -> None:
+    engine.may_enter(_person("loa1"), _portal())
+    engine.claim_decisions(_person("loa1"), _portal(), CANDIDATES)
+    batches = _count_batches(monkeypatch)
+    if claims == CANDIDATES:
+        engine.may_enter(person, portal)
+    engine.claim_decisions(person, portal, claims)
+    assert len(batches) == (2 if claims == CANDIDATES else 1)
+
+
+def test_people_with_the_same_facts_share_decisions_when_no_policy_names_a_person(
+    engine: PolicyEngine, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="gateway.policy")
+    batches = _count_batches(monkeypatch)
+    first = PersonFacts("subject-1", "zj", "loa2", amr=("pwd", "otp"))
+    second = PersonFacts("subject-2", "zj", "loa2", amr=("pwd", "otp"))
+    assert engine.may_enter(first, _portal()) == engine.may_enter(second, _portal())
+    assert engine.claim_decisions(first, _portal(), CANDIDATES) == engine.claim_decisions(
+        second, _portal(), CANDIDATES
+    )
+    assert batches == [1, 1]
+    # Still every decision is logged, under the subject that asked.
+    logged = [getattr(r, "subject", None) for r in caplog.records if r.name == "gateway.policy"]
+    assert logged == ["subject-1", "subject-2", "subject-1", "subject-2"]
+
+
+PERSONAL = """
+@id("banned-subject")
+@reason("this subject is barred by court order")
+forbid (principal == Tongxing::Person::"s-1", action, resource);
+"""
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        PERSONAL,
+        '@id("banned-subject")\n'
+        'forbid (principal, action == Tongxing::Action::"enter", resource)\n'
+        'when { [Tongxing::Person::"s-0", Tongxing::Person::"s-1"].contains(principal) };\n',
+        '@id("banned-subject")\nforbid (principal in Tongxing::Person::"s-1", action, resource);\n',
+    ],
+)
+def test_a_policy_that_names_a_person_keeps_people_apart(
+    engine: PolicyEngine, policy_dir: Path, monkeypatch: pytest.MonkeyPatch, text: str
+) -> None:
+    (policy_dir / "personal.cedar").write_text(text, encoding="utf-8")
+    engine.reload()
+    other = PersonFacts("s-2", "zj", "loa2")
+    banned = PersonFacts("s-1", "zj", "loa2")
+    batches = _count_batches(monkeypatch)
+    assert engine.may_enter(other, _portal()).allowed
+    refused = engine.may_enter(banned, _portal())
+    assert not refused.allowed
+    assert refused.policy_ids == ("banned-subject",)
+    assert refused.required_level is None
+    assert engine.may_enter(other, _portal()).allowed  # from the cache, s-2's own entry
+    assert batches == [1, 1]
+
+
+def test_a_person_named_in_the_policies_is_refused_claims_while_others_get_theirs(
+    engine: PolicyEngine, policy_dir: Path
+) -> None:
+    (policy_dir / "personal.cedar").write_text(PERSONAL, encoding="utf-8")
+    engine.reload()
+    assert engine.released_claims(PersonFacts("s-2", "zj", "loa2"), _portal(), CANDIDATES) == {
+        "name"
+    }
+    assert engine.released_claims(PersonFacts("s-1", "zj", "loa2"), _portal(), CANDIDATES) == set()
+    assert engine.released_claims(PersonFacts("s-3", "zj", "loa2"), _portal(), CANDIDATES) == {
+        "name"
+    }
+
+
+def test_a_reload_drops_the_cache_so_a_changed_policy_takes_effect_at_once(
+    engine: PolicyEngine, policy_dir: Path
+) -> None:
+    banned = PersonFacts("s-1", "zj", "loa2")
+    assert engine.may_enter(banned, _portal()).allowed  # now cached, shared by all in zj at loa2
+    (policy_dir / "personal.cedar").write_text(PERSONAL, encoding="utf-8")
+    engine.reload()
+    assert not engine.may_enter(banned, _portal()).allowed
+    assert engine.may_enter(PersonFacts("s-2", "zj", "loa2"), _portal()).allowed
+    (policy_dir / "personal.cedar").unlink()
+    engine.reload()
+    assert engine.may_enter(banned, _portal()).allowed
+
+
+def test_a_decision_with_errors_is_not_cached(
+    engine: PolicyEngine, policy_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (policy_dir / "overflow.cedar").write_text(
+        '@id("overflowing")\n'
+        'forbid (principal, action == Tongxing::Action::"enter", resource)\n'
+        "when { context.authentication.rank + 9223372036854775806 > 0 };\n",
+        encoding="utf-8",
+    )
+    engine.reload()
+    batches = _count_batches(monkeypatch)
+    for _ in range(2):
+        decision = engine.may_enter(_person("loa3"), _portal())
+        assert not decision.allowed
+        assert decision.errors
+    assert batches == [1, 1]
+
+
+def test_a_full_cache_is_emptied_and_fills_again(
+    engine: PolicyEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(policy, "DECISION_CACHE_SIZE", 2)
+    portals = [_portal(client_id=f"portal-{n}") for n in range(3)]
+    for portal in portals:
+        engine.may_enter(_person(), portal)
+    batches = _count_batches(monkeypatch)
+    engine.may_enter(_person(), portals[2])  # kept after the cache was emptied
+    assert batches == []
+    engine.may_enter(_person(), portals[0])  # forgotten when the cache was emptied
+    assert batches == [1]
 
 
 # --- logging ------------------------------------------------------------------------------------
