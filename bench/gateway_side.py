@@ -169,18 +169,12 @@ class Minter:
         def one(index: int) -> tuple[str, str]:
             session = self.sessions[index % len(self.sessions)]
             now = datetime.now(UTC)
-            grant = self.store.create_grant(
-                self.portal.client_id, session.subject, now, session_hash=session.session_hash
-            )
-            sid = self.store.add_participant(
-                session.session_hash, self.portal.client_id, secrets.token_urlsafe(16), now
-            ).sid
             code = secrets.token_urlsafe(32)
             verifier, challenge = pkce_pair()
-            self.store.save_code(
+            self.store.issue_code(
                 CodeRecord(
                     code_hash=token_hash(code),
-                    grant_id=grant.grant_id,
+                    grant_id="-",
                     client_id=self.portal.client_id,
                     redirect_uri=self.portal.redirect_uri,
                     scope=SCOPE,
@@ -188,13 +182,16 @@ class Minter:
                     code_challenge=challenge,
                     code_challenge_method="S256",
                     claims={
-                        "sid": sid,
                         "acr": session.acr,
                         "amr": list(session.amr),
                         "auth_time": int(session.auth_time.timestamp()),
                     },
                     expires_at=now + timedelta(minutes=10),
-                )
+                ),
+                session.subject,
+                now,
+                session_hash=session.session_hash,
+                sid=secrets.token_urlsafe(16),
             )
             return code, verifier
 

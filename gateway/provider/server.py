@@ -423,26 +423,18 @@ class CodeGrant(grants.AuthorizationCodeGrant):  # type: ignore[misc]
     provider: Provider
 
     def save_authorization_code(self, code: str, request: OAuth2Request) -> None:
+        """The grant, the portal's place in the SSO session and the code: one transaction."""
         user: User = request.user
         client: PortalClient = request.client
-        store = self.provider.store
         issued = now_utc()
-        grant = store.create_grant(
-            client.client_id, user.subject, issued, session_hash=user.session_hash
-        )
         data = request.payload.data
-        sid = None
-        if user.session_hash is not None:
-            sid = store.add_participant(
-                user.session_hash, client.client_id, secrets.token_urlsafe(16), issued
-            ).sid
-        claims: dict[str, Any] = {"sid": sid, "acr": user.acr, "amr": list(user.amr)}
+        claims: dict[str, Any] = {"acr": user.acr, "amr": list(user.amr)}
         if user.auth_time is not None:
             claims["auth_time"] = int(user.auth_time.timestamp())
-        store.save_code(
+        self.provider.store.issue_code(
             CodeRecord(
                 code_hash=token_hash(code),
-                grant_id=grant.grant_id,
+                grant_id="-",  # the store creates the grant
                 client_id=client.client_id,
                 redirect_uri=request.payload.redirect_uri,
                 scope=request.payload.scope,
@@ -451,7 +443,11 @@ class CodeGrant(grants.AuthorizationCodeGrant):  # type: ignore[misc]
                 code_challenge_method=data.get("code_challenge_method"),
                 claims=claims,
                 expires_at=issued + self.provider.settings.code_lifetime,
-            )
+            ),
+            user.subject,
+            issued,
+            session_hash=user.session_hash,
+            sid=secrets.token_urlsafe(16),
         )
 
     def query_authorization_code(self, code: str, client: PortalClient) -> StoredCode | None:

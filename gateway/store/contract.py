@@ -493,6 +493,26 @@ class Store(Protocol):
         """Store a new code. Its grant must exist, be live and belong to ``code.client_id``."""
         ...
 
+    def issue_code(
+        self,
+        code: CodeRecord,
+        subject: str,
+        now: datetime.datetime,
+        *,
+        session_hash: str | None,
+        sid: str,
+    ) -> tuple[CodeRecord, Grant]:
+        """All an authorization response writes, in one transaction (or nothing).
+
+        A new grant for ``code.client_id`` and ``subject`` (in the session ``session_hash``,
+        which must be live: else :class:`SessionNotFoundError`), the portal added to that
+        session as :meth:`add_participant` does (``sid`` is used only if it takes part for the
+        first time), and the code under the new grant. Returns the code as stored, with the new
+        grant's id and, with a session, ``claims["sid"]`` the portal's ``sid`` in it, and the
+        grant. ``code.grant_id`` is ignored.
+        """
+        ...
+
     def redeem_code(self, code_hash: str, now: datetime.datetime) -> CodeRecord:
         """Redeem a code exactly once (RFC 6749 §4.1.2, §10.5; RFC 9700 §4.5).
 

@@ -21,6 +21,7 @@ How the single-use and one-live-token guarantees hold on both engines:
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import functools
 import json
@@ -507,22 +508,47 @@ class SqlStore:
         claims = _json_object(code.claims, "claims")
         with self._write() as conn:
             self._issuable_grant(conn, code.grant_id, code.client_id, subject=None)
-            self._insert_new(
-                conn,
-                authorization_codes,
-                "authorization code",
-                code_hash=code.code_hash,
-                grant_id=code.grant_id,
-                client_id=code.client_id,
-                redirect_uri=code.redirect_uri,
-                scope=code.scope,
-                nonce=code.nonce,
-                code_challenge=code.code_challenge,
-                code_challenge_method=code.code_challenge_method,
-                claims=claims,
-                expires_at=code.expires_at,
-                redeemed_at=code.redeemed_at,
-            )
+            self._insert_code(conn, code, claims)
+
+    def issue_code(
+        self,
+        code: CodeRecord,
+        subject: str,
+        now: datetime.datetime,
+        *,
+        session_hash: str | None,
+        sid: str,
+    ) -> tuple[CodeRecord, Grant]:
+        _require_text(code_hash=code.code_hash, client_id=code.client_id, subject=subject, sid=sid)
+        _require_aware(now=now)
+        claims = dict(_json_object(code.claims, "claims"))
+        grant = Grant(uuid.uuid4().hex, code.client_id, subject, session_hash, now)
+        with self._write() as conn:
+            if session_hash is not None and self._live_session(conn, session_hash, now) is None:
+                raise SessionNotFoundError("the grant's SSO session is unknown, ended or expired")
+            values: dict[str, Any] = {
+                "grant_id": grant.grant_id,
+                "client_id": grant.client_id,
+                "subject": subject,
+                "session_hash": session_hash,
+                "created_at": now,
+            }
+            conn.execute(_insert_into(grants), values)
+            if session_hash is not None:
+                values = {
+                    "session_hash": session_hash,
+                    "client_id": code.client_id,
+                    "sid": sid,
+                    "created_at": now,
+                }
+                conn.execute(_add_participant(self._engine.dialect.name), values)
+                participant = conn.execute(
+                    _PARTICIPANT, {"session_hash_": session_hash, "client_id_": code.client_id}
+                ).one()
+                claims["sid"] = participant.sid
+            stored = dataclasses.replace(code, grant_id=grant.grant_id, claims=claims)
+            self._insert_code(conn, stored, claims)
+        return stored, grant
 
     def redeem_code(self, code_hash: str, now: datetime.datetime) -> CodeRecord:
         _require_aware(now=now)
@@ -1139,6 +1165,24 @@ class SqlStore:
             conn.execute(_insert_into(table), values)
         except IntegrityError as error:
             raise DuplicateRecordError(f"this {what} already exists") from error
+
+    def _insert_code(self, conn: Connection, code: CodeRecord, claims: JsonObject) -> None:
+        self._insert_new(
+            conn,
+            authorization_codes,
+            "authorization code",
+            code_hash=code.code_hash,
+            grant_id=code.grant_id,
+            client_id=code.client_id,
+            redirect_uri=code.redirect_uri,
+            scope=code.scope,
+            nonce=code.nonce,
+            code_challenge=code.code_challenge,
+            code_challenge_method=code.code_challenge_method,
+            claims=claims,
+            expires_at=code.expires_at,
+            redeemed_at=code.redeemed_at,
+        )
 
     def _insert_access_token(self, conn: Connection, token: AccessTokenRecord) -> None:
         self._insert_new(

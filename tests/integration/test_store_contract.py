@@ -195,6 +195,11 @@ def _race(threads: int, action: Callable[[int], T]) -> list[T | Exception]:
         return list(pool.map(run, range(threads)))
 
 
+def _count(store: SqlStore, table: str) -> int:
+    with store.engine.connect() as conn:
+        return conn.execute(select(func.count()).select_from(metadata.tables[table])).scalar_one()
+
+
 def _live_tokens(store: SqlStore, grant_id: str) -> int:
     with store.engine.connect() as conn:
         return conn.execute(
@@ -476,6 +481,75 @@ def test_a_duplicate_code_is_refused(store: Store, grant: Grant) -> None:
     store.save_code(_code(grant))
     with pytest.raises(DuplicateRecordError):
         store.save_code(_code(grant))
+
+
+def test_issuing_a_code_writes_grant_participant_and_code_at_once(
+    sql_store: SqlStore, subject: Subject
+) -> None:
+    store: Store = sql_store
+    session = _session(subject)
+    store.create_session(session)
+    template = dataclasses.replace(_code(Grant("-", CLIENT, subject.id, None, NOW)), grant_id="-")
+    stored, grant = store.issue_code(
+        template, subject.id, NOW, session_hash=session.session_hash, sid="sid-1"
+    )
+    assert (grant.client_id, grant.subject, grant.session_hash) == (
+        CLIENT,
+        subject.id,
+        session.session_hash,
+    )
+    assert stored.grant_id == grant.grant_id
+    assert stored.claims == {**template.claims, "sid": "sid-1"}
+    assert store.get_grant_session(grant.grant_id, NOW) == (grant, session)
+    assert store.list_participants(session.session_hash)[0].sid == "sid-1"
+    assert store.redeem_code(stored.code_hash, NOW) == dataclasses.replace(stored, redeemed_at=NOW)
+    # A second code in the same session keeps the portal's first sid, under a grant of its own.
+    again, second = store.issue_code(
+        dataclasses.replace(template, code_hash=token_hash("code-2")),
+        subject.id,
+        NOW,
+        session_hash=session.session_hash,
+        sid="sid-2",
+    )
+    assert again.claims["sid"] == "sid-1"
+    assert second.grant_id != grant.grant_id
+    assert [p.sid for p in store.list_participants(session.session_hash)] == ["sid-1"]
+    # Without a session: no participant, no sid.
+    alone, _ = store.issue_code(
+        dataclasses.replace(template, code_hash=token_hash("code-3")),
+        subject.id,
+        NOW,
+        session_hash=None,
+        sid="sid-3",
+    )
+    assert "sid" not in alone.claims
+    assert _count(sql_store, "grants") == 3
+
+
+def test_issuing_a_code_that_cannot_be_stored_writes_nothing(
+    sql_store: SqlStore, subject: Subject
+) -> None:
+    store: Store = sql_store
+    session = _session(subject)
+    store.create_session(session)
+    template = dataclasses.replace(_code(Grant("-", CLIENT, subject.id, None, NOW)), grant_id="-")
+    store.issue_code(template, subject.id, NOW, session_hash=session.session_hash, sid="sid-1")
+    other = _session(subject, "other-sso")
+    store.create_session(other)
+    with pytest.raises(DuplicateRecordError):  # the code's hash is taken
+        store.issue_code(template, subject.id, NOW, session_hash=other.session_hash, sid="sid-2")
+    store.end_session(session.session_hash, NOW)
+    with pytest.raises(SessionNotFoundError):
+        store.issue_code(
+            dataclasses.replace(template, code_hash=token_hash("code-2")),
+            subject.id,
+            NOW,
+            session_hash=session.session_hash,
+            sid="sid-3",
+        )
+    assert _count(sql_store, "grants") == 1
+    assert _count(sql_store, "authorization_codes") == 1
+    assert store.list_participants(other.session_hash) == []
 
 
 def test_fifty_concurrent_redemptions_of_one_code_succeed_once(store: Store, grant: Grant) -> None:
