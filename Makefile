@@ -10,7 +10,7 @@ VENV := $(TONGXING_CACHE)/venv-py$(PYVER)-$(DEPS_KEY)
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: demo test lint venv up down status
+.PHONY: demo test lint venv up down status bench
 
 ## demo: the gateway with a demo federation (three Keycloak regions, two portals) on 127.0.0.1
 demo: venv
@@ -34,8 +34,12 @@ venv: $(VENV)/.deps
 $(VENV)/.deps:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip setuptools wheel
-	$(BIN)/pip install --quiet --editable '.[test]'
+	$(BIN)/pip install --quiet --editable '.[test,bench]'
 	touch $@
+
+## bench: the gateway against Keycloak on this machine (not a test; see bench/README.md)
+bench: venv
+	$(BIN)/python -m bench $(BENCH_ARGS)
 
 ## up / down / status: keep the test servers running between test runs
 up: venv

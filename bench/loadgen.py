@@ -21,7 +21,11 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
+from tongxing_dev import debian
+from tongxing_dev.errors import ComponentError
+
 SCRIPT = Path(__file__).with_name("wrk_driver.lua")
+DEBIAN_WRK = Path("/usr/bin/wrk")
 FORM = "application/x-www-form-urlencoded"
 
 
@@ -98,13 +102,18 @@ class Load:
 
 
 def check_wrk() -> str:
+    """wrk's path; Debian's package is installed when missing (as root), like the harness does."""
     path = shutil.which("wrk")
-    if path is None:
+    if path is not None:
+        return path
+    try:
+        debian.ensure("wrk", ["wrk"], DEBIAN_WRK)
+    except ComponentError as error:
         raise LoadGeneratorError(
-            "wrk is not installed: apt-get install wrk (Debian's package; the benchmarks use it "
-            "as the load generator for both sides)"
-        )
-    return path
+            f"wrk is not installed and could not be ({error}): apt-get install wrk (Debian's "
+            "package; the benchmarks use it as the load generator for both sides)"
+        ) from None
+    return str(DEBIAN_WRK)
 
 
 def run(load: Load) -> Measure:

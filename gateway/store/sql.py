@@ -8,7 +8,11 @@ How the single-use and one-live-token guarantees hold on both engines:
   transaction starts with ``BEGIN IMMEDIATE``, so writers run one at a time.
 * Everything that changes a refresh token family (issue, rotation, revocation) first locks the
   grant row (``SELECT ... FOR UPDATE`` on PostgreSQL; the database lock on SQLite), and a
-  partial unique index allows one live token per grant whatever happens.
+  partial unique index allows one live token per grant whatever happens. On PostgreSQL the
+  successful issue and rotation are each one statement (the lock in a CTE, the inserts fed by
+  the UPDATE's ``RETURNING``), run in autocommit; when such a statement writes nothing, the
+  transactional path runs and says why (reuse, expiry, revocation), so every refusal is
+  decided under the lock as before.
 * Identity linking inserts with ``ON CONFLICT DO NOTHING`` and reads back, so concurrent first
   logins agree on one subject.
 * A TOTP time step is accepted by one conditional ``UPDATE ... WHERE last_accepted_step <
@@ -39,6 +43,7 @@ from sqlalchemy import (
     bindparam,
     delete,
     exists,
+    literal,
     or_,
     select,
     text,
@@ -198,6 +203,90 @@ _ROTATE = (
     .values(status=RefreshTokenStatus.ROTATED.value)
     .returning(*refresh_tokens.c)
 )
+# PostgreSQL only: a whole successful rotation as one statement, in autocommit. The family CTE
+# locks the grant row (FOR UPDATE); the UPDATE then re-checks the token against the newest
+# committed version of its row (READ COMMITTED), so of concurrent rotations only one matches.
+# The inserts take their rows from the UPDATE's RETURNING: nothing is inserted unless the old
+# token was rotated, and all of it commits or none. No row back means "not rotated": the
+# transactional path then finds out why (reuse, expiry, revocation) and acts on it.
+_FAMILY = (
+    select(grants.c.grant_id)
+    .where(
+        grants.c.grant_id
+        == select(refresh_tokens.c.grant_id)
+        .where(refresh_tokens.c.token_hash == bindparam("hash_"))
+        .scalar_subquery(),
+        grants.c.grant_id == bindparam("family_grant"),
+        grants.c.revoked_at.is_(None),
+    )
+    .with_for_update()
+    .cte("family")
+)
+_ROTATED = (
+    update(refresh_tokens)
+    .where(
+        _LIVE_REFRESH_TOKEN,
+        refresh_tokens.c.grant_id == _FAMILY.c.grant_id,
+        refresh_tokens.c.client_id == bindparam("family_client"),
+        refresh_tokens.c.subject == bindparam("family_subject"),
+    )
+    .values(status=RefreshTokenStatus.ROTATED.value)
+    .returning(*refresh_tokens.c)
+    .cte("rotated")
+)
+_TOKEN_COLUMNS = ["token_hash", "grant_id", "client_id", "subject", "scope", "expires_at"]
+
+
+# PostgreSQL only, likewise: a code exchange's first tokens in one statement, under the lock of
+# a grant that is live and belongs to their client and subject (else no row: the transactional
+# path then raises the right error).
+_ISSUABLE = (
+    select(grants.c.grant_id, grants.c.client_id, grants.c.subject)
+    .where(
+        grants.c.grant_id == bindparam("family_grant"),
+        grants.c.client_id == bindparam("family_client"),
+        grants.c.subject == bindparam("family_subject"),
+        grants.c.revoked_at.is_(None),
+    )
+    .with_for_update()
+    .cte("issuable")
+)
+_TOKEN_COLUMNS = ["token_hash", "grant_id", "client_id", "subject", "scope", "expires_at"]
+
+
+def _insert_tokens_from(source: Any, table: Table, prefix: str) -> Any:
+    """``INSERT INTO table SELECT <new token> FROM source``, as a CTE (PostgreSQL)."""
+    columns = list(_TOKEN_COLUMNS)
+    values = [
+        bindparam(f"{prefix}_hash", type_=table.c.token_hash.type),
+        source.c.grant_id,
+        source.c.client_id,
+        source.c.subject,
+        bindparam(f"{prefix}_scope", type_=table.c.scope.type),
+        bindparam(f"{prefix}_expires", type_=table.c.expires_at.type),
+    ]
+    if table is refresh_tokens:
+        columns.append("status")
+        values.append(literal(RefreshTokenStatus.LIVE.value))
+    return (
+        table.insert()
+        .from_select(columns, select(*values))
+        .returning(table.c.token_hash)
+        .cte(f"{source.name}_{prefix}")
+    )
+
+
+def _tokens_in_one(source: Any, result: Any) -> dict[bool, Any]:
+    """The statement, without and with an access token, keyed by whether there is one."""
+    refresh = _insert_tokens_from(source, refresh_tokens, "refresh")
+    access = _insert_tokens_from(source, access_tokens, "access")
+    return {False: result(refresh).add_cte(refresh), True: result(refresh).add_cte(refresh, access)}
+
+
+_ROTATE_IN_ONE = _tokens_in_one(_ROTATED, lambda _: select(_ROTATED))
+_ISSUE_IN_ONE = _tokens_in_one(_ISSUABLE, lambda refresh: select(refresh.c.token_hash))
+
+
 _REDEEM_CODE = (
     update(authorization_codes)
     .where(
@@ -247,7 +336,9 @@ class SqlStore:
         if engine.dialect.name not in ("sqlite", "postgresql"):
             raise ValueError(f"unsupported database {engine.dialect.name!r}")
         self._engine = engine
-        # Reads share the pool; see _read for how they run.
+        # Shares the pool. Reads (see _read), and on PostgreSQL also the writes that are one
+        # statement, atomic by themselves: in autocommit they cost one round trip, no BEGIN or
+        # COMMIT.
         read_options: dict[str, Any] = {READ_ONLY: True}
         if engine.dialect.name == "postgresql":
             read_options["isolation_level"] = "AUTOCOMMIT"
@@ -553,6 +644,13 @@ class SqlStore:
     def redeem_code(self, code_hash: str, now: datetime.datetime) -> CodeRecord:
         _require_aware(now=now)
         values = {"code_hash_": code_hash, "now": now}
+        if self._engine.dialect.name == "postgresql":
+            # The conditional UPDATE alone is atomic: in autocommit it is one round trip. Only
+            # a code it did not redeem needs the transaction below (to tell replay from unknown).
+            with _unavailable(), self._reader.connect() as conn:
+                redeemed = conn.execute(_REDEEM_CODE, values).first()
+            if redeemed is not None:
+                return _code(redeemed)
         with self._write() as conn:
             redeemed = conn.execute(_REDEEM_CODE, values).first()
             if redeemed is not None:
@@ -612,6 +710,10 @@ class SqlStore:
                 token.subject,
             ):
                 raise ValueError("the access token must belong to the same grant")
+        if self._engine.dialect.name == "postgresql" and self._tokens_in_one_statement(
+            _ISSUE_IN_ONE, token, access_token, {}
+        ):
+            return
         with self._write() as conn:
             self._issuable_grant(
                 conn, token.grant_id, token.client_id, subject=token.subject, lock=True
@@ -654,6 +756,11 @@ class SqlStore:
             _require_text(access_token_hash=access_token.token_hash)
             if (access_token.grant_id, access_token.client_id, access_token.subject) != family_of:
                 raise ValueError("the access token must belong to the same grant")
+        if self._engine.dialect.name == "postgresql":
+            values = {"hash_": old_hash, "now": now}
+            done = self._tokens_in_one_statement(_ROTATE_IN_ONE, new, access_token, values)
+            if done is not None:
+                return _refresh_token(done)
         with self._write() as conn:
             # The grant row is the family's lock: rotations and revocations of one family run
             # one after the other, and each sees what the previous one committed.
@@ -691,6 +798,36 @@ class SqlStore:
             # attacker; revoke the family. Committed before the error is raised.
             self._revoke_grants(conn, grants.c.grant_id == old.grant_id, now)
         raise RefreshTokenReuseError(old.grant_id)
+
+    def _tokens_in_one_statement(
+        self,
+        statements: Mapping[bool, Any],
+        new: RefreshTokenRecord,
+        access_token: AccessTokenRecord | None,
+        values: dict[str, Any],
+    ) -> Row[Any] | None:
+        """Run one of the single-statement token writes (PostgreSQL); its row, if it wrote."""
+        values |= {
+            "family_grant": new.grant_id,
+            "family_client": new.client_id,
+            "family_subject": new.subject,
+            "refresh_hash": new.token_hash,
+            "refresh_scope": new.scope,
+            "refresh_expires": new.expires_at,
+        }
+        if access_token is not None:
+            values |= {
+                "access_hash": access_token.token_hash,
+                "access_scope": access_token.scope,
+                "access_expires": access_token.expires_at,
+            }
+        try:
+            with _unavailable(), self._reader.connect() as conn:
+                return conn.execute(statements[access_token is not None], values).first()
+        except IntegrityError as error:
+            raise DuplicateRecordError(
+                "this refresh token (or a live one in its family) or access token already exists"
+            ) from error
 
     # --- SSO sessions ---------------------------------------------------------------------------
 

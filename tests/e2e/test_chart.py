@@ -651,13 +651,23 @@ def test_helm_install_adopts_upgrades_and_keeps_the_crds(
         assert crd["metadata"]["labels"]["app.kubernetes.io/instance"] == name
         assert crd["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
 
-        run("upgrade", name, str(CHART), "-f", str(MINIMAL), "--set=gateway.threads=4")
+        run(
+            "upgrade",
+            name,
+            str(CHART),
+            "-f",
+            str(MINIMAL),
+            "--set=gateway.threads=4",
+            "--set=gateway.workers=2",
+        )
         deployment = yaml.safe_load(
             kubectl(
                 kube, "get", "deployment", f"{name}-tongxing-gateway", "-n", namespace, "-o", "yaml"
             ).stdout
         )
-        assert "--threads=4" in deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+        args = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+        assert "--threads=4" in args
+        assert "--workers=2" in args
 
         output = run("uninstall", name)
         assert "kept due to the resource policy" in output

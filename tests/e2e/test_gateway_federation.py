@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 import json
+import secrets
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -19,11 +21,24 @@ from gateway_fixtures import (
     RunningGateway,
     register_portal,
     sign_in_at_keycloak,
+    start_gateway,
 )
 from joserfc import jwt
 from joserfc.jwk import KeySet
 from playwright.sync_api import Browser, Page
 from tongxing_dev import peers
+from tongxing_dev.postgres import PostgresEndpoint
+
+
+@pytest.fixture(scope="module")
+def gateway(
+    tmp_path_factory: pytest.TempPathFactory, postgres: PostgresEndpoint
+) -> Iterator[RunningGateway]:
+    """This module's gateway keeps its records in PostgreSQL (the other modules' in SQLite), so
+    the federation runs end to end on both engines: their token paths differ (PostgreSQL issues
+    and rotates tokens in single statements)."""
+    url = postgres.create_database(f"federation_{secrets.token_hex(4)}")
+    yield from start_gateway(tmp_path_factory.mktemp("gateway"), database_url=url)
 
 
 def test_sign_in_at_portal_a_then_portal_b_without_credentials(
@@ -80,6 +95,20 @@ def test_refresh_rotates_and_revocation_ends_the_grant(
 
     portal.rp("revoke", refreshed["refresh_token"])
     with pytest.raises(RpError, match="invalid_grant"):
+        portal.rp("refresh", refreshed["refresh_token"])
+    with pytest.raises(RpError):
+        portal.rp("userinfo", refreshed["access_token"], tokens["claims"]["sub"])
+
+
+def test_a_reused_refresh_token_ends_the_grant(
+    gateway: RunningGateway, zj: KeycloakRegion, site: PortalSite, page: Page
+) -> None:
+    portal = register_portal(gateway, site, "reuse")
+    tokens = sign_in(page, portal, zj, site)
+    refreshed = portal.rp("refresh", tokens["refresh_token"])
+    with pytest.raises(RpError, match="invalid_grant"):  # the rotated token, presented again
+        portal.rp("refresh", tokens["refresh_token"])
+    with pytest.raises(RpError, match="invalid_grant"):  # so its successor is revoked too
         portal.rp("refresh", refreshed["refresh_token"])
     with pytest.raises(RpError):
         portal.rp("userinfo", refreshed["access_token"], tokens["claims"]["sub"])
