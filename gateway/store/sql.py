@@ -234,7 +234,6 @@ _ROTATED = (
     .returning(*refresh_tokens.c)
     .cte("rotated")
 )
-_TOKEN_COLUMNS = ["token_hash", "grant_id", "client_id", "subject", "scope", "expires_at"]
 
 
 # PostgreSQL only, likewise: a code exchange's first tokens in one statement, under the lock of
