@@ -189,6 +189,64 @@ def test_minimal_values_render_a_hardened_single_gateway_and_a_namespaced_operat
     }}} in peers  # fmt: skip
 
 
+def _routed(paths: list[str], url: str) -> bool:
+    """Whether an Ingress Prefix path among ``paths`` matches ``url`` (whole path segments)."""
+    segments = [part for part in url.split("/") if part]
+    for path in paths:
+        prefix = [part for part in path.split("/") if part]  # "/" has none: it matches all
+        if segments[: len(prefix)] == prefix:
+            return True
+    return False
+
+
+def _gateway_routes(tmp_path: Path) -> list[str]:
+    """Every URL rule of the gateway's application, with sample values for its variables."""
+    from gateway.app import create_app
+    from gateway.services import build_services
+    from gateway.settings import Settings
+
+    names = ("national", "pairwise", "admin", "session", "mfa")
+    settings = Settings.model_validate(
+        {
+            "issuer": ISSUER,
+            "data_dir": tmp_path,
+            "create_keys": True,
+            **{
+                f"{name}_{'token' if name == 'admin' else 'secret'}": secrets.token_urlsafe(32)
+                for name in names
+            },
+        }
+    )
+    services = build_services(settings)
+    try:
+        rules = [rule.rule for rule in create_app(services=services).url_map.iter_rules()]
+    finally:
+        services.close()
+    return [re.sub(r"<(?:[^:>]+:)?([^>]+)>", r"\1", rule) for rule in rules]
+
+
+def test_the_ingress_routes_the_public_endpoints_and_not_the_admin_api(
+    helm: Helm, tmp_path: Path
+) -> None:
+    def ingress_paths(*values: str) -> list[str]:
+        ingress = one(render(helm, "-f", str(PRODUCTION), *values), "Ingress")
+        (rule,) = ingress["spec"]["rules"]
+        assert {p["pathType"] for p in rule["http"]["paths"]} == {"Prefix"}
+        return [p["path"] for p in rule["http"]["paths"]]
+
+    paths = ingress_paths()
+    routes = _gateway_routes(tmp_path)
+    internal = [r for r in routes if r.startswith(("/admin/", "/healthz", "/readyz"))]
+    public = [r for r in routes if r not in internal]
+    assert len(internal) > 3
+    assert len(public) > 10
+    assert [r for r in public if not _routed(paths, r)] == []  # every public endpoint reaches it
+    assert [r for r in internal if _routed(paths, r)] == []  # the admin API and probes do not
+    assert not _routed(paths, "/")
+    exposed = ingress_paths("--set=gateway.ingress.exposeAdminApi=true")
+    assert all(_routed(exposed, r) for r in routes if r.startswith("/admin/"))
+
+
 def test_production_values_render_postgres_replicas_behind_an_ingress(helm: Helm) -> None:
     documents = render(helm, "-f", str(PRODUCTION))
     gateway = one(documents, "Deployment", "tx-tongxing-gateway")
