@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import secrets
-import threading
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar, cast
@@ -700,25 +699,18 @@ class PrivateKeyJwt(JWTBearerClientAssertion):  # type: ignore[misc]
         super().__init__(validate_jti=True, leeway=30)
         self.provider = provider
         self.audiences = [issuer, f"{issuer}/token", f"{issuer}/revoke", f"{issuer}/introspect"]
-        self.seen: dict[str, datetime] = {}
-        self.lock = threading.Lock()
 
     def get_audiences(self) -> list[str]:
         return self.audiences
 
     def validate_jti(self, claims: Any, jti: str) -> bool:
-        """One use per assertion (RFC 7523 §3, item 7): remembered until it expires."""
+        """One use per assertion (RFC 7523 §3, item 7), remembered in the store until it expires:
+        a replay is refused whichever worker or replica it reaches."""
         now = now_utc()
         remember = ASSERTION_LIFETIME + timedelta(seconds=self.leeway)
         if claims["exp"] > (now + remember).timestamp():
             raise InvalidClientError(description="the assertion expires too late")
-        key = f"{claims['sub']}:{jti}"
-        with self.lock:  # check and record in one step: two racing replays cannot both pass
-            self.seen = {k: v for k, v in self.seen.items() if v > now}
-            if key in self.seen:
-                return False
-            self.seen[key] = now + remember
-        return True
+        return self.provider.store.use_assertion(str(claims["sub"]), jti, now + remember, now)
 
     def resolve_client_public_key(self, client: PortalClient) -> Any:
         return KeySet.import_key_set(cast(Any, client.portal.jwks or {"keys": []}))

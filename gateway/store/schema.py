@@ -306,6 +306,16 @@ attempt_counters = Table(
     Column("expires_at", UtcDateTime(), nullable=False, index=True),
 )
 
+# The jti of every private_key_jwt client assertion seen (RFC 7523 §3, item 7), by hash of client
+# and jti, until the assertion could no longer be accepted anyway: shared by every replica, so a
+# replay is refused whichever one it reaches.
+used_assertions = Table(
+    "used_assertions",
+    metadata,
+    Column("assertion_hash", String(HASH), primary_key=True),
+    Column("expires_at", UtcDateTime(), nullable=False, index=True),
+)
+
 consents = Table(
     "consents",
     metadata,

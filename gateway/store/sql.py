@@ -84,6 +84,7 @@ from gateway.store.contract import (
     SubjectLinkConflictError,
     SubjectNotFoundError,
     TotpCredential,
+    token_hash,
 )
 from gateway.store.engine import (
     DEFAULT_BUSY_TIMEOUT,
@@ -109,6 +110,7 @@ from gateway.store.schema import (
     subject_links,
     subjects,
     totp_credentials,
+    used_assertions,
 )
 
 _REGISTRY_TABLES: dict[RegistryKind, Table] = {
@@ -1235,8 +1237,8 @@ class SqlStore:
         return bool(done.rowcount)
 
     def purge_expired(self, now: datetime.datetime) -> int:
-        """Delete expired codes, transactions, tokens, sessions and attempt counters, and spent
-        revoked grants.
+        """Delete expired codes, transactions, tokens, sessions, attempt counters and used
+        assertions, and spent revoked grants.
 
         Participants are deleted with their session and counted. A revoked grant goes once no
         code or token refers to it; a live grant stays (its session may still issue tokens).
@@ -1255,6 +1257,7 @@ class SqlStore:
             ),
             delete(sso_sessions).where(sso_sessions.c.expires_at <= now),
             delete(attempt_counters).where(attempt_counters.c.expires_at <= now),
+            delete(used_assertions).where(used_assertions.c.expires_at <= now),
             delete(grants).where(
                 grants.c.revoked_at.is_not(None),
                 ~exists().where(authorization_codes.c.grant_id == grants.c.grant_id),
@@ -1264,6 +1267,31 @@ class SqlStore:
         ]
         with self._write() as conn:
             return sum(conn.execute(statement).rowcount for statement in statements)
+
+    # --- client assertions ----------------------------------------------------------------------
+
+    def use_assertion(
+        self,
+        client_id: str,
+        jti: str,
+        expires_at: datetime.datetime,
+        now: datetime.datetime,
+    ) -> bool:
+        _require_text(client_id=client_id, jti=jti)
+        _require_aware(expires_at=expires_at, now=now)
+        # One statement: a new key is inserted; a known one is taken over only if its record
+        # has expired (the WHERE of the upsert); a live one is left alone and returns no row.
+        table = used_assertions
+        insert = self._insert(table).values(
+            assertion_hash=token_hash(f"{client_id}\0{jti}"), expires_at=expires_at
+        )
+        statement = insert.on_conflict_do_update(
+            index_elements=[table.c.assertion_hash],
+            set_={"expires_at": insert.excluded.expires_at},
+            where=table.c.expires_at <= now,
+        ).returning(table.c.assertion_hash)
+        with self._write() as conn:
+            return conn.execute(statement).first() is not None
 
     # --- helpers --------------------------------------------------------------------------------
 
