@@ -33,6 +33,7 @@ from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from gateway import __version__
 from gateway.admin.client import KEY_FIELDS, SINGULAR, AdminClient, AdminError, Kind
 from gateway.keys import (
+    KEY_FILE_CHECK_INTERVAL,
     RSA_KEY_SIZES,
     KeyFileError,
     KeyRing,
@@ -277,7 +278,12 @@ def command_keys_rotate(args: argparse.Namespace) -> int:
             f"cannot write {path}: {error.strerror} (a mounted Secret is read-only: rotate a "
             "copy and update the Secret with it)"
         ) from None
-    print(f"rotated {path}; restart the gateway replicas to sign with the new active keys")
+    print(
+        f"rotated {path}. Running gateways notice a changed key file within about "
+        f"{KEY_FILE_CHECK_INTERVAL:g} s and then sign with the new active keys; for a mounted "
+        "Secret, update the Secret with this file: the kubelet takes up to about a minute more "
+        "to refresh it in the pods."
+    )
     _print_ring(ring, as_json=False)
     return 0
 
@@ -514,7 +520,8 @@ def _add_keys(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
     rotate = actions.add_parser(
         "rotate",
         parents=[common],
-        help="publish a new next key, activate the published one, retire the active one",
+        help="publish a new next key, activate the published one, retire the active one; "
+        "running gateways pick up the changed file by themselves",
     )
     rotate.add_argument(
         "--max-token-lifetime",

@@ -20,6 +20,15 @@ Persistence is a JSON file of private JWKs (RFC 7517 §4, RFC 7518 §6) plus sta
 production it is a read-only Kubernetes Secret mounted into the pod; the embedded demo may create
 it on first start. Nothing here knows about HTTP or Flask, and no private key member ever reaches
 a ``repr``, an exception message or a log line.
+
+A running gateway follows its key file (``load_key_ring(path, watch_every=...)``): at most once
+per interval, on the next use of the ring, it stats the file and, only when the file changed,
+loads and validates it and swaps the new ring in. A file that is unreadable or invalid is logged
+and the ring in use stays. Rotation is still publish-before-sign while the replicas pick up a
+rotated file one by one: the file's new active key was published as ``next`` by the previous file
+(so every replica and every relying party's cache already has it), and the old active key stays
+published as ``retired``, so a replica that has not reloaded yet signs with a key the reloaded
+ones still publish and verify.
 """
 
 from __future__ import annotations
@@ -27,10 +36,12 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import math
 import os
 import tempfile
 import threading
-from collections.abc import Iterable, Mapping
+import time
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from functools import cached_property
@@ -62,6 +73,9 @@ _KEY_CARRYING_HEADERS: Final = frozenset({"jwk", "jku", "x5u", "x5c"})
 _ACCEPTED_HEADERS: Final = frozenset({"alg", "kid", "typ"})
 
 FILE_FORMAT_VERSION: Final = 1
+#: How often, in seconds, a gateway looks at its key file for a new version. A mounted Secret is
+#: refreshed in the pod by the kubelet, which adds up to about a minute after the Secret changes.
+KEY_FILE_CHECK_INTERVAL: Final = 10.0
 
 JoseKey = RSAKey | ECKey
 PublicJWK = dict[str, str]
@@ -218,8 +232,8 @@ def _sort_key(key: SigningKey) -> tuple[int, int, float]:
 
 @dataclass(frozen=True)
 class _Snapshot:
-    """An immutable view of the ring: rotation swaps the whole snapshot in one assignment, so a
-    concurrent ``sign`` sees either the old ring or the new one, never a mix."""
+    """An immutable view of the ring: rotation and reloading swap the whole snapshot in one
+    assignment, so a concurrent ``sign`` sees either the old ring or the new one, never a mix."""
 
     keys: tuple[SigningKey, ...]
     by_kid: Mapping[str, SigningKey]
@@ -255,6 +269,44 @@ def _check_rules(keys: tuple[SigningKey, ...]) -> None:
             raise InvalidKeyRingError(f"{alg} has {states.count('next')} next keys, at most 1")
 
 
+def _describe(snapshot: _Snapshot) -> str:
+    return ", ".join(str(key) for key in snapshot.keys)
+
+
+#: What identifies one version of the key file: (st_dev, st_ino, st_mtime_ns, st_size,
+#: st_ctime_ns) of the file the path resolves to. Kubernetes updates a mounted Secret by pointing
+#: its ``..data`` symlink at a new directory, so a new version is a new inode even when the size
+#: and mtime are the same; ctime also catches a ``chmod`` that makes an unreadable file readable.
+_FileVersion = tuple[int, int, int, int, int]
+
+
+def _file_version(status: os.stat_result) -> _FileVersion:
+    return (status.st_dev, status.st_ino, status.st_mtime_ns, status.st_size, status.st_ctime_ns)
+
+
+class _KeyFileWatch:
+    """The file a ring was loaded from and what the ring knows about it. Changed only by the
+    thread holding the ring's swap lock; ``due`` is also read without it (one float)."""
+
+    __slots__ = ("clock", "due", "every", "loaded", "path", "problem", "refused")
+
+    def __init__(
+        self, path: Path, loaded: _FileVersion, every: float, clock: Callable[[], float]
+    ) -> None:
+        if not (math.isfinite(every) and every > 0):
+            raise ValueError(f"the key file check interval must be positive, not {every!r}")
+        self.path = path
+        self.every = every
+        self.clock = clock
+        self.due = clock() + every
+        #: the version the ring's snapshot was loaded from
+        self.loaded = loaded
+        #: a version that was read and refused: not read again
+        self.refused: _FileVersion | None = None
+        #: the last "cannot stat or read" error logged, so that one problem is logged once
+        self.problem: str | None = None
+
+
 # One registry per algorithm, built once: it restricts joserfc to exactly that algorithm.
 _REGISTRIES: Final = {alg: jws.JWSRegistry(algorithms=[alg]) for alg in SIGNING_ALGORITHMS}
 
@@ -264,11 +316,17 @@ class KeyRing:
 
     A ring is safe to share between threads: ``sign``/``verify``/``jwks`` read one immutable
     snapshot, and ``rotate`` builds the next snapshot under a lock and swaps it in.
+
+    A ring loaded with ``load_key_ring(path, watch_every=...)`` also follows its file: when a use
+    of the ring finds the interval elapsed, it stats the file and, if that changed, loads it and
+    swaps the new snapshot in the same way (see :meth:`_look_at_file`).
     """
 
     def __init__(self, keys: Iterable[SigningKey]) -> None:
         self._snapshot = _Snapshot.of(keys)
-        self._rotation_lock = threading.Lock()
+        # Held to build and swap in a new snapshot, by rotate (waiting) or a reload (not waiting).
+        self._swap_lock = threading.Lock()
+        self._watch: _KeyFileWatch | None = None
 
     @classmethod
     def generate(
@@ -289,36 +347,113 @@ class KeyRing:
         logger.info("generated signing key ring: %s", ring.describe())
         return ring
 
+    def _current(self) -> _Snapshot:
+        """The snapshot to use. On a watched ring whose check is due, look at the file first;
+        when it is not due this costs one clock call and a comparison (it runs for every
+        signature)."""
+        watch = self._watch
+        if watch is not None and watch.clock() >= watch.due:
+            self._look_at_file(watch)
+        return self._snapshot
+
+    def _look_at_file(self, watch: _KeyFileWatch) -> None:
+        """Reload the key file if it changed since the ring last looked.
+
+        One thread looks at a time; the others do not wait, they keep using the current
+        snapshot. The next check is scheduled before the file is touched, so a slow or failing
+        file costs one look per interval, not one per request. A new version is validated like
+        the file at start (:func:`loads_key_ring`, :func:`_check_rules`) and must keep an
+        active key for every algorithm the ring signs with now; otherwise it is logged once at
+        ERROR and the ring in use stays, until a later version of the file is valid.
+        """
+        if not self._swap_lock.acquire(blocking=False):
+            return
+        try:
+            now = watch.clock()
+            if now < watch.due:
+                return  # another thread has just looked
+            watch.due = now + watch.every
+            self._reload_if_changed(watch)
+        finally:
+            self._swap_lock.release()
+
+    def _reload_if_changed(self, watch: _KeyFileWatch) -> None:
+        path = watch.path
+        try:
+            # stat follows symlinks: a mounted Secret's file is a symlink through ``..data``.
+            version = _file_version(path.stat())
+        except OSError as error:
+            self._report_unreadable(watch, _key_file_error(path, error))
+            return
+        if version == watch.loaded:
+            if watch.problem is not None:
+                logger.info("signing key file %s is readable again and unchanged", path)
+                watch.problem = None
+            return
+        if version == watch.refused:
+            return
+        try:
+            data, version = _read_key_file(path)
+        except KeyFileError as error:
+            self._report_unreadable(watch, error)
+            return
+        if version == watch.loaded:
+            return  # changed back between the stat and the read
+        old = self._snapshot
+        try:
+            new = _parse_key_file(path, data)._snapshot
+            _check_succession(path, old, new)
+        except Exception as error:
+            # Whatever a file holds, it must not fail the request that happened to look at it
+            # (json.loads raises RecursionError on deep nesting). A KeyFileError says what is
+            # wrong without quoting key material; any other message might, so only its type.
+            if not isinstance(error, KeyFileError):
+                error = KeyFileError(path, f"cannot be loaded ({type(error).__name__})")
+            logger.error("%s; still signing with %s", error, _describe(old))
+            watch.refused = version
+            watch.problem = None
+            return
+        self._snapshot = new
+        watch.loaded = version
+        watch.refused = None
+        watch.problem = None
+        logger.info(
+            "reloaded signing key ring from %s: %s (was: %s)", path, _describe(new), _describe(old)
+        )
+
+    @staticmethod
+    def _report_unreadable(watch: _KeyFileWatch, error: KeyFileError) -> None:
+        # Tried again at every check (it may pass), logged once while it stays the same.
+        if str(error) != watch.problem:
+            logger.error("%s; still signing with the keys loaded before", error)
+            watch.problem = str(error)
+
     @property
     def keys(self) -> tuple[SigningKey, ...]:
         """Every key held, published or not, ordered by algorithm then state."""
-        return self._snapshot.keys
+        return self._current().keys
 
     @property
     def algorithms(self) -> tuple[str, ...]:
         """The algorithms the ring can sign with, ``RS256`` first."""
-        return tuple(self._snapshot.active)
+        return tuple(self._current().active)
 
     def active_key(self, alg: str = MANDATORY_ALGORITHM) -> SigningKey:
-        try:
-            return self._snapshot.active[alg]
-        except KeyError:
-            raise KeyRingError(f"the key ring has no active {alg} key") from None
+        return _active_key(self._current(), alg)
 
     def describe(self) -> str:
         """One line naming every key by kid, algorithm and state; safe for logs."""
-        return ", ".join(str(key) for key in self._snapshot.keys)
+        return _describe(self._current())
 
     def __repr__(self) -> str:
-        return f"KeyRing({self.describe()})"
+        return f"KeyRing({_describe(self._snapshot)})"
 
     def jwks(self, now: datetime | None = None) -> JWKSet:
         """The JWK Set to publish (RFC 7517 §5): the public key of every next, active and
         not yet expired retired key, each with ``use``, ``alg`` and ``kid``."""
         moment = utc_now() if now is None else _require_aware(now, "now")
-        return {
-            "keys": [key.public_jwk() for key in self._snapshot.keys if key.is_published(moment)]
-        }
+        snapshot = self._current()
+        return {"keys": [key.public_jwk() for key in snapshot.keys if key.is_published(moment)]}
 
     def sign(
         self, claims: Mapping[str, Any], alg: str = MANDATORY_ALGORITHM, typ: str | None = None
@@ -326,7 +461,7 @@ class KeyRing:
         """A compact JWS over ``claims`` (a JWT, RFC 7519) signed by the active key of ``alg``,
         whose kid goes into the header (RFC 7515 §4.1.4). ``typ`` is set only when given
         (e.g. ``logout+jwt``)."""
-        key = self.active_key(alg)
+        key = _active_key(self._current(), alg)
         header: dict[str, Any] = {"alg": alg, "kid": key.kid}
         if typ is not None:
             header["typ"] = typ
@@ -348,6 +483,7 @@ class KeyRing:
         an ``id_token_hint`` may legitimately have expired (OIDC RP-Initiated Logout §2).
         """
         moment = utc_now() if now is None else _require_aware(now, "now")
+        snapshot = self._current()
         try:
             # The default registry caps the header at 512 bytes, the payload and signature too.
             compact = jws.extract_compact(token.encode("ascii"))
@@ -368,7 +504,7 @@ class KeyRing:
         if typ is not None and header.get("typ") != typ:
             raise TokenRejectedError(f"typ is not {typ!r}")
         kid = header.get("kid")
-        key = self._snapshot.by_kid.get(kid) if isinstance(kid, str) else None
+        key = snapshot.by_kid.get(kid) if isinstance(kid, str) else None
         if key is None or not key.is_published(moment):
             raise TokenRejectedError("unknown or withdrawn kid")
         if key.alg != alg:
@@ -398,12 +534,15 @@ class KeyRing:
 
         An algorithm without a next key (a hand-made file) only gets one: a key is never made
         active before it has been published.
+
+        On a watched ring this changes the ring in memory only, until the file changes: rotate
+        the file (``tongxing keys rotate``) to rotate the keys of every replica.
         """
         moment = _require_aware(now, "now")
         if max_token_lifetime <= timedelta(0):
             raise ValueError("max_token_lifetime must be positive")
         retire_until = moment + max_token_lifetime
-        with self._rotation_lock:
+        with self._swap_lock:
             old = self._snapshot
             keys: list[SigningKey] = []
             for alg in old.active:
@@ -425,7 +564,44 @@ class KeyRing:
                     SigningKey.generate(alg, now=moment, state="next", rsa_key_size=rsa_size)
                 )
             self._snapshot = _Snapshot.of(keys)
-        logger.info("rotated signing keys: %s", self.describe())
+        logger.info("rotated signing keys: %s", _describe(self._snapshot))
+
+
+def _active_key(snapshot: _Snapshot, alg: str) -> SigningKey:
+    try:
+        return snapshot.active[alg]
+    except KeyError:
+        raise KeyRingError(f"the key ring has no active {alg} key") from None
+
+
+def _check_succession(path: Path, old: _Snapshot, new: _Snapshot) -> None:
+    """Refuse a reloaded ring that cannot sign for an algorithm the running ring signs with
+    (portals may have asked for it), and warn when the new file breaks publish-before-sign."""
+    dropped = [alg for alg in old.active if alg not in new.active]
+    if dropped:
+        raise KeyFileError(
+            path,
+            f"is refused: it has no active {', '.join(dropped)} key, which the running ring "
+            "signs with (to stop offering an algorithm, restart the gateway with the new file)",
+        )
+    for alg, key in new.active.items():
+        if key.kid not in old.by_kid:
+            # A replaced (say, compromised) key; relying parties fetch the JWK Set again when
+            # they meet an unknown kid, but tokens may be refused until they do.
+            logger.warning(
+                "signing key file %s: %s signs without having been published first "
+                "(OIDC Core §10.1)",
+                path,
+                key,
+            )
+        previous = old.active.get(alg)
+        if previous is not None and previous.kid not in new.by_kid:
+            logger.warning(
+                "signing key file %s: %s, which signed until now, is no longer published; "
+                "tokens it signed no longer verify",
+                path,
+                previous,
+            )
 
 
 def _rsa_key_size(key: SigningKey) -> int:
@@ -610,19 +786,46 @@ def _fsync_directory(directory: Path) -> None:
         os.close(descriptor)
 
 
-def load_key_ring(path: Path) -> KeyRing:
-    """Read and validate the key file; every problem is a :class:`KeyFileError` naming it."""
-    path = Path(path)
+def _read_key_file(path: Path) -> tuple[bytes, _FileVersion]:
+    """The file's content and the version it was read from (one open file: no race)."""
     try:
-        text = path.read_bytes()
-    except FileNotFoundError:
-        raise KeyFileMissingError(path, "does not exist") from None
+        with path.open("rb") as stream:
+            version = _file_version(os.fstat(stream.fileno()))
+            return stream.read(), version
     except OSError as error:
-        raise KeyFileError(path, f"cannot be read ({error.strerror})") from None
+        raise _key_file_error(path, error) from None
+
+
+def _key_file_error(path: Path, error: OSError) -> KeyFileError:
+    if isinstance(error, FileNotFoundError):
+        return KeyFileMissingError(path, "does not exist")
+    return KeyFileError(path, f"cannot be read ({error.strerror})")
+
+
+def _parse_key_file(path: Path, data: bytes) -> KeyRing:
     try:
-        ring = loads_key_ring(text)
+        return loads_key_ring(data)
     except InvalidKeyRingError as error:
         raise KeyFileError(path, f"is invalid: {error}") from None
+
+
+def load_key_ring(
+    path: Path,
+    *,
+    watch_every: float | None = None,
+    clock: Callable[[], float] = time.monotonic,
+) -> KeyRing:
+    """Read and validate the key file; every problem is a :class:`KeyFileError` naming it.
+
+    With ``watch_every`` (seconds, e.g. :data:`KEY_FILE_CHECK_INTERVAL`) the ring follows the
+    file: the first use of the ring after each interval (``clock``, monotonic) stats the file,
+    and a changed file is loaded and swapped in when it is valid (see :class:`KeyRing`).
+    """
+    path = Path(path)
+    data, version = _read_key_file(path)
+    ring = _parse_key_file(path, data)
+    if watch_every is not None:
+        ring._watch = _KeyFileWatch(path, version, watch_every, clock)
     logger.info("loaded signing key ring from %s: %s", path, ring.describe())
     return ring
 
@@ -634,8 +837,11 @@ def load_or_create(
     now: datetime,
     algorithms: Iterable[str] = SIGNING_ALGORITHMS,
     rsa_key_size: int = RSA_KEY_SIZES[0],
+    watch_every: float | None = None,
+    clock: Callable[[], float] = time.monotonic,
 ) -> KeyRing:
-    """The ring stored at ``path``.
+    """The ring stored at ``path``, following the file when ``watch_every`` is given (see
+    :func:`load_key_ring`).
 
     A missing file is generated and saved when ``create`` is true (the embedded demo) and is an
     error otherwise (production: the keys come from a mounted Kubernetes Secret). A file that
@@ -643,7 +849,7 @@ def load_or_create(
     """
     path = Path(path)
     try:
-        return load_key_ring(path)
+        return load_key_ring(path, watch_every=watch_every, clock=clock)
     except KeyFileMissingError:
         if not create:
             raise KeyFileMissingError(
@@ -656,7 +862,11 @@ def load_or_create(
         save_key_ring(ring, path, overwrite=False)
     except FileExistsError:
         # Another process created it first: use theirs, so every process signs with one ring.
-        return load_key_ring(path)
+        return load_key_ring(path, watch_every=watch_every, clock=clock)
     except OSError as error:
         raise KeyFileError(path, f"cannot be created ({error.strerror})") from None
+    if watch_every is not None:
+        # Follow the file as saved: the ring and the version it is compared with come from one
+        # read, so a change made after that read cannot be missed.
+        return load_key_ring(path, watch_every=watch_every, clock=clock)
     return ring

@@ -9,7 +9,7 @@ from flask import current_app
 
 from gateway.broker.metadata import MetadataCache
 from gateway.broker.transport import HttpLimits
-from gateway.keys import KeyRing, load_or_create
+from gateway.keys import KEY_FILE_CHECK_INTERVAL, KeyRing, load_or_create
 from gateway.mfa import SecretCipher, TotpService
 from gateway.policy import PolicyEngine
 from gateway.registry import Registry
@@ -39,12 +39,19 @@ class Services:
 
 
 def build_services(settings: Settings) -> Services:
-    """Open the store (migrating it), load the key ring, and wire the services over them."""
+    """Open the store (migrating it), load the key ring, and wire the services over them.
+
+    The ring follows its file, so a rotated key file (an updated Secret) is picked up without a
+    restart; the demo's generated file is followed too, which costs nothing.
+    """
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     store = SqlStore.from_url(settings.sqlalchemy_url)
     store.migrate()
     keys = load_or_create(
-        settings.signing_keys_file, create=settings.create_keys, now=datetime.now(UTC)
+        settings.signing_keys_file,
+        create=settings.create_keys,
+        now=datetime.now(UTC),
+        watch_every=KEY_FILE_CHECK_INTERVAL,
     )
     return wire(settings, store, keys)
 

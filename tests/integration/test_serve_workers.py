@@ -9,12 +9,14 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 import requests
 from tongxing_dev.process import free_port
 
+from gateway.keys import KEY_FILE_CHECK_INTERVAL, load_key_ring, save_key_ring
 from gateway.settings import Settings
 
 TONGXING = Path(sys.executable).with_name("tongxing")
@@ -41,6 +43,7 @@ def _wait_for(condition: object, timeout: float = 30) -> None:
 
 @pytest.fixture
 def served(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
+    """``tongxing serve --workers 2`` on a free port, its data (and key file) in ``tmp_path``."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("TONGXING_")}
     env |= {
@@ -93,6 +96,29 @@ def test_two_workers_answer_on_one_port_and_stop_with_the_parent(
     process.send_signal(signal.SIGTERM)
     assert process.wait(timeout=20) == 0
     assert all(not Path(f"/proc/{pid}").exists() for pid in workers)
+
+
+def test_every_worker_follows_a_rotated_key_file_without_a_restart(
+    served: tuple[subprocess.Popen[bytes], str], tmp_path: Path
+) -> None:
+    process, url = served
+    path = tmp_path / "keys.json"
+    ring = load_key_ring(path)
+    ring.rotate(datetime.now(UTC), timedelta(hours=1))
+    new_next = {key.kid for key in ring.keys if key.state == "next"}
+    staged = tmp_path / "keys.json.new"
+    save_key_ring(ring, staged)
+    staged.replace(path)  # swapped in at once, as a Secret update swaps its files
+
+    def published() -> set[str]:
+        # A new connection each time: both workers answer in turn.
+        return {key["kid"] for key in requests.get(f"{url}/jwks", timeout=5).json()["keys"]}
+
+    _wait_for(
+        lambda: all(new_next <= published() for _ in range(10)),
+        timeout=KEY_FILE_CHECK_INTERVAL + 20,
+    )
+    assert process.poll() is None  # no restart
 
 
 def test_a_worker_that_dies_takes_the_replica_down(

@@ -7,8 +7,13 @@ import hashlib
 import hmac
 import json
 import logging
+import os
+import re
+import shutil
 import stat
+import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -20,6 +25,7 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from joserfc import jwt
 from joserfc.jwk import ECKey, RSAKey
 
+from gateway import keys as keys_module
 from gateway.keys import (
     SIGNING_ALGORITHMS,
     InvalidKeyRingError,
@@ -544,3 +550,316 @@ def test_repr_str_and_logs_never_show_private_key_material(
         assert not any(secret in text for secret in secrets), text
     assert ring.active_key().kid in repr(ring)
     assert "jose_key" not in repr(ring.active_key())
+
+
+# --- Following the key file -------------------------------------------------------------------
+
+EVERY = 10.0
+
+
+class FakeClock:
+    """A monotonic clock the test moves by hand."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float = EVERY) -> None:
+        self.now += seconds
+
+
+@pytest.fixture(scope="module")
+def rotated_document(ring_document: str) -> str:
+    """The file ``tongxing keys rotate`` makes of ``ring_document``."""
+    rotated = loads_key_ring(ring_document)
+    rotated.rotate(NOW, LIFETIME)
+    return dumps_key_ring(rotated)
+
+
+def signing_kid(ring: KeyRing, alg: str = "RS256") -> str:
+    kid: str = header_of(ring.sign(CLAIMS, alg))["kid"]
+    return kid
+
+
+def watch(path: Path, document: str, clock: FakeClock) -> KeyRing:
+    path.write_text(document)
+    return load_key_ring(path, watch_every=EVERY, clock=clock)
+
+
+def replace_file(path: Path, document: str) -> None:
+    save_key_ring(loads_key_ring(document), path)  # atomically, as an operator would
+
+
+def count_loads(monkeypatch: pytest.MonkeyPatch) -> list[str | bytes]:
+    loaded: list[str | bytes] = []
+
+    def counting_loads(text: str | bytes) -> KeyRing:
+        loaded.append(text)
+        return loads_key_ring(text)
+
+    monkeypatch.setattr(keys_module, "loads_key_ring", counting_loads)
+    return loaded
+
+
+def test_a_watched_ring_signs_with_the_published_next_key_once_the_file_is_rotated(
+    ring_document: str, rotated_document: str, tmp_path: Path
+) -> None:
+    path, clock = tmp_path / "keys.json", FakeClock()
+    ring = watch(path, ring_document, clock)
+    before = {(key.alg, key.state): key.kid for key in ring.keys}
+
+    replace_file(path, rotated_document)
+    clock.advance()
+
+    for alg in SIGNING_ALGORITHMS:
+        # publish before sign: the key that signs now was the published next key
+        assert signing_kid(ring, alg) == before[alg, "next"]
+        retired = [key for key in ring.keys if key.alg == alg and key.state == "retired"]
+        assert [key.kid for key in retired] == [before[alg, "active"]]
+        assert before[alg, "active"] in kids(ring)  # tokens it signed still verify
+
+
+def test_the_file_is_looked_at_only_when_the_interval_has_passed(
+    ring_document: str, rotated_document: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path, clock = tmp_path / "keys.json", FakeClock()
+    ring = watch(path, ring_document, clock)
+    active = ring.active_key().kid
+    replace_file(path, rotated_document)
+    looked: list[Path] = []
+    stat = Path.stat
+
+    def counting_stat(self: Path, **kwargs: Any) -> Any:
+        looked.append(self)
+        return stat(self, **kwargs)
+
+    monkeypatch.setattr(Path, "stat", counting_stat)
+    clock.advance(EVERY - 0.001)
+    for _ in range(5):
+        assert signing_kid(ring) == active
+        ring.verify(ring.sign(CLAIMS), now=NOW)
+        ring.jwks(NOW)
+    assert looked == []
+
+    clock.advance(0.001)
+    assert signing_kid(ring) != active
+    assert looked == [path]
+
+
+def test_an_unchanged_file_is_not_read_again(
+    ring_document: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path, clock = tmp_path / "keys.json", FakeClock()
+    ring = watch(path, ring_document, clock)
+    loaded = count_loads(monkeypatch)
+
+    for _ in range(5):
+        clock.advance()
+        signing_kid(ring)
+
+    assert loaded == []
+
+
+def _without_rs256_active(document: dict[str, Any]) -> None:
+    document["keys"] = [
+        e for e in document["keys"] if (e["jwk"]["alg"], e["state"]) != ("RS256", "active")
+    ]
+
+
+def _without_es256(document: dict[str, Any]) -> None:
+    document["keys"] = [e for e in document["keys"] if e["jwk"]["alg"] != "ES256"]
+
+
+@pytest.mark.parametrize(
+    ("spoil", "message"),
+    [
+        (lambda text: text[: len(text) // 2], "is invalid: not JSON"),
+        (
+            lambda text: json.dumps(_mutated(text, _without_rs256_active)),
+            "RS256 needs exactly one active key, found 0",
+        ),
+        (
+            lambda text: json.dumps(_mutated(text, _without_es256)),
+            "is refused: it has no active ES256 key",
+        ),
+        (lambda text: "[" * 100_000, "cannot be loaded \\(RecursionError\\)"),
+    ],
+    ids=["truncated", "no-active-key", "drops-an-algorithm", "nested-too-deep"],
+)
+def test_an_invalid_new_file_is_logged_once_and_the_ring_in_use_stays(
+    ring_document: str,
+    rotated_document: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    spoil: Callable[[str], str],
+    message: str,
+) -> None:
+    caplog.set_level(logging.INFO, logger="gateway.keys")
+    path, clock = tmp_path / "keys.json", FakeClock()
+    ring = watch(path, ring_document, clock)
+    active = ring.active_key().kid
+    loaded = count_loads(monkeypatch)
+
+    path.write_text(spoil(rotated_document))
+    for _ in range(3):
+        clock.advance()
+        assert signing_kid(ring) == active
+        assert signing_kid(ring, "ES256") == ring.active_key("ES256").kid
+
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1
+    assert str(path) in errors[0]
+    assert re.search(message, errors[0])
+    assert len(loaded) == 1  # the refused version is not read again
+    secrets = secret_values(ring) + secret_values(loads_key_ring(rotated_document))
+    assert not any(secret in caplog.text for secret in secrets)
+
+    replace_file(path, rotated_document)
+    clock.advance()
+    assert signing_kid(ring) == loads_key_ring(rotated_document).active_key().kid
+    assert "reloaded signing key ring from" in caplog.text
+
+
+def _mutated(text: str, mutation: Mutation) -> dict[str, Any]:
+    document: dict[str, Any] = json.loads(text)
+    mutation(document)
+    return document
+
+
+def test_a_missing_file_is_logged_once_and_a_new_one_is_picked_up(
+    ring_document: str, rotated_document: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path, clock = tmp_path / "keys.json", FakeClock()
+    ring = watch(path, ring_document, clock)
+    active = ring.active_key().kid
+
+    path.unlink()
+    for _ in range(3):
+        clock.advance()
+        assert signing_kid(ring) == active
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1
+    assert f"{path}: does not exist" in errors[0]
+
+    replace_file(path, rotated_document)
+    clock.advance()
+    assert signing_kid(ring) == loads_key_ring(rotated_document).active_key().kid
+
+
+def _publish_like_the_kubelet(secret: Path, document: str, version: str) -> Path:
+    """Kubernetes' atomic writer: the files go to a new timestamped folder, and ``..data`` is
+    switched to it by renaming a symlink over it; ``keys.json`` is a symlink through ``..data``."""
+    folder = secret / f"..2026_11_22_08_00_0{version}.{version}"
+    folder.mkdir()
+    (folder / "keys.json").write_text(document)
+    swap = secret / "..data_tmp"
+    swap.symlink_to(folder.name)
+    swap.replace(secret / "..data")
+    return folder
+
+
+def test_a_secret_volume_updated_by_a_symlink_swap_is_picked_up(
+    ring_document: str, rotated_document: str, tmp_path: Path
+) -> None:
+    secret, clock = tmp_path / "keys", FakeClock()
+    secret.mkdir()
+    first = _publish_like_the_kubelet(secret, ring_document, "1")
+    path = secret / "keys.json"
+    path.symlink_to("..data/keys.json")
+    ring = load_key_ring(path, watch_every=EVERY, clock=clock)
+    before = ring.active_key().kid
+    old = (first / "keys.json").stat()
+
+    second = _publish_like_the_kubelet(secret, rotated_document, "2")
+    shutil.rmtree(first)
+    # Same mtime as the old file: the new inode is what tells the versions apart.
+    os.utime(second / "keys.json", ns=(old.st_atime_ns, old.st_mtime_ns))
+    clock.advance()
+
+    assert signing_kid(ring) == loads_key_ring(rotated_document).active_key().kid
+    assert before in kids(ring)
+
+
+def test_a_new_active_key_that_was_never_published_is_used_with_a_warning(
+    ring_document: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path, clock = tmp_path / "keys.json", FakeClock()
+    ring = watch(path, ring_document, clock)
+    replacement = KeyRing.generate(now=NOW)  # say, after a key was compromised
+
+    save_key_ring(replacement, path)
+    clock.advance()
+
+    assert signing_kid(ring) == replacement.active_key().kid
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any("without having been published first" in w for w in warnings)
+    assert any("is no longer published" in w for w in warnings)
+
+
+def test_signing_goes_on_in_other_threads_while_one_reloads(
+    ring_document: str, rotated_document: str, tmp_path: Path
+) -> None:
+    path, clock = tmp_path / "keys.json", FakeClock()
+    threads = 4
+    start = threading.Barrier(threads)
+    progress = threading.Condition()
+    signed = 0
+    readings = threading.local()
+
+    def clock_shared_by_the_threads() -> float:
+        if threading.current_thread() is not threading.main_thread():
+            readings.count = getattr(readings, "count", 0) + 1
+            if readings.count == 1:
+                # Every thread finds the check due at the same moment, so all try to reload.
+                start.wait(timeout=10)
+            else:
+                # Only the thread that took the reload reads the clock again: it goes on once
+                # every other thread has signed, so they must not have waited for it.
+                with progress:
+                    assert progress.wait_for(lambda: signed == threads - 1, timeout=5)
+        return clock()
+
+    path.write_text(ring_document)
+    ring = load_key_ring(path, watch_every=EVERY, clock=clock_shared_by_the_threads)
+    old, new = ring.active_key().kid, loads_key_ring(rotated_document).active_key().kid
+
+    def sign() -> str:
+        nonlocal signed
+        kid = signing_kid(ring)
+        with progress:
+            signed += 1
+            progress.notify_all()
+        return kid
+
+    replace_file(path, rotated_document)
+    clock.advance()
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        futures = [pool.submit(sign) for _ in range(threads)]
+        kids_signed = sorted(future.result(timeout=60) for future in futures)
+
+    # One thread reloaded and signed with the new ring; the others kept the ring in use.
+    assert kids_signed == sorted([old] * (threads - 1) + [new])
+    assert signing_kid(ring) == new
+
+
+def test_load_or_create_follows_the_file_it_created(rotated_document: str, tmp_path: Path) -> None:
+    path, clock = tmp_path / "keys.json", FakeClock()
+    ring = load_or_create(path, create=True, now=NOW, watch_every=EVERY, clock=clock)
+
+    replace_file(path, rotated_document)
+    clock.advance()
+
+    assert signing_kid(ring) == loads_key_ring(rotated_document).active_key().kid
+
+
+@pytest.mark.parametrize("every", [0.0, -1.0, float("nan"), float("inf")])
+def test_the_check_interval_must_be_positive(
+    ring_document: str, tmp_path: Path, every: float
+) -> None:
+    path = tmp_path / "keys.json"
+    path.write_text(ring_document)
+    with pytest.raises(ValueError, match="interval must be positive"):
+        load_key_ring(path, watch_every=every)
