@@ -355,8 +355,7 @@ class Bench:
         for name, values in (
             ("gateway hops", [r.gateway for r in fed]),
             ("  /authorize", [r.authorize for r in fed]),
-            ("  /callback (incl. upstream code exchange)", [r.callback for r in fed]),
-            ("  /authorize (resume, code)", [r.resume for r in fed]),
+            ("  /callback (upstream code exchange, session, the code)", [r.callback for r in fed]),
             ("  /token", [r.token for r in fed]),
             ("region: login page + password", [r.region for r in fed]),
             ("Keycloak own: /token (code exchange)", [k.token for k in keycloak_runs]),

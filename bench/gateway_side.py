@@ -260,18 +260,18 @@ class Minter:
 
 @dataclass(frozen=True)
 class FederatedTiming:
-    """One federated login: the gateway's four hops and the region's two."""
+    """One federated login: the gateway's three hops and the region's two."""
 
     authorize: float  # portal -> gateway /authorize -> redirect to the region
     region_page: float  # Keycloak's login page
     region_password: float  # Keycloak checks the password, redirects to the gateway
-    callback: float  # gateway /callback: upstream code exchange, ID token checks, session
-    resume: float  # gateway /authorize again: the code for the portal
+    # gateway /callback: upstream code exchange, ID token checks, session, the portal's code
+    callback: float
     token: float  # portal -> gateway /token
 
     @property
     def gateway(self) -> float:
-        return self.authorize + self.callback + self.resume + self.token
+        return self.authorize + self.callback + self.token
 
     @property
     def region(self) -> float:
@@ -305,8 +305,7 @@ def federated_login(gateway: Gateway, portal: Registered, realm: BenchRealm) -> 
         form_action(page),
         data={"username": realm.username, "password": realm.password, "credentialId": ""},
     )
-    to_resume, callback = browser.request("GET", location(to_callback))
-    to_portal, resume = browser.request("GET", location(to_resume))
+    to_portal, callback = browser.request("GET", location(to_callback))
     answer = query(location(to_portal))
     if "code" not in answer or answer.get("state") != state:
         raise FlowError(f"the gateway's authorization response: {answer}")
@@ -323,7 +322,7 @@ def federated_login(gateway: Gateway, portal: Registered, realm: BenchRealm) -> 
     )
     if tokens.status_code != 200 or "id_token" not in tokens.json():
         raise FlowError(f"the gateway's code exchange: {tokens.status_code} {tokens.text[:200]}")
-    return FederatedTiming(authorize, region_page, region_password, callback, resume, token)
+    return FederatedTiming(authorize, region_page, region_password, callback, token)
 
 
 def access_token(gateway: Gateway, portal: Registered, refresh_token: str) -> str:

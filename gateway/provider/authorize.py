@@ -15,11 +15,21 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode
 
-from authlib.integrations.flask_oauth2 import AuthorizationServer
 from authlib.oauth2 import OAuth2Error
 from authlib.oauth2.rfc6749.errors import AccessDeniedError, InvalidClientError, InvalidRequestError
 from authlib.oidc.core.errors import ConsentRequiredError, InteractionRequiredError
-from flask import Blueprint, current_app, redirect, render_template, request, session, url_for
+from flask import (
+    Blueprint,
+    Request,
+    current_app,
+    make_response,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
+from werkzeug.test import EnvironBuilder
 from werkzeug.wrappers import Response
 
 from gateway.assurance import Assurance, Verdict
@@ -28,7 +38,7 @@ from gateway.broker.errors import UpstreamAccessDenied
 from gateway.errors import GatewayError, invalid_request
 from gateway.identity import identity_key
 from gateway.keys import TokenRejectedError
-from gateway.provider.server import Provider, User
+from gateway.provider.server import GatewayAuthorizationServer, Provider, User
 from gateway.registry import Portal, RegionKind
 from gateway.services import Services, current_services
 from gateway.sessions import SEALED_ID_NUMBER, SESSION_COOKIE
@@ -77,7 +87,7 @@ CARRIED = (
 )
 
 
-def oauth() -> tuple[AuthorizationServer, Provider]:
+def oauth() -> tuple[GatewayAuthorizationServer, Provider]:
     server, provider = current_app.extensions["tongxing.oauth"]
     return server, provider
 
@@ -104,13 +114,14 @@ def _max_age(params: dict[str, str]) -> int | None:
     return int(value)
 
 
-def _session_user(services: Services, params: dict[str, str]) -> User | None:
+def _session_user(
+    services: Services, params: dict[str, str], session: SsoSession | None
+) -> User | None:
     """The SSO user, if the session satisfies the request (OIDC Core §3.1.2.1-3.1.2.3).
 
     ``prompt=login`` and an exceeded ``max_age`` ask for a fresh sign-in; an ``id_token_hint``
     naming someone else than the session's person means this session does not answer.
     """
-    session = services.sessions.find(request.cookies.get(SESSION_COOKIE), _now())
     if session is None or "login" in params.get("prompt", "").split():
         return None
     try:
@@ -159,11 +170,19 @@ def _invalid_client_page(error: OAuth2Error) -> GatewayError:
 @blueprint.route("/authorize", methods=["GET", "POST"])
 def authorize() -> Response | str | tuple[str, int]:
     services = current_services()
-    server, _ = oauth()
     params = _params()
-    user = _session_user(services, params)
+    sso = services.sessions.find(request.cookies.get(SESSION_COOKIE), _now())
+    return _answer(services, params, _session_user(services, params, sso), request)
+
+
+def _answer(
+    services: Services, params: dict[str, str], user: User | None, http: Request
+) -> Response | str | tuple[str, int]:
+    """Answer the authorization request ``http`` (with ``params``, its carried parameters): a
+    code for the portal when ``user`` may enter, else a step-up, consent, error or the region."""
+    server, _ = oauth()
     try:
-        grant = server.get_consent_grant(end_user=user)
+        grant = server.get_consent_grant(request=http, end_user=user)
     except InvalidClientError as error:
         raise _invalid_client_page(error) from None
     except OAuth2Error as error:
@@ -183,10 +202,24 @@ def authorize() -> Response | str | tuple[str, int]:
         asked = _consent(portal, user, params, grant.request.payload.scope or "")
         if asked is not None:
             return asked
-        response: Response = server.create_authorization_response(grant=grant, grant_user=user)
-        response.status_code = 303 if request.method == "POST" else response.status_code
+        response: Response = server.create_authorization_response(
+            request=http, grant=grant, grant_user=user
+        )
+        response.status_code = 303 if http.method == "POST" else response.status_code
         return response
     return _go_to_region(services, params, redirect_uri)
+
+
+def _resumed_request(params: dict[str, str]) -> Request:
+    """The portal's authorization request as it reached ``/authorize``, rebuilt from the
+    parameters carried through the region round trip (a GET, like the redirect it replaces)."""
+    builder = EnvironBuilder(
+        path="/authorize", base_url=request.host_url, query_string=urlencode(params)
+    )
+    try:
+        return Request(builder.get_environ())
+    finally:
+        builder.close()
 
 
 class UnmetAuthenticationRequirementsError(OAuth2Error):  # type: ignore[misc]
@@ -424,22 +457,24 @@ def callback(code: str) -> Response:
         claims["name"] = identity.name
     if identity.phone_number:
         claims["phone_number"] = identity.phone_number
-    services.sessions.start(
-        SsoSession(
-            session_hash=token_hash(session_id),
-            subject=subject.id,
-            region=region.code,
-            auth_time=now,
-            acr=acr,
-            amr=identity.amr or ("pwd",),
-            created_at=now,
-            expires_at=now + services.settings.sso_session_lifetime,
-            claims=claims,
-        )
+    sso = SsoSession(
+        session_hash=token_hash(session_id),
+        subject=subject.id,
+        region=region.code,
+        auth_time=now,
+        acr=acr,
+        amr=identity.amr or ("pwd",),
+        created_at=now,
+        expires_at=now + services.settings.sso_session_lifetime,
+        claims=claims,
     )
+    services.sessions.start(sso)
     resumed = dict(stored.request["params"])
     resumed["region"] = region.code
-    response = redirect(f"/authorize?{urlencode(resumed)}", code=303)
+    # Resume the portal's request here, as /authorize would with the new session: one browser
+    # round trip fewer (each costs a citizen on a mobile network far more than the work).
+    user = _session_user(services, resumed, sso)
+    response = make_response(_answer(services, resumed, user, _resumed_request(resumed)))
     response.set_cookie(
         SESSION_COOKIE,
         session_id,

@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar, cast
 
 from authlib.integrations.flask_oauth2 import AuthorizationServer
+from authlib.integrations.flask_oauth2.requests import FlaskOAuth2Request
 from authlib.oauth2 import OAuth2Request
 from authlib.oauth2.rfc6749 import ClientMixin, grants
 from authlib.oauth2.rfc6749.errors import (
@@ -28,6 +29,7 @@ from authlib.oauth2.rfc7636 import CodeChallenge
 from authlib.oauth2.rfc7662 import IntrospectionEndpoint
 from authlib.oauth2.rfc9207 import IssuerParameter
 from authlib.oidc.core.grants import OpenIDCode
+from flask import Request as FlaskRequest
 from joserfc.jwk import KeySet
 
 from gateway.assurance import Assurance, SignIn
@@ -716,10 +718,23 @@ class PrivateKeyJwt(JWTBearerClientAssertion):  # type: ignore[misc]
         return KeySet.import_key_set(cast(Any, client.portal.jwks or {"keys": []}))
 
 
-def build_authorization_server(services: Services) -> tuple[AuthorizationServer, Provider]:
+class GatewayAuthorizationServer(AuthorizationServer):  # type: ignore[misc]
+    """Authlib's Flask server, which can also answer an authorization request other than the
+    current HTTP request: ``/callback`` resumes the portal's request it carried through the
+    region round trip, without sending the browser back to ``/authorize`` first."""
+
+    def create_oauth2_request(self, request: Any) -> OAuth2Request:
+        if isinstance(request, FlaskRequest):
+            return FlaskOAuth2Request(request)
+        return super().create_oauth2_request(request)
+
+
+def build_authorization_server(
+    services: Services,
+) -> tuple[GatewayAuthorizationServer, Provider]:
     """The Authlib server with the gateway's grants, endpoints and client authentication."""
     provider = Provider(services)
-    server = AuthorizationServer(query_client=provider.client, save_token=lambda *_: None)
+    server = GatewayAuthorizationServer(query_client=provider.client, save_token=lambda *_: None)
     server.register_token_generator("default", _no_default_generator)
     for grant_class in (CodeGrant, RefreshGrant, PortalCredentialsGrant):
         grant_class.provider = provider

@@ -100,6 +100,25 @@ def test_refresh_rotates_and_revocation_ends_the_grant(
         portal.rp("userinfo", refreshed["access_token"], tokens["claims"]["sub"])
 
 
+def test_the_region_callback_answers_the_portal_directly(
+    gateway: RunningGateway, zj: KeycloakRegion, site: PortalSite, page: Page
+) -> None:
+    """After the region, one redirect: /callback resumes the portal's request itself."""
+    portal = register_portal(gateway, site, "direct")
+    navigations: list[str] = []
+    page.on("request", lambda r: navigations.append(r.url) if r.is_navigation_request() else None)
+    tokens = sign_in(page, portal, zj, site)
+    assert tokens["claims"]["aud"] == portal.client_id
+    gateway_hops = [url for url in navigations if url.startswith(gateway.issuer)]
+    callback = next(i for i, url in enumerate(navigations) if "/callback/zj?" in url)
+    assert navigations[callback + 1].startswith(f"{portal.redirect_uri}?")
+    assert [url.split("?")[0].removeprefix(gateway.issuer) for url in gateway_hops] == [
+        "/authorize",  # the portal's request: the chooser
+        "/authorize",  # the region chosen
+        "/callback/zj",  # the region's answer, and the code for the portal
+    ]
+
+
 def test_a_reused_refresh_token_ends_the_grant(
     gateway: RunningGateway, zj: KeycloakRegion, site: PortalSite, page: Page
 ) -> None:
