@@ -115,20 +115,20 @@ def _max_age(params: dict[str, str]) -> int | None:
 
 
 def _session_user(
-    services: Services, params: dict[str, str], session: SsoSession | None
+    services: Services, params: dict[str, str], sso: SsoSession | None
 ) -> User | None:
     """The SSO user, if the session satisfies the request (OIDC Core §3.1.2.1-3.1.2.3).
 
     ``prompt=login`` and an exceeded ``max_age`` ask for a fresh sign-in; an ``id_token_hint``
     naming someone else than the session's person means this session does not answer.
     """
-    if session is None or "login" in params.get("prompt", "").split():
+    if sso is None or "login" in params.get("prompt", "").split():
         return None
     try:
         max_age = _max_age(params)
     except ValueError:
         return None  # refused with invalid_request once the client is known
-    if max_age is not None and (_now() - session.auth_time).total_seconds() > max_age:
+    if max_age is not None and (_now() - sso.auth_time).total_seconds() > max_age:
         return None
     hint = params.get("id_token_hint")
     if hint:
@@ -138,9 +138,9 @@ def _session_user(
         except TokenRejectedError:
             return None
         pairwise = services.settings.pairwise_secret.get_secret_value().encode()
-        if portal is None or hinted != portal.subject_for(session.subject, pairwise):
+        if portal is None or hinted != portal.subject_for(sso.subject, pairwise):
             return None
-    return User.from_session(session, dict(session.claims))
+    return User.from_session(sso, dict(sso.claims))
 
 
 def _error_redirect(error: OAuth2Error, params: dict[str, str]) -> Response:
