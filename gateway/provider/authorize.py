@@ -474,7 +474,12 @@ def callback(code: str) -> Response:
     # Resume the portal's request here, as /authorize would with the new session: one browser
     # round trip fewer (each costs a citizen on a mobile network far more than the work).
     user = _session_user(services, resumed, sso)
-    response = make_response(_answer(services, resumed, user, _resumed_request(resumed)))
+    try:
+        response = make_response(_answer(services, resumed, user, _resumed_request(resumed)))
+    except GatewayError as error:
+        # The portal's request no longer stands (say, the portal was removed meanwhile): the
+        # person still signed in, so the page says why and the SSO session is kept.
+        response = make_response(current_app.handle_user_exception(error))
     response.set_cookie(
         SESSION_COOKIE,
         session_id,

@@ -606,6 +606,30 @@ def test_an_identity_number_with_a_wrong_check_digit_gets_a_clear_page(
     assert BAD_CHECK_DIGIT not in page.content()
 
 
+def test_a_portal_removed_during_the_login_gets_a_page_and_the_session_stays(
+    gateway: RunningGateway,
+    zj: KeycloakRegion,
+    site: PortalSite,
+    portal: Portal,
+    context: BrowserContext,
+) -> None:
+    """/callback answers the portal's request itself; when that request no longer stands, the
+    person sees why, and their sign-in at the region is not lost (SSO for the next portal)."""
+    leaving = register_portal(gateway, site, "leaving")
+    page = context.new_page()
+    keycloak_login_page(page, gateway, leaving)
+    assert gateway.admin("DELETE", f"/portals/{leaving.client_id}").status_code == 204
+    with page.expect_response(lambda r: "/callback/zj?" in r.url) as answer:
+        sign_in_at_keycloak(page, zj)
+    assert answer.value.status == 400
+    assert page_code(page) == "invalid_client"
+    assert session_cookie(context) is not None
+    request, _ = authorization_request(portal)
+    with page.expect_response(lambda r: r.url.startswith(portal.redirect_uri)) as back:
+        page.goto(authorize_url(gateway, request))  # no region, no password: the session
+    assert "code" in parse_qs(urlsplit(back.value.url).query)
+
+
 # --- 9. a region that is down ---------------------------------------------------------------
 
 
