@@ -316,9 +316,9 @@ _PARTICIPANT = select(session_participants).where(
 
 
 @functools.cache
-def _add_participant(dialect: str) -> Any:
+def _add_participant(postgres: bool) -> Any:
     """Join a portal to a session unless it already participates (keeping its first ``sid``)."""
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    insert = postgresql.insert if postgres else sqlite.insert
     return insert(session_participants).on_conflict_do_nothing(
         index_elements=[session_participants.c.session_hash, session_participants.c.client_id]
     )
@@ -337,11 +337,12 @@ class SqlStore:
         if engine.dialect.name not in ("sqlite", "postgresql"):
             raise ValueError(f"unsupported database {engine.dialect.name!r}")
         self._engine = engine
+        self._postgres = engine.dialect.name == "postgresql"
         # Shares the pool. Reads (see _read), and on PostgreSQL also the writes that are one
         # statement, atomic by themselves: in autocommit they cost one round trip, no BEGIN or
         # COMMIT.
         read_options: dict[str, Any] = {READ_ONLY: True}
-        if engine.dialect.name == "postgresql":
+        if self._postgres:
             read_options["isolation_level"] = "AUTOCOMMIT"
         self._reader = engine.execution_options(**read_options)
 
@@ -627,17 +628,7 @@ class SqlStore:
             }
             conn.execute(_insert_into(grants), values)
             if session_hash is not None:
-                values = {
-                    "session_hash": session_hash,
-                    "client_id": code.client_id,
-                    "sid": sid,
-                    "created_at": now,
-                }
-                conn.execute(_add_participant(self._engine.dialect.name), values)
-                participant = conn.execute(
-                    _PARTICIPANT, {"session_hash_": session_hash, "client_id_": code.client_id}
-                ).one()
-                claims["sid"] = participant.sid
+                claims["sid"] = self._join_session(conn, session_hash, code.client_id, sid, now).sid
             stored = dataclasses.replace(code, grant_id=grant.grant_id, claims=claims)
             self._insert_code(conn, stored, claims)
         return stored, grant
@@ -645,7 +636,7 @@ class SqlStore:
     def redeem_code(self, code_hash: str, now: datetime.datetime) -> CodeRecord:
         _require_aware(now=now)
         values = {"code_hash_": code_hash, "now": now}
-        if self._engine.dialect.name == "postgresql":
+        if self._postgres:
             # The conditional UPDATE alone is atomic: in autocommit it is one round trip. Only
             # a code it did not redeem needs the transaction below (to tell replay from unknown).
             with _unavailable(), self._reader.connect() as conn:
@@ -711,9 +702,7 @@ class SqlStore:
                 token.subject,
             ):
                 raise ValueError("the access token must belong to the same grant")
-        if self._engine.dialect.name == "postgresql" and self._tokens_in_one_statement(
-            _ISSUE_IN_ONE, token, access_token, {}
-        ):
+        if self._postgres and self._tokens_in_one_statement(_ISSUE_IN_ONE, token, access_token, {}):
             return
         with self._write() as conn:
             self._issuable_grant(
@@ -757,7 +746,7 @@ class SqlStore:
             _require_text(access_token_hash=access_token.token_hash)
             if (access_token.grant_id, access_token.client_id, access_token.subject) != family_of:
                 raise ValueError("the access token must belong to the same grant")
-        if self._engine.dialect.name == "postgresql":
+        if self._postgres:
             values = {"hash_": old_hash, "now": now}
             done = self._tokens_in_one_statement(_ROTATE_IN_ONE, new, access_token, values)
             if done is not None:
@@ -890,17 +879,7 @@ class SqlStore:
         with self._write() as conn:
             if self._live_session(conn, session_hash, now) is None:
                 raise SessionNotFoundError("the SSO session is unknown, ended or expired")
-            values = {
-                "session_hash": session_hash,
-                "client_id": client_id,
-                "sid": sid,
-                "created_at": now,
-            }
-            conn.execute(_add_participant(self._engine.dialect.name), values)
-            row = conn.execute(
-                _PARTICIPANT, {"session_hash_": session_hash, "client_id_": client_id}
-            ).one()
-        return _participant(row)
+            return self._join_session(conn, session_hash, client_id, sid, now)
 
     def list_participants(self, session_hash: str) -> list[SessionParticipant]:
         with self._read() as conn:
@@ -1311,16 +1290,30 @@ class SqlStore:
         cost two more round trips to the server on every lookup.
         """
         with _unavailable(), self._reader.connect() as conn:
-            if self._engine.dialect.name == "postgresql":
+            if self._postgres:
                 yield conn
                 return
             with conn.begin():
                 yield conn
 
     def _insert(self, table: Table) -> _Insert:
-        if self._engine.dialect.name == "postgresql":
+        if self._postgres:
             return postgresql.insert(table)
         return sqlite.insert(table)
+
+    def _join_session(
+        self,
+        conn: Connection,
+        session_hash: str,
+        client_id: str,
+        sid: str,
+        now: datetime.datetime,
+    ) -> SessionParticipant:
+        """Add the portal to the (checked live) session unless it takes part already; its row."""
+        values = {"session_hash": session_hash, "client_id": client_id, "sid": sid}
+        conn.execute(_add_participant(self._postgres), values | {"created_at": now})
+        keys = {"session_hash_": session_hash, "client_id_": client_id}
+        return _participant(conn.execute(_PARTICIPANT, keys).one())
 
     @staticmethod
     def _insert_new(conn: Connection, table: Table, what: str, **values: Any) -> None:
@@ -1349,29 +1342,14 @@ class SqlStore:
         )
 
     def _insert_access_token(self, conn: Connection, token: AccessTokenRecord) -> None:
-        self._insert_new(
-            conn,
-            access_tokens,
-            "access token",
-            token_hash=token.token_hash,
-            grant_id=token.grant_id,
-            client_id=token.client_id,
-            subject=token.subject,
-            scope=token.scope,
-            expires_at=token.expires_at,
-        )
+        self._insert_new(conn, access_tokens, "access token", **_token_columns(token))
 
     def _insert_refresh_token(self, conn: Connection, token: RefreshTokenRecord) -> None:
         self._insert_new(
             conn,
             refresh_tokens,
             "refresh token (or a live one in its family)",
-            token_hash=token.token_hash,
-            grant_id=token.grant_id,
-            client_id=token.client_id,
-            subject=token.subject,
-            scope=token.scope,
-            expires_at=token.expires_at,
+            **_token_columns(token),
             status=RefreshTokenStatus.LIVE.value,
         )
 
@@ -1539,6 +1517,11 @@ def _session(row: RowMapping, prefix: str = "") -> SsoSession:
         ended_at=row[f"{prefix}ended_at"],
         claims=row[f"{prefix}claims"],
     )
+
+
+def _token_columns(token: AccessTokenRecord | RefreshTokenRecord) -> dict[str, Any]:
+    """The columns access and refresh tokens share (:data:`_TOKEN_COLUMNS`), from a record."""
+    return {column: getattr(token, column) for column in _TOKEN_COLUMNS}
 
 
 def _joined_session(row: Row[Any]) -> SsoSession | None:
