@@ -32,6 +32,18 @@ from tongxing_dev.process import LOOPBACK, Server, free_port, run
 HARNESS = Path(__file__).resolve().parent.parent
 ADMIN_USER = "tongxing-admin"
 SERVICE_RANGE = "10.0.0.0/24"  # only configuration: no node, no proxy, no traffic there
+# Audit every request that touches a Secret (metadata only: never a Secret's data), nothing else.
+AUDIT_POLICY = """\
+apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: [RequestReceived]
+rules:
+  - level: Metadata
+    resources:
+      - group: ""
+        resources: [secrets]
+  - level: None
+"""
 
 
 def _module_version(module_dir: Path, module: str) -> str:
@@ -56,6 +68,9 @@ class KubeEndpoint:
     ca_file: str
     etcd_url: str
     version: str
+    # JSON lines, one per request that touched a Secret (who, verb, namespace, name): tests read
+    # it to show what a component did NOT read. Empty for an endpoint recorded before it existed.
+    audit_log: str = ""
 
 
 def _build(component: str, module_dir: Path, version: str, ldflags: str = "") -> Path:
@@ -203,6 +218,9 @@ def start(workdir: Path) -> tuple[list[Server], KubeEndpoint]:
     tokens = workdir / "tokens.csv"
     tokens.write_text(f'{token},{ADMIN_USER},{ADMIN_USER},"system:masters"\n')
     tokens.chmod(0o600)
+    audit_policy = workdir / "audit-policy.yaml"
+    audit_policy.write_text(AUDIT_POLICY)
+    audit_log = workdir / "audit.log"
     port = free_port()
     server_url = f"https://{LOOPBACK}:{port}"
     apiserver = Server(
@@ -225,6 +243,11 @@ def start(workdir: Path) -> tuple[list[Server], KubeEndpoint]:
             "--allow-privileged=true",
             f"--cert-dir={workdir / 'certs'}",
             "--profiling=false",
+            f"--audit-policy-file={audit_policy}",
+            f"--audit-log-path={audit_log}",
+            "--audit-log-format=json",
+            "--audit-log-mode=blocking",
+            "--audit-log-maxsize=50",
             "--v=1",
         ],
         log=workdir / "kube-apiserver.log",
@@ -236,6 +259,7 @@ def start(workdir: Path) -> tuple[list[Server], KubeEndpoint]:
         ca_file=certs["ca"],
         etcd_url=etcd_url,
         version=KUBERNETES_VERSION,
+        audit_log=str(audit_log),
     )
     _write_kubeconfig(endpoint)
     try:
