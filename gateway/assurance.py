@@ -14,9 +14,20 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from gateway.policy import PersonFacts, PolicyEngine, PortalFacts, known_level, level_rank
-from gateway.registry import Level, Portal
+from gateway.registry import Level, Portal, Region
 
 STEP_UP_LEVEL: Level = "loa2"  # the highest level a TOTP step-up can reach
+
+
+def region_level(region: Region, acr: str | None, ceiling: Level) -> Level:
+    """The level a sign-in at ``region`` is worth: its ``acr_mapping`` of the upstream ``acr``
+    (``loa1`` when unmapped), never above the ``ceiling`` the platform set for the region.
+
+    THREAT_MODEL row 2: the ceiling is read at every sign-in, so one lowered after the region
+    was registered still binds. Only the gateway's own step-up raises a session further.
+    """
+    mapped = region.acr_mapping.get(acr or "", "loa1")
+    return ceiling if level_rank(mapped) > level_rank(ceiling) else mapped
 
 
 class Verdict(StrEnum):

@@ -16,9 +16,10 @@ import secrets
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from typing import Annotated, Any, Literal, Self, TypeVar
+from typing import Annotated, Any, Generic, Literal, Self, TypeVar
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
@@ -28,6 +29,11 @@ from gateway.store.contract import RegistryKind, Store
 
 CODE_PATTERN = r"^[a-z][a-z0-9-]{1,31}$"
 CLIENT_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{2,63}$"
+#: The name of an admin API principal (the settings' tokens and ``admin_clients``).
+PRINCIPAL_PATTERN = r"^[a-z][a-z0-9-]{1,62}$"
+#: Kubernetes object names: a namespace is a DNS label, a Region or Portal a DNS subdomain.
+NAMESPACE_PATTERN = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
+RESOURCE_NAME_PATTERN = r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$"
 LOOPBACK_HOSTS = {"localhost", "127.0.0.1", "::1"}
 Level = Literal["loa1", "loa2", "loa3"]
 GrantType = Literal["authorization_code", "refresh_token", "client_credentials"]
@@ -88,6 +94,33 @@ def check_absolute_url(value: str, *, what: str, allow_query: bool = True) -> st
     return value
 
 
+class ManagedBy(BaseModel):
+    """Who owns a registration: the admin API principal that wrote it and, for the operator,
+    the custom resource it stands for (THREAT_MODEL row 1).
+
+    ``principal`` is always set by the gateway from the caller's credential, never taken from
+    the request. Two owners are the same when principal, kind, namespace and name agree; ``uid``
+    is recorded but not compared, so a resource deleted and recreated under the same name is the
+    same tenant and takes its registration over.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    principal: Annotated[str, Field(pattern=PRINCIPAL_PATTERN)]
+    kind: Literal["Region", "Portal"] | None = None
+    namespace: Annotated[str, Field(pattern=NAMESPACE_PATTERN)] | None = None
+    name: Annotated[str, Field(pattern=RESOURCE_NAME_PATTERN)] | None = None
+    uid: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")] | None = None
+
+    @property
+    def resource(self) -> tuple[str | None, str | None, str | None]:
+        return self.kind, self.namespace, self.name
+
+    def same_owner(self, other: ManagedBy) -> bool:
+        """Same principal and same resource (the uid aside)."""
+        return (self.principal, self.resource) == (other.principal, other.resource)
+
+
 class ClaimMapping(BaseModel):
     """Which upstream ID-token claims carry the person's attributes."""
 
@@ -113,6 +146,7 @@ class Region(BaseModel):
     claims: ClaimMapping = Field(default_factory=ClaimMapping)
     acr_mapping: dict[str, Level] = Field(default_factory=dict)
     enabled: bool = True
+    managed_by: ManagedBy | None = None
 
     @field_validator("issuer")
     @classmethod
@@ -171,6 +205,7 @@ class Portal(BaseModel):
     )
     allowed_home_regions: list[Annotated[str, Field(pattern=CODE_PATTERN)]] | None = None
     enabled: bool = True
+    managed_by: ManagedBy | None = None
 
     @field_validator("redirect_uris", "post_logout_redirect_uris")
     @classmethod
@@ -240,6 +275,14 @@ CACHE_ENTRIES = 10_000
 Registered = TypeVar("Registered", Region, Portal)
 
 
+@dataclass(frozen=True)
+class Stored(Generic[Registered]):
+    """A registration as the store holds it now, with the revision to write against."""
+
+    value: Registered
+    revision: int
+
+
 class Registry:
     """Regions and portals over the store's registry documents, validated on the way in and out.
 
@@ -288,11 +331,29 @@ class Registry:
             self._generation += 1
             self._cached.pop((kind, key), None)
 
-    def put_region(self, region: Region, now: datetime) -> tuple[Region, bool]:
-        """Create or replace a region; returns it and whether it was created."""
+    def _stored(
+        self, kind: RegistryKind, key: str, model: type[Registered]
+    ) -> Stored[Registered] | None:
+        found = self._store.get_document(kind, key)
+        if found is None:
+            return None
+        return Stored(model.model_validate(found.document), found.revision)
+
+    def put_region(
+        self, region: Region, now: datetime, *, expected_revision: int | None = None
+    ) -> tuple[Region, bool]:
+        """Create or replace a region; returns it and whether it was created.
+
+        ``expected_revision`` as :meth:`Store.put_document` has it (0: create only; ``n``: replace
+        only revision ``n``); a mismatch raises :class:`RevisionConflictError`.
+        """
         try:
             stored = self._store.put_document(
-                RegistryKind.REGION, region.code, region.document(), now
+                RegistryKind.REGION,
+                region.code,
+                region.document(),
+                now,
+                expected_revision=expected_revision,
             )
         finally:
             self._forget(RegistryKind.REGION, region.code)
@@ -301,20 +362,36 @@ class Registry:
     def region(self, code: str) -> Region | None:
         return self._lookup(RegistryKind.REGION, code, Region)
 
+    def stored_region(self, code: str) -> Stored[Region] | None:
+        """The region as stored now, with its revision (read from the store, not the copy)."""
+        return self._stored(RegistryKind.REGION, code, Region)
+
     def regions(self) -> list[Region]:
         documents = self._store.list_documents(RegistryKind.REGION)
         return [Region.model_validate(d.document) for d in documents]
 
-    def delete_region(self, code: str) -> bool:
+    def delete_region(self, code: str, *, expected_revision: int | None = None) -> bool:
+        """Delete a region (``False`` if there was none); ``expected_revision`` as for put."""
         try:
-            return self._store.delete_document(RegistryKind.REGION, code)
+            return self._store.delete_document(
+                RegistryKind.REGION, code, expected_revision=expected_revision
+            )
         finally:
             self._forget(RegistryKind.REGION, code)
 
-    def put_portal(self, portal: Portal, now: datetime) -> tuple[Portal, bool]:
+    def put_portal(
+        self, portal: Portal, now: datetime, *, expected_revision: int | None = None
+    ) -> tuple[Portal, bool]:
+        """Create or replace a portal; ``expected_revision`` as for :meth:`put_region`."""
         document = portal.model_dump(mode="json")
         try:
-            stored = self._store.put_document(RegistryKind.PORTAL, portal.client_id, document, now)
+            stored = self._store.put_document(
+                RegistryKind.PORTAL,
+                portal.client_id,
+                document,
+                now,
+                expected_revision=expected_revision,
+            )
         finally:
             self._forget(RegistryKind.PORTAL, portal.client_id)
         return portal, stored.revision == 1
@@ -322,12 +399,19 @@ class Registry:
     def portal(self, client_id: str) -> Portal | None:
         return self._lookup(RegistryKind.PORTAL, client_id, Portal)
 
+    def stored_portal(self, client_id: str) -> Stored[Portal] | None:
+        """The portal as stored now, with its revision (read from the store, not the copy)."""
+        return self._stored(RegistryKind.PORTAL, client_id, Portal)
+
     def portals(self) -> list[Portal]:
         documents = self._store.list_documents(RegistryKind.PORTAL)
         return [Portal.model_validate(d.document) for d in documents]
 
-    def delete_portal(self, client_id: str) -> bool:
+    def delete_portal(self, client_id: str, *, expected_revision: int | None = None) -> bool:
+        """Delete a portal (``False`` if there was none); ``expected_revision`` as for put."""
         try:
-            return self._store.delete_document(RegistryKind.PORTAL, client_id)
+            return self._store.delete_document(
+                RegistryKind.PORTAL, client_id, expected_revision=expected_revision
+            )
         finally:
             self._forget(RegistryKind.PORTAL, client_id)

@@ -7,15 +7,49 @@ passes them in explicitly, so the embedded defaults never hide a missing secret 
 
 from __future__ import annotations
 
+import hashlib
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
-from pydantic import AnyHttpUrl, Field, SecretStr, field_validator, model_validator
+from pydantic import (
+    AnyHttpUrl,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from gateway.registry import CODE_PATTERN, PRINCIPAL_PATTERN, Level
+
 MIN_SECRET_LENGTH = 32
+#: The principal names of the two tokens the settings hold themselves.
+PLATFORM_PRINCIPAL = "platform"
+OPERATOR_PRINCIPAL = "operator"
+AdminRole = Literal["platform", "operator", "reader"]
+
+
+class AdminClientGrant(BaseModel):
+    """A further principal of the admin API: a name, a role and the SHA-256 of its token.
+
+    Only the hash is configured (it is no secret, so it may live in a ConfigMap); the token itself
+    (at least :data:`MIN_SECRET_LENGTH` characters) stays with whoever holds it.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: Annotated[str, Field(pattern=PRINCIPAL_PATTERN)]
+    role: AdminRole
+    token_sha256: Annotated[str, Field(pattern=r"^[0-9A-Fa-f]{64}$")]
+
+    @field_validator("token_sha256")
+    @classmethod
+    def _lower_case(cls, value: str) -> str:
+        return value.lower()
 
 
 def _default_data_dir() -> Path:
@@ -44,7 +78,25 @@ class Settings(BaseSettings):
     )
     national_secret: SecretStr = Field(description="HMAC key for resident identity numbers.")
     pairwise_secret: SecretStr = Field(description="HMAC key for pairwise subject identifiers.")
-    admin_token: SecretStr = Field(description="Bearer token of the admin API.")
+    admin_token: SecretStr = Field(
+        description="Bearer token of the admin API's platform principal (role platform)."
+    )
+    operator_token: SecretStr | None = Field(
+        default=None,
+        description="Bearer token of this release's operator (principal operator, role operator).",
+    )
+    admin_clients: list[AdminClientGrant] = Field(
+        default_factory=list,
+        description="Further admin API principals: name, role and the SHA-256 of their token.",
+    )
+    # THREAT_MODEL row 2: the platform, not a region or its resource, bounds what a region vouches.
+    level_ceiling: Level = Field(
+        default="loa2", description="The highest level any region may vouch for."
+    )
+    region_level_ceilings: dict[Annotated[str, Field(pattern=CODE_PATTERN)], Level] = Field(
+        default_factory=dict,
+        description="Per-region ceilings (region code -> level), instead of level_ceiling.",
+    )
     session_secret: SecretStr = Field(description="Signs the gateway's own cookies.")
     mfa_secret: SecretStr = Field(
         description="Seals second-factor secrets and session identity numbers at rest."
@@ -68,9 +120,25 @@ class Settings(BaseSettings):
         "national_secret", "pairwise_secret", "admin_token", "session_secret", "mfa_secret"
     )
     @classmethod
-    def _long_enough(cls, value: SecretStr) -> SecretStr:
-        if len(value.get_secret_value()) < MIN_SECRET_LENGTH:
-            raise ValueError(f"must be at least {MIN_SECRET_LENGTH} characters")
+    def _secrets_long_enough(cls, value: SecretStr) -> SecretStr:
+        return _long_enough(value)
+
+    @field_validator("operator_token")
+    @classmethod
+    def _operator_token_long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        return None if value is None else _long_enough(value)
+
+    @field_validator("admin_clients")
+    @classmethod
+    def _distinct_clients(cls, value: list[AdminClientGrant]) -> list[AdminClientGrant]:
+        names = [client.name for client in value]
+        reserved = {PLATFORM_PRINCIPAL, OPERATOR_PRINCIPAL} & set(names)
+        if reserved:
+            raise ValueError(f"{', '.join(sorted(reserved))}: reserved for the settings' tokens")
+        if len(set(names)) != len(names):
+            raise ValueError("admin client names must be unique")
+        if len({client.token_sha256 for client in value}) != len(value):
+            raise ValueError("two admin clients have the same token")
         return value
 
     @field_validator("issuer")
@@ -89,6 +157,23 @@ class Settings(BaseSettings):
             )
         return self
 
+    @model_validator(mode="after")
+    def _one_principal_per_token(self) -> Settings:
+        # A token that matched two principals would make the weaker role a guess.
+        hashes = [token_sha256(self.admin_token)]
+        if self.operator_token is not None:
+            hashes.append(token_sha256(self.operator_token))
+        hashes.extend(client.token_sha256 for client in self.admin_clients)
+        if len(set(hashes)) != len(hashes):
+            raise ValueError(
+                "admin_token, operator_token and admin_clients must all have different tokens"
+            )
+        return self
+
+    def ceiling_for(self, code: str) -> Level:
+        """The highest level region ``code`` may vouch for (THREAT_MODEL row 2)."""
+        return self.region_level_ceilings.get(code, self.level_ceiling)
+
     @property
     def issuer_url(self) -> str:
         """The issuer exactly as published: no trailing slash."""
@@ -101,3 +186,15 @@ class Settings(BaseSettings):
     @property
     def signing_keys_file(self) -> Path:
         return self.keys_file or self.data_dir / "keys.json"
+
+
+def _long_enough(value: SecretStr) -> SecretStr:
+    if len(value.get_secret_value()) < MIN_SECRET_LENGTH:
+        raise ValueError(f"must be at least {MIN_SECRET_LENGTH} characters")
+    return value
+
+
+def token_sha256(token: SecretStr | str) -> str:
+    """The lower-case hex SHA-256 of an admin token, as ``admin_clients`` configures it."""
+    value = token.get_secret_value() if isinstance(token, SecretStr) else token
+    return hashlib.sha256(value.encode()).hexdigest()

@@ -36,23 +36,47 @@ PERSON_ID = "11010519491231002X"  # the worked example of GB 11643-1999
 @dataclass
 class RunningGateway:
     issuer: str
-    admin_token: str
+    admin_token: str  # the platform's (role platform)
+    operator_token: str  # this release's operator's (role operator)
     services: Services
     server: BaseWSGIServer
 
     def admin(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+        """The admin API with the platform's token."""
+        return self.admin_as(self.admin_token, method, path, body)
+
+    def admin_as(
+        self, token: str, method: str, path: str, body: dict[str, Any] | None = None
+    ) -> Any:
+        """The admin API with any bearer token (the operator's, a reader's, a wrong one)."""
         return requests.request(
             method,
             f"{self.issuer}/admin/v1{path}",
             json=body,
             timeout=10,
-            headers={"Authorization": f"Bearer {self.admin_token}"},
+            headers={"Authorization": f"Bearer {token}"},
         )
 
 
-def start_gateway(data_dir: Path, database_url: str = "") -> Iterator[RunningGateway]:
+def start_gateway(
+    data_dir: Path,
+    database_url: str = "",
+    *,
+    region_level_ceilings: dict[str, str] | None = None,
+    level_ceiling: str | None = None,
+) -> Iterator[RunningGateway]:
+    """A gateway on a free loopback port, with a platform and an operator token.
+
+    ``level_ceiling`` and ``region_level_ceilings`` are the platform's ceilings (the gateway's
+    default, ``loa2``, when not given).
+    """
     port = free_port()
     issuer = f"http://127.0.0.1:{port}"
+    ceilings: dict[str, Any] = {}
+    if level_ceiling is not None:
+        ceilings["level_ceiling"] = level_ceiling
+    if region_level_ceilings is not None:
+        ceilings["region_level_ceilings"] = region_level_ceilings
     settings = Settings.model_validate(
         {
             "issuer": issuer,
@@ -63,17 +87,26 @@ def start_gateway(data_dir: Path, database_url: str = "") -> Iterator[RunningGat
             "national_secret": secrets.token_urlsafe(32),
             "pairwise_secret": secrets.token_urlsafe(32),
             "admin_token": secrets.token_urlsafe(32),
+            "operator_token": secrets.token_urlsafe(32),
             "session_secret": secrets.token_urlsafe(32),
             "mfa_secret": secrets.token_urlsafe(32),
+            **ceilings,
         }
     )
+    assert settings.operator_token is not None
     services = build_services(settings)
     app = create_app(services=services)
     server = make_server("127.0.0.1", port, app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        yield RunningGateway(issuer, settings.admin_token.get_secret_value(), services, server)
+        yield RunningGateway(
+            issuer=issuer,
+            admin_token=settings.admin_token.get_secret_value(),
+            operator_token=settings.operator_token.get_secret_value(),
+            services=services,
+            server=server,
+        )
     finally:
         server.shutdown()
         server.server_close()

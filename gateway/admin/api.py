@@ -2,94 +2,109 @@
 
 ``PUT`` creates or replaces (idempotent, what a reconciler wants); ``DELETE`` of something that
 is not there answers 404 and changes nothing. Bad input gets 400 with one message per field.
+Every token is a principal with a role (platform, operator, reader; :mod:`gateway.admin.access`);
+a role that may not do something gets 403 ``insufficient_scope`` (RFC 6750 §3.1), and a
+registration another owner manages gets 409 ``registration_taken``. The views only parse and
+render: :class:`~gateway.admin.registrations.Registrations` decides.
 """
 
 from __future__ import annotations
 
-import hmac
+from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any, Final
 
-from flask import Blueprint, Response, jsonify, request
-from pydantic import BaseModel, ValidationError
+from flask import Blueprint, Response, g, jsonify, request
+from pydantic import BaseModel
 
-from gateway.errors import GatewayError
+from gateway.admin.access import (
+    ROLE_DESCRIPTIONS,
+    Operation,
+    Principal,
+    Principals,
+    authorize,
+    insufficient_scope,
+    invalid,
+    roles_for,
+    unauthorized,
+)
+from gateway.admin.registrations import Registrations
 from gateway.policy import PolicySetError, PolicySetInfo
-from gateway.registry import AuthMethod, Portal, Region, hash_secret, new_client_secret
+from gateway.registry import Portal, Region
 from gateway.services import current_services
 
 blueprint = Blueprint("admin", __name__, url_prefix="/admin/v1")
-M = TypeVar("M", bound=BaseModel)
-SECRET_METHODS = {AuthMethod.CLIENT_SECRET_BASIC.value, AuthMethod.CLIENT_SECRET_POST.value}
+REALM: Final = "tongxing-admin"
 
-
-def _unauthorized() -> GatewayError:
-    return GatewayError(
-        "invalid_token",
-        "未授权",
-        "Unauthorized",
-        "需要有效的管理令牌。",
-        "A valid admin bearer token is required.",
-        status=401,
-    )
+#: What each endpoint does; roles are checked against it before the view runs. An endpoint not
+#: listed here is refused to everyone (fail closed), so a new view cannot forget its check.
+OPERATIONS: Final[Mapping[str, Operation]] = {
+    "admin.list_regions": Operation.READ_REGISTRATIONS,
+    "admin.get_region": Operation.READ_REGISTRATIONS,
+    "admin.put_region": Operation.WRITE_REGISTRATIONS,
+    "admin.delete_region": Operation.WRITE_REGISTRATIONS,
+    "admin.list_portals": Operation.READ_REGISTRATIONS,
+    "admin.get_portal": Operation.READ_REGISTRATIONS,
+    "admin.put_portal": Operation.WRITE_REGISTRATIONS,
+    "admin.delete_portal": Operation.WRITE_REGISTRATIONS,
+    "admin.get_policies": Operation.READ_POLICIES,
+    "admin.reload_policies": Operation.RELOAD_POLICIES,
+}
+PUBLIC_ENDPOINTS: Final = frozenset({"admin.openapi"})
 
 
 @blueprint.before_request
 def _authenticate() -> None:
-    if request.endpoint == "admin.openapi":
+    """Bearer token (RFC 6750 §2.1) -> principal -> role check of the endpoint's operation."""
+    if request.endpoint in PUBLIC_ENDPOINTS:
         return
-    expected = current_services().settings.admin_token.get_secret_value()
-    header = request.headers.get("Authorization", "")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not hmac.compare_digest(token.encode(), expected.encode()):
-        raise _unauthorized()
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    principal = None
+    if scheme.lower() == "bearer":
+        principal = Principals.from_settings(current_services().settings).authenticate(token)
+    if principal is None:
+        raise unauthorized()
+    operation = OPERATIONS.get(request.endpoint or "")
+    if operation is None:
+        raise insufficient_scope("此操作不对任何角色开放。", "No role may do this.")
+    authorize(principal, operation)
+    g.admin_principal = principal
+
+
+@blueprint.after_request
+def _challenge(response: Response) -> Response:
+    """RFC 6750 §3: a refused bearer token is answered with its challenge."""
+    if response.status_code == 401:
+        error = ', error="invalid_token"' if "Authorization" in request.headers else ""
+        response.headers.setdefault("WWW-Authenticate", f'Bearer realm="{REALM}"{error}')
+    elif response.status_code == 403:
+        response.headers.setdefault(
+            "WWW-Authenticate", f'Bearer realm="{REALM}", error="insufficient_scope"'
+        )
+    return response
+
+
+def _principal() -> Principal:
+    principal = g.get("admin_principal")
+    if not isinstance(principal, Principal):  # _authenticate did not run: refuse, never guess
+        raise unauthorized()
+    return principal
+
+
+def _registrations() -> Registrations:
+    services = current_services()
+    return Registrations(services.registry, services.settings.ceiling_for)
 
 
 def _body() -> dict[str, Any]:
     data = request.get_json(silent=True)
     if not isinstance(data, dict):
-        raise _invalid([{"field": "", "message": "the body must be a JSON object"}])
+        raise invalid([{"field": "", "message": "the body must be a JSON object"}])
     return data
 
 
-def _invalid(fields: list[dict[str, str]]) -> GatewayError:
-    return GatewayError(
-        "invalid_request",
-        "请求无效",
-        "Invalid request",
-        "提交的内容有误，请检查各字段。",
-        "The submitted document is invalid; see fields.",
-        status=400,
-        details={"fields": fields},
-    )
-
-
-def _validate(model: type[M], data: dict[str, Any]) -> M:
-    try:
-        return model.model_validate(data)
-    except ValidationError as exc:
-        raise _invalid(
-            [
-                {"field": ".".join(str(part) for part in error["loc"]), "message": error["msg"]}
-                for error in exc.errors(include_input=False, include_url=False)
-            ]
-        ) from None
-
-
-def _key_matches(data: dict[str, Any], name: str, key: str) -> None:
-    if data.setdefault(name, key) != key:
-        raise _invalid([{"field": name, "message": f"must equal the key in the URL ({key})"}])
-
-
-def _not_found(what: str, key: str) -> GatewayError:
-    return GatewayError(
-        "not_found",
-        "不存在",
-        "Not found",
-        f"{what} {key} 不存在。",
-        f"No {what} {key}.",
-        status=404,
-    )
+def _query() -> dict[str, str]:
+    return request.args.to_dict()
 
 
 def region_view(region: Region) -> dict[str, Any]:
@@ -103,83 +118,51 @@ def portal_view(portal: Portal) -> dict[str, Any]:
 
 @blueprint.get("/regions")
 def list_regions() -> Response:
-    return jsonify([region_view(r) for r in current_services().registry.regions()])
+    return jsonify([region_view(r) for r in _registrations().regions(_principal())])
 
 
 @blueprint.get("/regions/<code>")
 def get_region(code: str) -> Response:
-    region = current_services().registry.region(code)
-    if region is None:
-        raise _not_found("region", code)
-    return jsonify(region_view(region))
+    return jsonify(region_view(_registrations().region(_principal(), code, _query())))
 
 
 @blueprint.put("/regions/<code>")
 def put_region(code: str) -> tuple[Response, int]:
-    data = _body()
-    _key_matches(data, "code", code)
-    services = current_services()
-    region, created = services.registry.put_region(_validate(Region, data), datetime.now(UTC))
+    region, created = _registrations().put_region(_principal(), code, _body(), datetime.now(UTC))
     # A replaced region may have a new realm behind it: fetch its metadata and keys afresh.
-    services.regions.forget(region)
+    current_services().regions.forget(region)
     return jsonify(region_view(region)), 201 if created else 200
 
 
 @blueprint.delete("/regions/<code>")
 def delete_region(code: str) -> tuple[str, int]:
-    if not current_services().registry.delete_region(code):
-        raise _not_found("region", code)
+    _registrations().delete_region(_principal(), code, _query())
     return "", 204
 
 
 @blueprint.get("/portals")
 def list_portals() -> Response:
-    return jsonify([portal_view(p) for p in current_services().registry.portals()])
+    return jsonify([portal_view(p) for p in _registrations().portals(_principal())])
 
 
 @blueprint.get("/portals/<client_id>")
 def get_portal(client_id: str) -> Response:
-    portal = current_services().registry.portal(client_id)
-    if portal is None:
-        raise _not_found("portal", client_id)
-    return jsonify(portal_view(portal))
+    return jsonify(portal_view(_registrations().portal(_principal(), client_id, _query())))
 
 
 @blueprint.put("/portals/<client_id>")
 def put_portal(client_id: str) -> tuple[Response, int]:
-    """Create or replace a portal.
-
-    A secret-authenticated portal keeps its secret across replacements unless ``client_secret``
-    is given; a new one is generated when it has none. The secret is returned only by the call
-    that set it, and only its hash is stored.
-    """
-    data = _body()
-    _key_matches(data, "client_id", client_id)
-    data.pop("client_secret_hash", None)
-    secret = data.pop("client_secret", None)
-    if secret is not None and (not isinstance(secret, str) or len(secret) < 32):
-        raise _invalid([{"field": "client_secret", "message": "at least 32 characters"}])
-    registry = current_services().registry
-    existing = registry.portal(client_id)
-    method = data.get("token_endpoint_auth_method", AuthMethod.CLIENT_SECRET_BASIC.value)
-    issued: str | None = None
-    if method in SECRET_METHODS:
-        if secret is None and existing is not None and existing.client_secret_hash:
-            data["client_secret_hash"] = existing.client_secret_hash
-        else:
-            issued = secret or new_client_secret()
-            data["client_secret_hash"] = hash_secret(issued)
-    portal, created = registry.put_portal(_validate(Portal, data), datetime.now(UTC))
-    body = portal_view(portal)
-    if issued is not None:
-        body["client_secret"] = issued
-    return jsonify(body), 201 if created else 200
+    """Create or replace a portal; its client secret is returned only by the call that set it."""
+    written = _registrations().put_portal(_principal(), client_id, _body(), datetime.now(UTC))
+    body = portal_view(written.portal)
+    if written.client_secret is not None:
+        body["client_secret"] = written.client_secret
+    return jsonify(body), 201 if written.created else 200
 
 
 @blueprint.delete("/portals/<client_id>")
 def delete_portal(client_id: str) -> tuple[str, int]:
-    if not current_services().registry.delete_portal(client_id):
-        raise _not_found("portal", client_id)
+    _registrations().delete_portal(_principal(), client_id, _query())
     return "", 204
 
 
@@ -224,27 +207,55 @@ def _schema(model: type[BaseModel], drop: set[str]) -> dict[str, Any]:
     return schema
 
 
+def _roles(operation: Operation) -> dict[str, Any]:
+    return {"x-roles": roles_for(operation)}
+
+
+def _error_response(description: str) -> dict[str, Any]:
+    return {
+        "description": description,
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+    }
+
+
+RESOURCE_PARAMETERS: Final = [
+    {
+        "name": name,
+        "in": "query",
+        "required": False,
+        "schema": {"type": "string"},
+        "description": (
+            f"operator callers: the {name} of the custom resource they act for (kind, namespace "
+            "and name required on DELETE); ignored for other roles"
+        ),
+    }
+    for name in ("kind", "namespace", "name", "uid")
+]
+
+
 def _operations(tag: str, key: str, schema: str) -> dict[str, Any]:
     ref = {"$ref": f"#/components/schemas/{schema}"}
     body = {"content": {"application/json": {"schema": ref}}}
-    errors = {
-        "400": {"$ref": "#/components/responses/Invalid"},
+    refused = {
         "401": {"$ref": "#/components/responses/Unauthorized"},
+        "403": {"$ref": "#/components/responses/Forbidden"},
     }
+    read, write = Operation.READ_REGISTRATIONS, Operation.WRITE_REGISTRATIONS
     param = [{"name": key, "in": "path", "required": True, "schema": {"type": "string"}}]
     return {
         f"/{tag}": {
             "get": {
                 "tags": [tag],
+                "summary": f"all {tag} (an operator: only those it manages)",
+                **_roles(read),
                 "responses": {
                     "200": {
                         "description": "all",
-                        **{
-                            "content": {
-                                "application/json": {"schema": {"type": "array", "items": ref}}
-                            }
+                        "content": {
+                            "application/json": {"schema": {"type": "array", "items": ref}}
                         },
-                    }
+                    },
+                    **refused,
                 },
             }
         },
@@ -252,29 +263,94 @@ def _operations(tag: str, key: str, schema: str) -> dict[str, Any]:
             "parameters": param,
             "get": {
                 "tags": [tag],
+                "parameters": RESOURCE_PARAMETERS,
+                **_roles(read),
                 "responses": {
                     "200": {"description": "found", **body},
+                    "400": {"$ref": "#/components/responses/Invalid"},
+                    **refused,
                     "404": {"description": "not found"},
                 },
             },
             "put": {
                 "tags": [tag],
+                "description": (
+                    "Create or replace. The gateway records the caller as managed_by.principal; "
+                    "an operator names its resource in managed_by (kind, namespace, name, uid)."
+                ),
+                **_roles(write),
                 "requestBody": {"required": True, **body},
                 "responses": {
                     "200": {"description": "replaced", **body},
                     "201": {"description": "created", **body},
-                    **errors,
+                    "400": {"$ref": "#/components/responses/Invalid"},
+                    **refused,
+                    "409": {"$ref": "#/components/responses/Conflict"},
                 },
             },
             "delete": {
                 "tags": [tag],
+                "description": (
+                    "The platform deletes any registration; an operator only one it manages, "
+                    "naming its resource in the query."
+                ),
+                "parameters": RESOURCE_PARAMETERS,
+                **_roles(write),
                 "responses": {
                     "204": {"description": "deleted"},
+                    "400": {"$ref": "#/components/responses/Invalid"},
+                    **refused,
                     "404": {"description": "not found"},
+                    "409": {"$ref": "#/components/responses/Conflict"},
                 },
             },
         },
     }
+
+
+def _policy_operations() -> dict[str, Any]:
+    refused = {
+        "401": {"$ref": "#/components/responses/Unauthorized"},
+        "403": {"$ref": "#/components/responses/Forbidden"},
+    }
+    return {
+        "/policies": {
+            "get": {
+                "tags": ["policies"],
+                "summary": "the active policy set",
+                **_roles(Operation.READ_POLICIES),
+                "responses": {"200": {"description": "the active set"}, **refused},
+            }
+        },
+        "/policies/reload": {
+            "post": {
+                "tags": ["policies"],
+                "summary": "validate and activate the policy files (this replica)",
+                **_roles(Operation.RELOAD_POLICIES),
+                "responses": {
+                    "200": {"description": "activated"},
+                    **refused,
+                    "422": {"description": "refused whole; the previous set stays active"},
+                },
+            }
+        },
+    }
+
+
+def _roles_description() -> str:
+    lines = [
+        "Every call but this document needs a bearer token; the token is a principal with a role.",
+        "",
+    ]
+    lines.extend(f"- `{role}`: {text}." for role, text in ROLE_DESCRIPTIONS.items())
+    lines += [
+        "",
+        "Each operation lists the roles allowed in `x-roles`; any other role gets 403 "
+        "`insufficient_scope` (RFC 6750 §3.1). Each registration records its owner in "
+        "`managed_by`; a PUT over, or an operator's DELETE of, a registration another owner "
+        "manages gets 409 `registration_taken` and changes nothing.",
+    ]
+    return "\n".join(lines)
 
 
 def openapi_document() -> dict[str, Any]:
@@ -290,6 +366,13 @@ def openapi_document() -> dict[str, Any]:
     schemas: dict[str, Any] = {"Region": region, "Portal": portal}
     for model_schema in (region, portal):
         schemas.update(model_schema.pop("$defs", {}))
+    if "ManagedBy" in schemas:
+        schemas["ManagedBy"]["properties"]["principal"]["readOnly"] = True
+        schemas["ManagedBy"]["description"] = (
+            "The owner of a registration. principal is set by the gateway from the caller's "
+            "token (one in the body is overwritten); the same owner is the same principal, "
+            "kind, namespace and name (a new uid takes over)."
+        )
     error = {
         "type": "object",
         "properties": {
@@ -306,24 +389,32 @@ def openapi_document() -> dict[str, Any]:
     }
     return {
         "openapi": "3.1.0",
-        "info": {"title": "Tongxing admin API", "version": "v1"},
+        "info": {
+            "title": "Tongxing admin API",
+            "version": "v1",
+            "description": _roles_description(),
+        },
         "servers": [{"url": "/admin/v1"}],
         "security": [{"bearer": []}],
         "paths": {
             **_operations("regions", "code", "Region"),
             **_operations("portals", "client_id", "Portal"),
+            **_policy_operations(),
         },
         "components": {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
             "schemas": {**schemas, "Error": error},
             "responses": {
-                "Invalid": {
-                    "description": "invalid document",
-                    "content": {
-                        "application/json": {"schema": {"$ref": "#/components/schemas/Error"}}
-                    },
-                },
-                "Unauthorized": {"description": "missing or wrong bearer token"},
+                "Invalid": _error_response("invalid document or query (see fields)"),
+                "Unauthorized": {"description": "missing or unknown bearer token"},
+                "Forbidden": _error_response(
+                    "insufficient_scope: the caller's role may not do this, or (an operator) "
+                    "another owner manages the registration"
+                ),
+                "Conflict": _error_response(
+                    "registration_taken: another owner manages the registration, or it changed "
+                    "meanwhile; nothing was changed"
+                ),
             },
         },
     }

@@ -32,7 +32,7 @@ from flask import (
 from werkzeug.test import EnvironBuilder
 from werkzeug.wrappers import Response
 
-from gateway.assurance import Assurance, Verdict
+from gateway.assurance import Assurance, Verdict, region_level
 from gateway.broker import BrokerError, LoginTransaction, RegionClient
 from gateway.broker.errors import UpstreamAccessDenied
 from gateway.errors import GatewayError, invalid_request
@@ -445,7 +445,7 @@ def callback(code: str) -> Response:
             "This regional account is linked to another national identity; sign-in refused.",
             status=409,
         ) from None
-    acr = region.acr_mapping.get(identity.acr or "", "loa1")
+    acr = region_level(region, identity.acr, services.settings.ceiling_for(region.code))
     session_id = services.sessions.new_id()
     claims: dict[str, Any] = {
         "home_region": region.code,

@@ -450,8 +450,16 @@ class Store(Protocol):
         """All documents of a kind, ordered by key."""
         ...
 
-    def delete_document(self, kind: RegistryKind, key: str) -> bool:
-        """Delete a document; ``False`` if there was none (deleting twice is not an error)."""
+    def delete_document(
+        self, kind: RegistryKind, key: str, *, expected_revision: int | None = None
+    ) -> bool:
+        """Delete a document; ``False`` if there was none (deleting twice is not an error).
+
+        ``expected_revision``: ``None`` deletes whatever is there; ``n > 0`` deletes only
+        revision ``n``, so a caller can decide on what it read and delete exactly that. A
+        mismatch (another revision, or no document at all) raises
+        :class:`RevisionConflictError` and deletes nothing.
+        """
         ...
 
     # grants

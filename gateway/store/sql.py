@@ -537,10 +537,24 @@ class SqlStore:
             rows = conn.execute(select(table).order_by(table.c.key)).all()
         return [_document(RegistryKind(kind), row) for row in rows]
 
-    def delete_document(self, kind: RegistryKind, key: str) -> bool:
+    def delete_document(
+        self, kind: RegistryKind, key: str, *, expected_revision: int | None = None
+    ) -> bool:
         table = _REGISTRY_TABLES[RegistryKind(kind)]
+        if expected_revision is not None and expected_revision < 1:
+            raise ValueError("expected_revision must be None or a revision")
         with self._write() as conn:
-            return conn.execute(delete(table).where(table.c.key == key)).rowcount > 0
+            condition = table.c.key == key
+            if expected_revision is not None:
+                condition = and_(condition, table.c.revision == expected_revision)
+            if conn.execute(delete(table).where(condition)).rowcount > 0:
+                return True
+            if expected_revision is None:
+                return False
+            actual = conn.execute(
+                select(table.c.revision).where(table.c.key == key)
+            ).scalar_one_or_none()
+            raise RevisionConflictError(RegistryKind(kind), key, expected_revision, actual)
 
     # --- grants ---------------------------------------------------------------------------------
 

@@ -360,6 +360,57 @@ def test_a_replacement_of_a_stale_revision_is_refused(store: Store) -> None:
     assert missing.value.actual is None
 
 
+def test_a_delete_of_the_revision_read_deletes_it(store: Store) -> None:
+    store.put_document(RegistryKind.PORTAL, CLIENT, {"v": 1}, NOW)
+    read = store.put_document(RegistryKind.PORTAL, CLIENT, {"v": 2}, NOW)
+    assert store.delete_document(RegistryKind.PORTAL, CLIENT, expected_revision=read.revision)
+    assert store.get_document(RegistryKind.PORTAL, CLIENT) is None
+
+
+def test_a_delete_of_a_stale_revision_is_refused_and_deletes_nothing(store: Store) -> None:
+    store.put_document(RegistryKind.PORTAL, CLIENT, {"v": 1}, NOW)
+    current = store.put_document(RegistryKind.PORTAL, CLIENT, {"v": 2}, NOW + HOUR)
+    with pytest.raises(RevisionConflictError) as raised:
+        store.delete_document(RegistryKind.PORTAL, CLIENT, expected_revision=1)
+    assert (raised.value.kind, raised.value.key) == (RegistryKind.PORTAL, CLIENT)
+    assert (raised.value.expected, raised.value.actual) == (1, 2)
+    assert store.get_document(RegistryKind.PORTAL, CLIENT) == current
+
+
+def test_a_conditional_delete_of_a_missing_document_is_a_conflict(store: Store) -> None:
+    with pytest.raises(RevisionConflictError) as raised:
+        store.delete_document(RegistryKind.REGION, "zj", expected_revision=1)
+    assert raised.value.actual is None
+    store.put_document(RegistryKind.REGION, "zj", {"v": 1}, NOW)
+    with pytest.raises(ValueError, match="expected_revision"):
+        store.delete_document(RegistryKind.REGION, "zj", expected_revision=0)
+    assert store.get_document(RegistryKind.REGION, "zj") is not None
+
+
+def test_of_concurrent_replaces_and_deletes_of_one_revision_one_succeeds(store: Store) -> None:
+    store.put_document(RegistryKind.REGION, "zj", {"v": 0}, NOW)
+
+    def act(index: int) -> str:
+        if index % 2:
+            store.delete_document(RegistryKind.REGION, "zj", expected_revision=1)
+            return "deleted"
+        store.put_document(RegistryKind.REGION, "zj", {"v": index}, NOW, expected_revision=1)
+        return f"replaced {index}"
+
+    results = _race(20, act)
+    won = [result for result in results if isinstance(result, str)]
+    assert len(won) == 1, results
+    assert all(
+        isinstance(result, RevisionConflictError) for result in results if result not in won
+    ), results
+    after = store.get_document(RegistryKind.REGION, "zj")
+    if won[0] == "deleted":
+        assert after is None
+    else:
+        assert after is not None
+        assert (after.revision, f"replaced {after.document['v']}") == (2, won[0])
+
+
 def test_a_document_that_is_not_json_is_refused_and_nothing_is_stored(store: Store) -> None:
     with pytest.raises(ValueError, match="not a JSON object"):
         store.put_document(RegistryKind.REGION, "zj", {"when": NOW}, NOW)

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from gateway.registry import CACHE_SECONDS, Portal, Region, Registry, hash_secret
-from gateway.store import RegistryKind, SqlStore
+from gateway.registry import CACHE_SECONDS, ManagedBy, Portal, Region, Registry, hash_secret
+from gateway.store import RegistryKind, RevisionConflictError, SqlStore
 
 NOW = datetime.datetime(2025, 3, 1, 8, 0, tzinfo=datetime.UTC)
 NAMES = {"zh": "浙江政务服务网", "en": "Zhejiang Government Services"}
@@ -105,6 +105,45 @@ def test_region_secret_is_hidden_in_repr_but_kept_in_the_document() -> None:
     upstream = region()
     assert "upstream-secret" not in repr(upstream)
     assert upstream.document()["client_secret"] == "upstream-secret"
+
+
+def test_a_registration_has_no_owner_until_one_is_recorded() -> None:
+    assert portal().managed_by is None
+    assert region().managed_by is None
+    owned = portal(managed_by={"principal": "operator", "kind": "Portal", "namespace": "zj-gov"})
+    assert owned.managed_by == ManagedBy(principal="operator", kind="Portal", namespace="zj-gov")
+    assert region(managed_by={"principal": "platform"}).document()["managed_by"] == {
+        "principal": "platform",
+        "kind": None,
+        "namespace": None,
+        "name": None,
+        "uid": None,
+    }
+
+
+@pytest.mark.parametrize(
+    ("managed_by", "field"),
+    [
+        ({"kind": "Portal"}, "principal"),
+        ({"principal": "Platform!"}, "principal"),
+        ({"principal": "operator", "kind": "Secret"}, "kind"),
+        ({"principal": "operator", "namespace": "-bad-"}, "namespace"),
+        ({"principal": "operator", "name": "a/b"}, "name"),
+        ({"principal": "operator", "uid": "has space"}, "uid"),
+        ({"principal": "operator", "token": "x"}, "token"),
+    ],
+)
+def test_an_owner_is_validated_field_by_field(managed_by: dict[str, Any], field: str) -> None:
+    with pytest.raises(ValidationError) as info:
+        portal(managed_by=managed_by)
+    assert [error["loc"] for error in info.value.errors()] == [("managed_by", field)]
+
+
+def test_the_same_owner_ignores_the_uid() -> None:
+    owner = ManagedBy(principal="operator", kind="Region", namespace="ns", name="zj", uid="1")
+    assert owner.same_owner(owner.model_copy(update={"uid": "2"}))
+    assert not owner.same_owner(owner.model_copy(update={"name": "sh"}))
+    assert not owner.same_owner(owner.model_copy(update={"principal": "platform"}))
 
 
 # --- the registry's short-lived copy of registrations --------------------------------------------
@@ -206,3 +245,49 @@ def test_a_lookup_that_raced_a_local_write_does_not_keep_what_it_read(
     current = registry.portal("zj-portal")
     assert current is not None
     assert current.enabled is False
+
+
+# --- writes against the revision that was read ---------------------------------------------------
+
+
+def test_a_write_or_delete_names_the_revision_it_read(store: SqlStore) -> None:
+    registry = Registry(store, clock=Clock())
+    registry.put_region(region(), NOW, expected_revision=0)
+    read = registry.stored_region("zj")
+    assert read is not None
+    assert (read.value, read.revision) == (region(), 1)
+    registry.put_region(region(enabled=False), NOW, expected_revision=read.revision)
+    with pytest.raises(RevisionConflictError):
+        registry.put_region(region(), NOW, expected_revision=read.revision)
+    with pytest.raises(RevisionConflictError):
+        registry.delete_region("zj", expected_revision=read.revision)
+    found = registry.region("zj")
+    assert found is not None
+    assert found.enabled is False
+    assert registry.delete_region("zj", expected_revision=2) is True
+    assert registry.stored_region("zj") is None
+
+
+def test_a_create_only_write_refuses_an_existing_portal(store: SqlStore) -> None:
+    registry = Registry(store, clock=Clock())
+    _, created = registry.put_portal(portal(), NOW, expected_revision=0)
+    assert created is True
+    with pytest.raises(RevisionConflictError):
+        registry.put_portal(portal(enabled=False), NOW, expected_revision=0)
+    stored = registry.stored_portal("zj-portal")
+    assert stored is not None
+    assert (stored.value.enabled, stored.revision) == (True, 1)
+    with pytest.raises(RevisionConflictError):
+        registry.delete_portal("zj-portal", expected_revision=2)
+    assert registry.delete_portal("zj-portal", expected_revision=1) is True
+
+
+def test_the_stored_registration_is_read_past_the_copy(store: SqlStore) -> None:
+    clock = Clock()
+    here, elsewhere = Registry(store, clock=clock), Registry(store, clock=clock)
+    elsewhere.put_portal(portal(), NOW)
+    assert here.portal("zj-portal") is not None  # now in here's copy
+    elsewhere.put_portal(portal(enabled=False), NOW)
+    fresh = here.stored_portal("zj-portal")
+    assert fresh is not None
+    assert (fresh.value.enabled, fresh.revision) == (False, 2)
