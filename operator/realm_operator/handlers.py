@@ -202,7 +202,9 @@ def _delete(
                 progress.fail(error)
                 progress.phase = "Deleting"
                 patch.status.update(progress.status())
-                # Even a refusal is retried: the finalizer must not leave a realm behind.
+                # What is left is retried (Keycloak or the gateway down, credentials refused):
+                # the finalizer must not leave a realm behind. The reconcilers let a resource
+                # go by themselves when retrying cannot help (nothing of theirs, or a refusal).
                 raise kopf.TemporaryError(
                     f"{error.reason}: {error.message}",
                     delay=max(error.delay, services.settings.retry_delay),

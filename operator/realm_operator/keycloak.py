@@ -5,6 +5,10 @@ Every call answers in a few seconds or fails as one of three errors the reconcil
 credentials are wrong: try again when someone fixes the Secret) and :class:`KeycloakRejectedError`
 (Keycloak refused what was sent: the spec or its overrides are wrong). "Not found" is a value
 (``None`` or ``False``), never an error: deleting what is gone is done.
+
+An error says what was being done, where, and the HTTP status: never a word of the response
+body. Conditions, events and log lines are read by tenants, and a body is whatever the server
+at a URL chose to say (THREAT_MODEL.md rows 1 and 8).
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from keycloak.exceptions import (
     KeycloakError,
 )
 from pydantic import SecretStr
+from requests import RequestException
 
 NOT_FOUND = 404
 CONFLICT = 409
@@ -60,13 +65,6 @@ def _status(exc: KeycloakError) -> int | None:
     return code if isinstance(code, int) else None
 
 
-def _message(exc: KeycloakError) -> str:
-    text = getattr(exc, "error_message", None) or str(exc)
-    if isinstance(text, bytes):
-        text = text.decode(errors="replace")
-    return str(text)[:300]
-
-
 class RealmAdmin:
     """Administration of one realm (which need not exist yet)."""
 
@@ -90,23 +88,31 @@ class RealmAdmin:
     def _errors(self, action: str) -> Iterator[None]:
         try:
             yield
-        except KeycloakConnectionError as exc:
+        except KeycloakConnectionError:
             raise KeycloakUnavailableError(
                 self.url, f"cannot reach Keycloak at {self.url}"
-            ) from exc
+            ) from None
         except KeycloakAuthenticationError as exc:
             raise KeycloakUnauthorizedError(
-                self.url, f"Keycloak at {self.url} refused the admin credentials"
-            ) from exc
+                self.url, f"Keycloak at {self.url} refused the admin credentials ({_status(exc)})"
+            ) from None
         except KeycloakError as exc:
             status = _status(exc)
             if status is not None and status >= 500:
                 raise KeycloakUnavailableError(
-                    self.url, f"Keycloak answered {status} to {action}: {_message(exc)}"
-                ) from exc
+                    self.url, f"Keycloak at {self.url} answered {status} to {action}"
+                ) from None
             raise KeycloakRejectedError(
-                self.url, f"Keycloak refused to {action} ({status}): {_message(exc)}"
-            ) from exc
+                self.url, f"Keycloak at {self.url} refused to {action} ({status})"
+            ) from None
+        except (RequestException, ValueError) as exc:
+            # python-keycloak reading an answer that is not Keycloak's (not JSON): the server at
+            # the URL is not a working Keycloak right now.
+            raise KeycloakUnavailableError(
+                self.url,
+                f"Keycloak at {self.url} gave an unreadable answer to {action} "
+                f"({type(exc).__name__})",
+            ) from None
 
     def _absent(self, exc: KeycloakError) -> bool:
         return _status(exc) == NOT_FOUND

@@ -16,7 +16,14 @@ from enum import StrEnum
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 from pydantic.alias_generators import to_camel
 
 GROUP = "tongxing.io"
@@ -30,9 +37,18 @@ CLIENT_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{2,63}$"
 ACR_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9:._/-]{0,63}$"
 SECRET_NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"  # noqa: S105
 TEMPLATE_PATTERN = r"^[a-z][a-z0-9-]{1,62}$"
+NAMESPACE_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+THEME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+LOCALE_PATTERN = r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$"
 LOOPBACK_HOSTS = {"localhost", "127.0.0.1", "::1"}
 
 Level = Literal["loa1", "loa2", "loa3"]
+LEVELS: tuple[Level, ...] = ("loa1", "loa2", "loa3")
+
+
+def above(level: Level, ceiling: Level) -> bool:
+    """Whether ``level`` is a higher level of assurance than ``ceiling`` (loa1 < loa2 < loa3)."""
+    return LEVELS.index(level) > LEVELS.index(ceiling)
 
 
 class RegionKind(StrEnum):
@@ -118,14 +134,30 @@ def check_redirect_uri(value: str, *, what: str = "redirect URI") -> str:
     return value
 
 
+def normalise_service_url(value: str, *, what: str) -> str:
+    """An http(s) base URL of a service, in the one form URLs are compared in.
+
+    Scheme and host in lower case (RFC 3986 §6.2.2.1), no trailing slash; no userinfo, query or
+    fragment (a base URL has none, and userinfo would carry credentials). Port and path are kept
+    as they are: ``http://kc:8080`` and ``http://kc`` are different grants.
+    """
+    if any(ch.isspace() for ch in value) or "?" in value or "#" in value:
+        raise ValueError(f"{what} must not contain whitespace, a query or a fragment")
+    parts = urlsplit(value)
+    if parts.scheme.lower() not in ("https", "http") or not parts.hostname:
+        raise ValueError(f"{what} must be an absolute http(s) URL")
+    if "@" in parts.netloc:
+        raise ValueError(f"{what} must not contain userinfo")
+    try:
+        parts.port  # noqa: B018 - urlsplit checks the port only when asked
+    except ValueError:
+        raise ValueError(f"{what} has an invalid port") from None
+    return f"{parts.scheme.lower()}://{parts.netloc.lower()}{parts.path.rstrip('/')}"
+
+
 def check_service_url(value: str, *, what: str) -> str:
     """An http(s) base URL of a service (Keycloak inside the cluster may be plain http)."""
-    parts = urlsplit(value)
-    if parts.scheme not in ("https", "http") or not parts.hostname:
-        raise ValueError(f"{what} must be an absolute http(s) URL")
-    if "@" in parts.netloc or parts.query or parts.fragment:
-        raise ValueError(f"{what} must not contain userinfo, a query or a fragment")
-    return value.rstrip("/")
+    return normalise_service_url(value, what=what)
 
 
 class Names(_Spec):
@@ -135,21 +167,19 @@ class Names(_Spec):
     en: Annotated[str, Field(min_length=1, max_length=64)]
 
 
-class SecretKeys(_Spec):
-    """A Secret in the resource's namespace holding a Keycloak admin's username and password."""
-
-    name: Annotated[str, Field(pattern=SECRET_NAME_PATTERN, max_length=253)]
-    username_key: str = "username"
-    password_key: str = "password"  # noqa: S105 - the name of a key, not a password
-
-
 class KeycloakConnection(_Spec):
-    """Where the region's realm lives and how the operator administers it."""
+    """Which of the Keycloaks the platform grants hosts the region's realm.
+
+    The operator administers it with the credentials of the platform's grant for ``url``
+    (``TONGXING_OPERATOR_KEYCLOAKS``), never with credentials the Region names:
+    ``adminSecretRef`` is deprecated and any value of it is refused (``CredentialsNotGranted``),
+    and ``adminRealm``, if given, must be the grant's.
+    """
 
     url: str
     public_url: str | None = None
-    admin_realm: Annotated[str, Field(min_length=1, max_length=64)] = "master"
-    admin_secret_ref: SecretKeys
+    admin_realm: Annotated[str | None, Field(min_length=1, max_length=64)] = None
+    admin_secret_ref: Any = None  # deprecated: refused whatever it holds
     realm: Annotated[str | None, Field(pattern=REALM_PATTERN)] = None
 
     @field_validator("url")
@@ -161,11 +191,6 @@ class KeycloakConnection(_Spec):
     @classmethod
     def _public_url(cls, value: str | None) -> str | None:
         return None if value is None else check_service_url(value, what="keycloak.publicUrl")
-
-    @property
-    def issuer_base(self) -> str:
-        """Keycloak as browsers and the gateway reach it: the realm issuers live below it."""
-        return self.public_url or self.url
 
 
 class MfaPolicy(_Spec):
@@ -187,6 +212,210 @@ class AcrLevel(_Spec):
 
 def _default_acr_mapping() -> list[AcrLevel]:
     return [AcrLevel(acr="pwd", loa=1, level="loa1"), AcrLevel(acr="otp", loa=2, level="loa2")]
+
+
+# Realm overrides: what a Region may style or tune, within bounds the platform sets.
+
+# The realm's identity and what the operator provisions in it are never a Region's to override.
+PROTECTED_OVERRIDES = ("realm", "id", "clients", "components", "users", "enabled")
+PASSWORD_POLICY_COUNTS: dict[str, tuple[int, int]] = {
+    "length": (8, 128),
+    "maxLength": (8, 4096),
+    "lowerCase": (0, 16),
+    "upperCase": (0, 16),
+    "digits": (0, 16),
+    "specialChars": (0, 16),
+    "passwordHistory": (0, 64),
+    "passwordAge": (1, 3650),  # days
+    "forceExpiredPasswordChange": (1, 3650),  # days
+}
+PASSWORD_POLICY_FLAGS = ("notUsername", "notEmail", "notContainsUsername")
+# hashIterations per algorithm: at least Keycloak's own default (the OWASP Password Storage
+# Cheat Sheet's figures for PBKDF2; Argon2id's time cost 5 at Keycloak's 7 MiB), and not so many
+# that one tenant's sign-ins occupy the Keycloak every region shares.
+HASH_ITERATIONS: dict[str, tuple[int, int]] = {
+    "argon2": (5, 20),
+    "pbkdf2-sha256": (600_000, 1_000_000),
+    "pbkdf2-sha512": (210_000, 1_000_000),
+}
+_POLICY_TERM = re.compile(r"^(?P<name>[A-Za-z]+)(?:\((?P<arg>[^()]*)\))?$")
+
+
+def check_password_policy(value: str) -> str:
+    """A Keycloak password policy (``length(12) and digits(1) and notUsername``) within bounds.
+
+    Only policies that tune a password are known here: ``length(n)`` with n >= 8 is required,
+    ``hashAlgorithm`` is one of :data:`HASH_ITERATIONS` and ``hashIterations`` needs it beside
+    (Keycloak's default algorithm depends on its build) and stays within its bounds. Policies
+    that name server files or free regular expressions (``passwordBlacklist``, ``regexPattern``)
+    are refused: the Keycloak is shared.
+    """
+    seen: dict[str, str | None] = {}
+    for term in value.split(" and "):
+        found = _POLICY_TERM.match(term.strip())
+        if found is None:
+            raise ValueError(f"{term.strip()!r} is not a policy like length(12) or notUsername")
+        name, arg = found["name"], found["arg"]
+        if name in seen:
+            raise ValueError(f"{name} appears twice")
+        if name in PASSWORD_POLICY_COUNTS or name == "hashIterations":
+            if arg is None or not arg.isdecimal():
+                raise ValueError(f"{name} needs a number, e.g. {name}(1)")
+            if name in PASSWORD_POLICY_COUNTS:
+                low, high = PASSWORD_POLICY_COUNTS[name]
+                if not low <= int(arg) <= high:
+                    raise ValueError(f"{name} must be between {low} and {high}")
+        elif name in PASSWORD_POLICY_FLAGS:
+            if arg is not None:
+                raise ValueError(f"{name} takes no argument")
+        elif name == "hashAlgorithm":
+            if arg not in HASH_ITERATIONS:
+                raise ValueError(f"hashAlgorithm must be one of {', '.join(HASH_ITERATIONS)}")
+        else:
+            known = [*PASSWORD_POLICY_COUNTS, *PASSWORD_POLICY_FLAGS, "hashAlgorithm"]
+            raise ValueError(
+                f"{name} is not a policy a Region may set (allowed: {', '.join(known)}, "
+                "hashIterations)"
+            )
+        seen[name] = arg
+    if "length" not in seen:
+        raise ValueError("length(n) with n >= 8 is required")
+    if "maxLength" in seen and int(seen["maxLength"] or 0) < int(seen["length"] or 0):
+        raise ValueError("maxLength must not be below length")
+    if "hashIterations" in seen:
+        algorithm = seen.get("hashAlgorithm")
+        if algorithm is None:
+            raise ValueError("hashIterations needs hashAlgorithm(...) in the same policy")
+        low, high = HASH_ITERATIONS[algorithm]
+        if not low <= int(seen["hashIterations"] or 0) <= high:
+            raise ValueError(f"hashIterations for {algorithm} must be between {low} and {high}")
+    return value
+
+
+class RealmOverrides(BaseModel):
+    """What a Region may lay over its realm template: display, themes, locales, password and OTP
+    policy and brute-force tuning, each within bounds. Keycloak's own names (camelCase) only;
+    anything else, flows, identity providers, registration, attributes, is refused.
+    The CRD declares the same fields and bounds (a unit test keeps the two equal).
+    """
+
+    model_config = ConfigDict(alias_generator=to_camel, extra="forbid", frozen=True)
+
+    display_name: Annotated[str | None, Field(min_length=1, max_length=255)] = None
+    display_name_html: Annotated[str | None, Field(min_length=1, max_length=1024)] = None
+    login_theme: Annotated[str | None, Field(pattern=THEME_PATTERN)] = None
+    account_theme: Annotated[str | None, Field(pattern=THEME_PATTERN)] = None
+    email_theme: Annotated[str | None, Field(pattern=THEME_PATTERN)] = None
+    internationalization_enabled: bool | None = None
+    supported_locales: Annotated[
+        list[Annotated[str, Field(pattern=LOCALE_PATTERN)]] | None,
+        Field(min_length=1, max_length=32),
+    ] = None
+    default_locale: Annotated[str | None, Field(pattern=LOCALE_PATTERN)] = None
+    password_policy: Annotated[str | None, Field(min_length=1, max_length=1024)] = None
+    otp_policy_type: Literal["totp"] | None = None
+    otp_policy_algorithm: Literal["HmacSHA1", "HmacSHA256", "HmacSHA512"] | None = None
+    otp_policy_digits: Annotated[int | None, Field(ge=6, le=8)] = None
+    otp_policy_period: Annotated[int | None, Field(ge=30, le=60)] = None
+    otp_policy_look_ahead_window: Annotated[int | None, Field(ge=0, le=1)] = None
+    brute_force_protected: bool | None = None
+    failure_factor: Annotated[int | None, Field(ge=1, le=10)] = None
+    wait_increment_seconds: Annotated[int | None, Field(ge=30, le=3600)] = None
+    max_failure_wait_seconds: Annotated[int | None, Field(ge=60, le=86400)] = None
+    permanent_lockout: bool | None = None
+
+    @field_validator("internationalization_enabled")
+    @classmethod
+    def _speaks_languages(cls, value: bool | None) -> bool | None:
+        if value is False:
+            raise ValueError("internationalization cannot be turned off (zh-CN first, then en)")
+        return value
+
+    @field_validator("brute_force_protected")
+    @classmethod
+    def _protected(cls, value: bool | None) -> bool | None:
+        if value is False:
+            raise ValueError("brute-force protection cannot be turned off")
+        return value
+
+    @field_validator("supported_locales")
+    @classmethod
+    def _distinct(cls, value: list[str] | None) -> list[str] | None:
+        if value is not None and len(set(value)) != len(value):
+            raise ValueError("each locale may appear once")
+        return value
+
+    @field_validator("default_locale")
+    @classmethod
+    def _supported(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None:
+            return value
+        locales = info.data.get("supported_locales")
+        if not locales or value not in locales:
+            raise ValueError("defaultLocale must be one of supportedLocales, set beside it")
+        return value
+
+    @field_validator("password_policy")
+    @classmethod
+    def _password_policy(cls, value: str | None) -> str | None:
+        return None if value is None else check_password_policy(value)
+
+    @classmethod
+    def allowed(cls) -> list[str]:
+        """The fields a Region may override, as Keycloak names them."""
+        return [to_camel(name) for name in cls.model_fields]
+
+    def realm(self) -> dict[str, Any]:
+        """The overrides as a partial Keycloak realm representation."""
+        return self.model_dump(by_alias=True, exclude_none=True)
+
+
+class OverrideError(ValueError):
+    """Overrides a Region may not set: each problem names its field ``spec.overrides.<field>``."""
+
+    def __init__(self, problems: list[tuple[str, str]]) -> None:
+        self.problems = problems
+        self.fields = [f"spec.overrides.{path}" for path, _ in problems]
+        super().__init__("; ".join(f"spec.overrides.{path}: {why}" for path, why in problems))
+
+
+def _path(loc: tuple[int | str, ...]) -> str:
+    text = ""
+    for part in loc:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text
+
+
+def check_overrides(raw: Any) -> RealmOverrides:
+    """``spec.overrides`` as the allow-list takes it, or :class:`OverrideError`."""
+    if not isinstance(raw, dict):
+        raise OverrideError([("", "must be an object")])
+    problems: list[tuple[str, str]] = []
+    protected = [key for key in PROTECTED_OVERRIDES if key in raw]
+    for key in protected:
+        problems.append(
+            (
+                key,
+                f"overrides may not set {key}: the realm's name, clients, components, users "
+                "and enabled are the operator's",
+            )
+        )
+    try:
+        overrides = RealmOverrides.model_validate(
+            {k: v for k, v in raw.items() if k not in protected}
+        )
+    except ValidationError as exc:
+        allowed = ", ".join(RealmOverrides.allowed())
+        for error in exc.errors(include_input=False, include_url=False):
+            if error["type"] == "extra_forbidden":
+                why = f"is not a setting a Region may override (allowed: {allowed})"
+            else:
+                why = str(error["msg"]).removeprefix("Value error, ")
+            problems.append((_path(tuple(error["loc"])), why))
+        raise OverrideError(problems) from None
+    if problems:
+        raise OverrideError(problems)
+    return overrides
 
 
 class RegionSpec(_Spec):
@@ -220,9 +449,10 @@ class RegionSpec(_Spec):
     def realm_name(self) -> str:
         return self.keycloak.realm or self.code
 
-    @property
-    def issuer(self) -> str:
-        return f"{self.keycloak.issuer_base}/realms/{self.realm_name}"
+    def issuer_at(self, base: str) -> str:
+        """The realm's issuer below ``base``, Keycloak as browsers and the gateway reach it
+        (the platform's grant says where that is, not the Region)."""
+        return f"{base}/realms/{self.realm_name}"
 
     @property
     def acr_loa_map(self) -> dict[str, int]:

@@ -4,6 +4,12 @@ A reconciler is given a parsed spec and a :class:`Progress` and either finishes 
 then says Ready) or raises :class:`ReconcileError`, which names the condition that failed, why,
 and whether trying again can help. The kopf handlers only translate that into status, events
 and kopf's retry exceptions; everything here runs (and is tested) without kopf.
+
+A Region is admitted before anything is read or contacted (THREAT_MODEL.md rows 1 and 2): its
+Keycloak must be one the platform grants to its namespace, with the grant's credentials only;
+its acr mapping must stay within the platform's ceiling for it; its overrides within the
+allow-list. Registrations carry their owner (``managed_by``); one the gateway says is someone
+else's is reported (``RegionCodeTaken``, ``ClientIdTaken``) and never touched, not even on delete.
 """
 
 from __future__ import annotations
@@ -22,6 +28,8 @@ from realm_operator import diff
 from realm_operator.cluster import ClusterUnavailableError, Owner, Secrets
 from realm_operator.gateway_client import (
     GatewayClient,
+    GatewayConflictError,
+    GatewayForbiddenError,
     GatewayRejectedError,
     GatewayUnauthorizedError,
     GatewayUnavailableError,
@@ -39,14 +47,17 @@ from realm_operator.models import (
     Condition,
     ConditionType,
     DeletionPolicy,
+    OverrideError,
     PortalSpec,
     RegionSpec,
+    above,
+    check_overrides,
     condition,
     dump_conditions,
     parse_conditions,
     set_condition,
 )
-from realm_operator.settings import OperatorSettings
+from realm_operator.settings import KeycloakGrant, OperatorSettings
 from realm_operator.templates import (
     GATEWAY_CLIENT_ID,
     OWNER_ATTRIBUTE,
@@ -56,6 +67,15 @@ from realm_operator.templates import (
 )
 
 INVALID_SPEC = "InvalidSpec"
+KEYCLOAK_NOT_ALLOWED = "KeycloakNotAllowed"
+CREDENTIALS_NOT_GRANTED = "CredentialsNotGranted"
+LEVEL_ABOVE_CEILING = "LevelAboveCeiling"
+OVERRIDE_NOT_ALLOWED = "OverrideNotAllowed"
+REGION_CODE_TAKEN = "RegionCodeTaken"
+CLIENT_ID_TAKEN = "ClientIdTaken"
+# The fixed keys of a granted credentials Secret: a Region cannot choose which keys are read.
+USERNAME_KEY = "username"
+PASSWORD_KEY = "password"  # noqa: S105 - the name of a key, not a password
 S = TypeVar("S", bound=BaseModel)
 
 
@@ -167,11 +187,26 @@ def parse_spec(model: type[S], spec: Mapping[str, Any]) -> S:
 
 
 @contextmanager
-def _translated(settings: OperatorSettings, stage: ConditionType) -> Iterator[None]:
-    """Errors of the servers the operator talks to, as conditions."""
+def _translated(
+    settings: OperatorSettings, stage: ConditionType, taken: str | None = None
+) -> Iterator[None]:
+    """Errors of the servers the operator talks to, as conditions.
+
+    ``taken`` is the reason a 409 or 403 of the gateway becomes: the registration is another
+    owner's. It is retried (not permanent): when that owner goes away the key is free again.
+    """
     delay = settings.retry_delay
     try:
         yield
+    except (GatewayConflictError, GatewayForbiddenError) as exc:
+        conflict = isinstance(exc, GatewayConflictError)
+        why = "" if conflict else ": another owner manages it, or this credential may not"
+        raise ReconcileError(
+            stage,
+            taken or ("GatewayConflict" if conflict else "GatewayForbidden"),
+            f"{exc.message}{why} (tried again every {settings.credentials_retry_delay:g} s)",
+            delay=settings.credentials_retry_delay,
+        ) from None
     except KeycloakUnavailableError as exc:
         raise ReconcileError(stage, "KeycloakUnavailable", exc.message, delay=delay) from exc
     except KeycloakUnauthorizedError as exc:
@@ -190,6 +225,8 @@ def _translated(settings: OperatorSettings, stage: ConditionType) -> Iterator[No
         raise ReconcileError(stage, "GatewayRejected", exc.message, permanent=True) from exc
     except TemplateError as exc:
         raise ReconcileError(stage, "InvalidTemplate", str(exc), permanent=True) from exc
+    except OverrideError as exc:
+        raise ReconcileError(stage, OVERRIDE_NOT_ALLOWED, str(exc), permanent=True) from None
     except ClusterUnavailableError as exc:
         raise ReconcileError(stage, "KubernetesUnavailable", str(exc), delay=delay) from exc
     except ApiException as exc:
@@ -218,22 +255,99 @@ class RegionReconciler:
         self.secrets = secrets
         self.keycloak = keycloak
 
+    # Admission: what the platform allows, decided before anything is read or contacted.
+
+    def grant(self, ref: ObjectRef, spec: RegionSpec) -> KeycloakGrant:
+        """The platform's grant of the Region's Keycloak, or a permanent refusal.
+
+        Nothing is read and nothing contacted before this passes: a Region that names a host of
+        its own, or credentials of its own, causes no request and no Secret read (THREAT_MODEL.md
+        row 1).
+        """
+        keycloak = spec.keycloak
+        grant = self.settings.grant_for(keycloak.url)
+        if grant is None or not grant.allows(ref.namespace):
+            raise ReconcileError(
+                ConditionType.REALM_READY,
+                KEYCLOAK_NOT_ALLOWED,
+                f"spec.keycloak.url {keycloak.url} is not a Keycloak the platform grants to "
+                f"namespace {ref.namespace}",
+                permanent=True,
+            )
+        if keycloak.public_url is not None and keycloak.public_url != grant.issuer_base:
+            raise ReconcileError(
+                ConditionType.REALM_READY,
+                KEYCLOAK_NOT_ALLOWED,
+                f"spec.keycloak.publicUrl {keycloak.public_url} is not the public URL the "
+                f"platform grants for {grant.url}; remove it or set {grant.issuer_base}",
+                permanent=True,
+            )
+        if keycloak.admin_secret_ref is not None:
+            raise ReconcileError(
+                ConditionType.REALM_READY,
+                CREDENTIALS_NOT_GRANTED,
+                "the platform grants Keycloak credentials; remove spec.keycloak.adminSecretRef",
+                permanent=True,
+            )
+        if keycloak.admin_realm is not None and keycloak.admin_realm != grant.admin_realm:
+            raise ReconcileError(
+                ConditionType.REALM_READY,
+                CREDENTIALS_NOT_GRANTED,
+                "the admin realm is the platform's grant, not the Region's; remove "
+                "spec.keycloak.adminRealm",
+                permanent=True,
+            )
+        if spec.realm_name == grant.admin_realm:
+            raise ReconcileError(
+                ConditionType.REALM_READY,
+                KEYCLOAK_NOT_ALLOWED,
+                f"realm {spec.realm_name} is the Keycloak's admin realm; choose another code or "
+                "spec.keycloak.realm",
+                permanent=True,
+            )
+        return grant
+
+    def admit(self, ref: ObjectRef, spec: RegionSpec) -> KeycloakGrant:
+        """The grant, the level ceiling and the overrides allow-list; no I/O at all."""
+        grant = self.grant(ref, spec)
+        ceiling = self.settings.ceiling_for(spec.code)
+        over = [
+            f"spec.acrMapping[{i}].level {a.level} is above the ceiling {ceiling} the platform "
+            f"set for region {spec.code}"
+            for i, a in enumerate(spec.acr_mapping)
+            if above(a.level, ceiling)
+        ]
+        if over:
+            raise ReconcileError(
+                ConditionType.READY, LEVEL_ABOVE_CEILING, "; ".join(over), permanent=True
+            )
+        try:
+            check_overrides(spec.overrides)
+        except OverrideError as exc:
+            raise ReconcileError(
+                ConditionType.REALM_READY, OVERRIDE_NOT_ALLOWED, str(exc), permanent=True
+            ) from None
+        return grant
+
     def reconcile(self, ref: ObjectRef, spec: RegionSpec, progress: Progress) -> None:
+        grant = self.admit(ref, spec)
+        issuer = spec.issuer_at(grant.issuer_base)
         with _translated(self.settings, ConditionType.GATEWAY_REGISTERED):
             gateway_issuer = self.gateway.issuer()
+        self._claimable(ref, spec)
         with _translated(self.settings, ConditionType.REALM_READY):
             blueprint = self.templates.render_for(spec, gateway_issuer, owner=ref.key)
-            admin = self._admin(ref, spec)
+            admin = self._admin(spec, grant)
             client_secret = self._ensure_realm(admin, blueprint, ref, progress)
-        progress.fields.update(realm=spec.realm_name, issuer=spec.issuer)
+        progress.fields.update(realm=spec.realm_name, issuer=issuer)
         progress.set(
             ConditionType.REALM_READY,
             True,
             "RealmInSync",
-            f"realm {spec.realm_name} at {spec.keycloak.url} matches template {spec.template_name}",
+            f"realm {spec.realm_name} at {grant.url} matches template {spec.template_name}",
         )
-        with _translated(self.settings, ConditionType.GATEWAY_REGISTERED):
-            self._ensure_registration(spec, client_secret, progress)
+        with _translated(self.settings, ConditionType.GATEWAY_REGISTERED, REGION_CODE_TAKEN):
+            self._ensure_registration(ref, spec, issuer, client_secret, progress)
         progress.set(
             ConditionType.GATEWAY_REGISTERED,
             True,
@@ -242,10 +356,25 @@ class RegionReconciler:
         )
         progress.ready(f"citizens of {spec.names.en} can sign in through the gateway")
 
-    def _admin(self, ref: ObjectRef, spec: RegionSpec) -> RealmAdmin:
-        keys = spec.keycloak.admin_secret_ref
-        stored = self.secrets.read(ref.namespace, keys.name)
-        missing = f"Secret {ref.namespace}/{keys.name} with the Keycloak admin credentials"
+    def _claimable(self, ref: ObjectRef, spec: RegionSpec) -> None:
+        """A code another owner registered is reported before any realm is made for it.
+
+        The registration step checks again (the gateway decides, atomically); this only spares
+        Keycloak a realm for a Region that cannot be served. A gateway that cannot be reached now
+        does not stop provisioning: the registration waits for it, as before.
+        """
+        with _translated(self.settings, ConditionType.GATEWAY_REGISTERED, REGION_CODE_TAKEN):
+            try:
+                actual = self.gateway.region(spec.code, managed_by(ref))
+            except GatewayUnavailableError:
+                return
+            _check_owner(actual, ref, f"region {spec.code}")
+
+    def _admin(self, spec: RegionSpec, grant: KeycloakGrant) -> RealmAdmin:
+        """Keycloak administration with the grant's credentials (its Secret, fixed keys)."""
+        where = grant.credentials_secret
+        stored = self.secrets.read(where.namespace, where.name)
+        missing = f"the platform's Secret {where.key} with the credentials for {grant.url}"
         if stored is None:
             raise ReconcileError(
                 ConditionType.REALM_READY,
@@ -253,24 +382,28 @@ class RegionReconciler:
                 f"{missing} does not exist",
                 delay=self.settings.retry_delay,
             )
-        username = stored.data.get(keys.username_key)
-        password = stored.data.get(keys.password_key)
+        username = stored.data.get(USERNAME_KEY)
+        password = stored.data.get(PASSWORD_KEY)
         if not username or not password:
             raise ReconcileError(
                 ConditionType.REALM_READY,
                 "AdminSecretIncomplete",
-                f"{missing} lacks {keys.username_key!r} or {keys.password_key!r}",
+                f"{missing} lacks {USERNAME_KEY!r} or {PASSWORD_KEY!r}",
                 delay=self.settings.credentials_retry_delay,
             )
-        credentials = AdminCredentials(
-            spec.keycloak.url, username, SecretStr(password), spec.keycloak.admin_realm
-        )
+        credentials = AdminCredentials(grant.url, username, SecretStr(password), grant.admin_realm)
         return self.keycloak(credentials, spec.realm_name, self.settings.timeout)
 
     def _ensure_realm(
         self, admin: RealmAdmin, blueprint: RealmBlueprint, ref: ObjectRef, progress: Progress
     ) -> str:
-        """Create or adopt the realm, make it match the blueprint, return the client secret."""
+        """Create the realm (marked as this Region's) or take up one this Region marked, make
+        it match the blueprint, return the client secret.
+
+        A realm that names another Region, or none (made by someone else: the platform, a
+        person), is never touched: ``RealmOwnedElsewhere``. The marker is part of the creating
+        request, so a realm this Region made always carries it, even after a crash.
+        """
         realm = admin.get_realm()
         if realm is None:
             if admin.create_realm(blueprint.creation()):
@@ -281,19 +414,22 @@ class RegionReconciler:
                     admin.url, f"realm {admin.realm} vanished after creation"
                 )
         owner = (realm.get("attributes") or {}).get(OWNER_ATTRIBUTE)
-        if owner not in (None, ref.key):
+        if owner != ref.key:
+            whose = (
+                f"belongs to Region {owner}"
+                if owner
+                else f"exists and was not made for a Region (no {OWNER_ATTRIBUTE} attribute)"
+            )
             raise ReconcileError(
                 ConditionType.REALM_READY,
                 "RealmOwnedElsewhere",
-                f"realm {admin.realm} belongs to Region {owner}; choose another code or "
-                f"keycloak.realm",
+                f"realm {admin.realm} {whose}; choose another code or keycloak.realm",
                 permanent=True,
             )
         update = diff.realm_update(blueprint.realm, realm)
         if update:
             admin.update_realm(update)
-            verb = "adopted" if owner is None else "updated"
-            progress.changes.append(f"{verb} realm {admin.realm} ({', '.join(sorted(update))})")
+            progress.changes.append(f"updated realm {admin.realm} ({', '.join(sorted(update))})")
 
         profile = admin.user_profile()
         new_profile = diff.user_profile_update(blueprint.user_profile, profile)
@@ -331,13 +467,13 @@ class RegionReconciler:
             progress.changes.append(f"restored protocol mapper {mapper['name']}")
         return admin.client_secret(client["id"])
 
-    def registration(self, spec: RegionSpec) -> dict[str, Any]:
+    def registration(self, ref: ObjectRef, spec: RegionSpec, issuer: str) -> dict[str, Any]:
         """The region as the gateway's admin API takes it (without its secret)."""
         return {
             "code": spec.code,
             "names": {"zh": spec.names.zh, "en": spec.names.en},
             "kind": spec.kind.value,
-            "issuer": spec.issuer,
+            "issuer": issuer,
             "client_id": GATEWAY_CLIENT_ID,
             "scopes": ["openid", "profile"],
             "claims": {
@@ -347,13 +483,20 @@ class RegionReconciler:
             },
             "acr_mapping": spec.acr_levels,
             "enabled": spec.enabled,
+            "managed_by": managed_by(ref),
         }
 
     def _ensure_registration(
-        self, spec: RegionSpec, client_secret: str, progress: Progress
+        self,
+        ref: ObjectRef,
+        spec: RegionSpec,
+        issuer: str,
+        client_secret: str,
+        progress: Progress,
     ) -> None:
-        desired = self.registration(spec)
-        actual = self.gateway.region(spec.code)
+        desired = self.registration(ref, spec, issuer)
+        actual = self.gateway.region(spec.code, managed_by(ref))
+        _check_owner(actual, ref, f"region {spec.code}")
         fingerprint = diff.digest(client_secret)
         stale = [] if actual is None else diff.registration_changes(desired, actual)
         if fingerprint != progress.previous_field("registeredSecret"):
@@ -370,25 +513,77 @@ class RegionReconciler:
         progress.fields["registeredSecret"] = fingerprint
 
     def delete(self, ref: ObjectRef, spec: RegionSpec) -> list[str]:
-        """Remove the registration and (unless retained) the realm; what is gone stays gone."""
+        """Remove the registration and (unless retained) the realm: only what is this Region's.
+
+        A Region the platform does not grant its Keycloak never had anything made for it: it is
+        let go without a read or a request. A realm marked for another Region (or for none), or
+        a registration the gateway says is another owner's, is left to its owner; so is the
+        realm then, for the code was never this Region's to serve. A Keycloak that refuses
+        (4xx) to show or delete the realm gets the same answer on every retry: the realm is left
+        in place, said so, and the Region goes; unavailable Keycloaks are waited for.
+        """
+        try:
+            grant = self.grant(ref, spec)
+        except ReconcileError as refused:
+            return [f"nothing to clean up: {refused.message}"]
         changes: list[str] = []
+        unreadable: str | None = None
         with _translated(self.settings, ConditionType.REALM_READY):
-            admin = self._admin(ref, spec)
-            realm = admin.get_realm()
+            admin = self._admin(spec, grant)
+            try:
+                realm = admin.get_realm()
+            except KeycloakRejectedError as exc:
+                realm, unreadable = None, exc.message
             owner = None if realm is None else (realm.get("attributes") or {}).get(OWNER_ATTRIBUTE)
             if owner not in (None, ref.key):
                 # Never this Region's: its registration and realm belong to another Region.
                 return [f"left realm {spec.realm_name} and its registration to Region {owner}"]
         with _translated(self.settings, ConditionType.GATEWAY_REGISTERED):
-            if self.gateway.delete_region(spec.code):
-                changes.append(f"removed region {spec.code} from the gateway")
-        if spec.deletion_policy is DeletionPolicy.RETAIN:
+            try:
+                if self.gateway.delete_region(spec.code, managed_by(ref)):
+                    changes.append(f"removed region {spec.code} from the gateway")
+            except (GatewayConflictError, GatewayForbiddenError):
+                changes.append(f"left region {spec.code} to its owner")
+                return changes
+        if unreadable is not None:
+            changes.append(f"left realm {spec.realm_name} as it is: {unreadable}")
+        elif realm is not None and owner is None:
+            changes.append(f"left realm {spec.realm_name} alone: it is not marked as this Region's")
+        elif spec.deletion_policy is DeletionPolicy.RETAIN:
             changes.append(f"kept realm {spec.realm_name} (deletionPolicy: Retain)")
-            return changes
-        with _translated(self.settings, ConditionType.REALM_READY):
-            if realm is not None and admin.delete_realm():
-                changes.append(f"deleted realm {spec.realm_name}")
+        elif realm is not None:
+            with _translated(self.settings, ConditionType.REALM_READY):
+                try:
+                    if admin.delete_realm():
+                        changes.append(f"deleted realm {spec.realm_name}")
+                except KeycloakRejectedError as exc:
+                    changes.append(f"left realm {spec.realm_name} as it is: {exc.message}")
         return changes
+
+
+def managed_by(ref: ObjectRef) -> dict[str, str]:
+    """Who a registration belongs to: the custom resource (the gateway adds the principal)."""
+    return {"kind": ref.kind, "namespace": ref.namespace, "name": ref.name, "uid": ref.uid}
+
+
+def _check_owner(actual: dict[str, Any] | None, ref: ObjectRef, what: str) -> None:
+    """A registration the gateway showed that is not this resource's is another owner's.
+
+    The gateway answers 403 for those already; this catches one made before owners existed
+    (no ``managed_by``), which the gateway refuses to replace (409) all the same. A new uid
+    under the same namespace and name is the same resource made again: it takes over.
+    """
+    if actual is None:
+        return
+    owner = actual.get("managed_by")
+    mine = managed_by(ref)
+    if not isinstance(owner, dict) or any(
+        owner.get(key) != mine[key] for key in ("kind", "namespace", "name")
+    ):
+        raise GatewayConflictError(
+            f"{what} is registered with the gateway by another owner",
+            [{"field": what, "message": "managed by another owner"}],
+        )
 
 
 class PortalReconciler:
@@ -401,7 +596,8 @@ class PortalReconciler:
         self.gateway = gateway
         self.secrets = secrets
 
-    def registration(self, spec: PortalSpec, client_id: str) -> dict[str, Any]:
+    def registration(self, ref: ObjectRef, spec: PortalSpec, client_id: str) -> dict[str, Any]:
+        """The portal as the gateway's admin API takes it (without its secret)."""
         return {
             "client_id": client_id,
             "names": {"zh": spec.names.zh, "en": spec.names.en},
@@ -415,13 +611,17 @@ class PortalReconciler:
             "minimum_level": spec.minimum_level,
             "sector": spec.sector or "general",
             "enabled": spec.enabled,
+            "managed_by": managed_by(ref),
         }
 
     def reconcile(self, ref: ObjectRef, spec: PortalSpec, progress: Progress) -> None:
+        """Ask the gateway first: a client id another owner holds gets no Secret and no PUT."""
         client_id = spec.client_id_for(ref.name)
         progress.fields.update(clientId=client_id, secretName=spec.secret_name)
-        with _translated(self.settings, ConditionType.GATEWAY_REGISTERED):
+        with _translated(self.settings, ConditionType.GATEWAY_REGISTERED, CLIENT_ID_TAKEN):
             issuer = self.gateway.issuer()
+            actual = self.gateway.portal(client_id, managed_by(ref))
+            _check_owner(actual, ref, f"portal {client_id}")
         progress.fields["issuer"] = issuer
         with _translated(self.settings, ConditionType.SECRET_READY):
             client_secret = self._ensure_secret(ref, spec, client_id, issuer, progress)
@@ -431,9 +631,8 @@ class PortalReconciler:
             "SecretWritten",
             f"Secret {spec.secret_name} holds the client credentials",
         )
-        with _translated(self.settings, ConditionType.GATEWAY_REGISTERED):
-            desired = self.registration(spec, client_id)
-            actual = self.gateway.portal(client_id)
+        with _translated(self.settings, ConditionType.GATEWAY_REGISTERED, CLIENT_ID_TAKEN):
+            desired = self.registration(ref, spec, client_id)
             stale = [] if actual is None else diff.registration_changes(desired, actual)
             fingerprint = None if client_secret is None else diff.digest(client_secret)
             if fingerprint is not None and fingerprint != progress.previous_field(
@@ -496,11 +695,15 @@ class PortalReconciler:
         return client_secret
 
     def delete(self, ref: ObjectRef, spec: PortalSpec) -> list[str]:
+        """Remove the registration if it is this Portal's, and the Secret this Portal owns."""
         changes: list[str] = []
         client_id = spec.client_id_for(ref.name)
         with _translated(self.settings, ConditionType.GATEWAY_REGISTERED):
-            if self.gateway.delete_portal(client_id):
-                changes.append(f"removed portal {client_id} from the gateway")
+            try:
+                if self.gateway.delete_portal(client_id, managed_by(ref)):
+                    changes.append(f"removed portal {client_id} from the gateway")
+            except (GatewayConflictError, GatewayForbiddenError):
+                changes.append(f"left portal {client_id} to its owner")
         with _translated(self.settings, ConditionType.SECRET_READY):
             stored = self.secrets.read(ref.namespace, spec.secret_name)
             owner = Owner(ref.kind, ref.name, ref.uid)

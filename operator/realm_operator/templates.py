@@ -17,13 +17,13 @@ from typing import Any
 
 import jinja2
 
-from realm_operator.models import RegionSpec
+from realm_operator.models import PROTECTED_OVERRIDES, OverrideError, RegionSpec, check_overrides
 
 SUFFIX = ".json.j2"
 GATEWAY_CLIENT_ID = "tongxing-gateway"
 OWNER_ATTRIBUTE = "tongxing.io/owner"
 # Overrides may tune a realm, never take it from the Region that owns it.
-PROTECTED_KEYS = {"realm", "id", "clients", "components", "users", "enabled"}
+PROTECTED_KEYS = set(PROTECTED_OVERRIDES)
 
 
 class TemplateError(Exception):
@@ -144,12 +144,28 @@ class RealmTemplates:
     def render_for(
         self, spec: RegionSpec, gateway_issuer: str, owner: str | None = None
     ) -> RealmBlueprint:
-        """The Region's blueprint: its template, its overrides, and the owner marker."""
+        """The Region's blueprint: its template, its overrides, and the owner marker.
+
+        Overrides pass the allow-list (:func:`~realm_operator.models.check_overrides`), or this
+        raises :class:`~realm_operator.models.OverrideError`; a realm's name, clients,
+        components, users and ``enabled`` are refused even before that, as a template error.
+        """
         blueprint = self.render(spec.template_name, self.context(spec, gateway_issuer))
         protected = PROTECTED_KEYS & spec.overrides.keys()
         if protected:
             raise TemplateError(f"overrides may not set {', '.join(sorted(protected))}")
-        realm = deep_merge(blueprint.realm, spec.overrides)
+        realm = deep_merge(blueprint.realm, check_overrides(spec.overrides).realm())
+        if realm.get("defaultLocale") not in (realm.get("supportedLocales") or []):
+            # supportedLocales without defaultLocale: the template's default must stay offered.
+            raise OverrideError(
+                [
+                    (
+                        "supportedLocales",
+                        f"must include the realm's defaultLocale {realm.get('defaultLocale')} "
+                        "(or set defaultLocale beside it)",
+                    )
+                ]
+            )
         if owner is not None:
             realm.setdefault("attributes", {})[OWNER_ATTRIBUTE] = owner
         return RealmBlueprint(

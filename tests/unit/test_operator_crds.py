@@ -11,7 +11,13 @@ import yaml
 from realm_operator import models
 from realm_operator.templates import RealmTemplates
 
-OPERATOR = Path(__file__).resolve().parents[2] / "operator"
+REPO = Path(__file__).resolve().parents[2]
+OPERATOR = REPO / "operator"
+# What the CRD and the overrides model must agree on for each field.
+BOUNDS = (
+    *("type", "enum", "pattern", "minimum", "maximum"),
+    *("minLength", "maxLength", "items", "minItems", "maxItems"),
+)
 
 
 def crd(name: str) -> dict[str, Any]:
@@ -64,6 +70,41 @@ def test_region_patterns_and_enumerations_match_the_models() -> None:
     assert fields["deletionPolicy"]["enum"] == [p.value for p in models.DeletionPolicy]
     assert fields["mfa"]["properties"]["otp"]["enum"] == [p.value for p in models.OtpPolicy]
     assert set(schema["required"]) == {"code", "names", "kind", "keycloak"}
+
+
+def test_a_region_names_only_a_keycloak_url_and_credentials_are_deprecated() -> None:
+    keycloak = spec_schema("region")["properties"]["keycloak"]
+    assert keycloak["required"] == ["url"]
+    assert "Deprecated" in keycloak["properties"]["adminSecretRef"]["description"]
+    assert "CredentialsNotGranted" in keycloak["properties"]["adminSecretRef"]["description"]
+    assert "CredentialsNotGranted" in keycloak["properties"]["adminRealm"]["description"]
+    assert "KeycloakNotAllowed" in keycloak["description"]
+
+
+def _model_bounds(name: str) -> dict[str, Any]:
+    """The bounds the overrides model puts on one field, in JSON Schema words."""
+    schema = models.RealmOverrides.model_json_schema(by_alias=True)["properties"][name]
+    (branch,) = [b for b in schema["anyOf"] if b.get("type") != "null"]
+    if "const" in branch:
+        branch = {**branch, "enum": [branch.pop("const")]}
+    return {key: branch[key] for key in BOUNDS if key in branch}
+
+
+def test_the_overrides_allow_list_is_declared_with_the_models_bounds() -> None:
+    overrides = spec_schema("region")["properties"]["overrides"]
+    # Unknown fields are kept, so the operator can name them in OverrideNotAllowed.
+    assert overrides["x-kubernetes-preserve-unknown-fields"] is True
+    declared = overrides["properties"]
+    assert sorted(declared) == sorted(models.RealmOverrides.allowed())
+    for name, schema in declared.items():
+        crd_bounds = {key: schema[key] for key in BOUNDS if key in schema}
+        assert crd_bounds == _model_bounds(name), name
+    assert "OverrideNotAllowed" in overrides["description"]
+
+
+def test_the_charts_copy_of_the_region_crd_is_the_same_file() -> None:
+    chart = REPO / "charts" / "tongxing" / "files" / "crds" / "region.yaml"
+    assert chart.read_bytes() == (OPERATOR / "crds" / "region.yaml").read_bytes()
 
 
 def test_the_template_enumeration_is_the_templates_in_realms() -> None:
@@ -122,9 +163,15 @@ def test_status_conditions_carry_what_kubectl_wait_and_people_need() -> None:
 
 
 def test_the_example_manifests_are_valid_specs_for_the_models() -> None:
+    regions = 0
     for path in sorted((OPERATOR / "examples").glob("*.yaml")):
         for document in yaml.safe_load_all(path.read_text()):
             if document["kind"] == "Region":
-                models.RegionSpec.model_validate(document["spec"])
+                spec = models.RegionSpec.model_validate(document["spec"])
+                assert spec.keycloak.admin_secret_ref is None, path.name  # credentials: granted
+                assert spec.keycloak.admin_realm is None, path.name
+                models.check_overrides(spec.overrides)
+                regions += 1
             elif document["kind"] == "Portal":
                 models.PortalSpec.model_validate(document["spec"])
+    assert regions >= 3

@@ -114,6 +114,20 @@ def test_a_registration_is_compared_without_its_secret() -> None:
     assert registration_changes({**desired, "issuer": "https://other"}, actual) == ["issuer"]
 
 
+def test_the_owner_the_gateway_records_covers_the_one_sent_so_nothing_is_rewritten() -> None:
+    sent = {"kind": "Region", "namespace": "tongxing", "name": "zj", "uid": "u-1"}
+    desired = {"code": "zj", "managed_by": sent}
+    # The gateway adds the principal of the credential that wrote it.
+    stored = {"code": "zj", "managed_by": {"principal": "operator", **sent}}
+    assert registration_changes(desired, stored) == []
+    # The same resource made again (a new uid) is written once, to record its uid.
+    recreated = {"code": "zj", "managed_by": {**sent, "uid": "u-2"}}
+    assert registration_changes(recreated, stored) == ["managed_by"]
+    # A registration made before owners existed has none.
+    assert registration_changes(desired, {"code": "zj", "managed_by": None}) == ["managed_by"]
+    assert registration_changes(desired, {"code": "zj"}) == ["managed_by"]
+
+
 def test_a_digest_tells_secrets_apart_without_revealing_them() -> None:
     assert digest("a" * 32) == digest("a" * 32)
     assert digest("a" * 32) != digest("b" * 32)

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from realm_operator.models import RegionKind, RegionSpec
+from realm_operator.models import OverrideError, RegionKind, RegionSpec
 from realm_operator.templates import (
     GATEWAY_CLIENT_ID,
     OWNER_ATTRIBUTE,
@@ -35,7 +35,6 @@ def spec(kind: str = "province", **extra: Any) -> RegionSpec:
             "keycloak": {
                 "url": "http://keycloak.tongxing.svc:8080",
                 "publicUrl": "https://id.tongxing.gov.cn",
-                "adminSecretRef": {"name": "keycloak-admin"},
             },
             **extra,
         }
@@ -144,16 +143,57 @@ def test_display_names_cannot_break_out_of_their_strings(templates: RealmTemplat
     assert "&lt;script&gt;" in realm["displayNameHtml"]
 
 
-def test_overrides_tune_the_realm_but_cannot_take_it_over(templates: RealmTemplates) -> None:
+def test_overrides_from_the_allow_list_tune_the_realm(templates: RealmTemplates) -> None:
+    plain = templates.render_for(spec(), GATEWAY, owner="tongxing/zj").realm
     tuned = templates.render_for(
-        spec(overrides={"smtpServer": {"host": "smtp.zj.gov.cn"}, "attributes": {"x": "1"}}),
+        spec(
+            overrides={
+                "displayName": "浙里办",
+                "passwordPolicy": "length(16) and notUsername",
+                "failureFactor": 3,
+                "supportedLocales": ["zh-CN", "zh-HK", "en"],
+            }
+        ),
         GATEWAY,
+        owner="tongxing/zj",
     ).realm
-    assert tuned["smtpServer"] == {"host": "smtp.zj.gov.cn"}
-    assert tuned["attributes"]["x"] == "1"
-    assert "acr.loa.map" in tuned["attributes"]  # objects merge
-    with pytest.raises(TemplateError, match="overrides may not set clients"):
-        templates.render_for(spec(overrides={"clients": []}), GATEWAY)
+    assert tuned["displayName"] == "浙里办"
+    assert tuned["passwordPolicy"] == "length(16) and notUsername"
+    assert tuned["failureFactor"] == 3
+    assert tuned["supportedLocales"] == ["zh-CN", "zh-HK", "en"]
+    changed = {key for key in tuned if tuned[key] != plain[key]}
+    assert changed == {"displayName", "passwordPolicy", "failureFactor", "supportedLocales"}
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"smtpServer": {"host": "smtp.zj.gov.cn"}},
+        {"attributes": {"acr.loa.map": "{}"}},
+        {"browserFlow": "direct grant"},
+        {"bruteForceProtected": False},
+    ],
+)
+def test_overrides_off_the_allow_list_never_reach_the_realm(
+    templates: RealmTemplates, overrides: dict[str, Any]
+) -> None:
+    with pytest.raises(OverrideError, match=f"spec.overrides.{next(iter(overrides))}"):
+        templates.render_for(spec(overrides=overrides), GATEWAY)
+
+
+def test_the_realms_own_keys_stay_protected(templates: RealmTemplates) -> None:
+    for key in ("clients", "realm", "users", "components", "enabled", "id"):
+        with pytest.raises(TemplateError, match=f"overrides may not set {key}"):
+            templates.render_for(spec(overrides={key: []}), GATEWAY)
+
+
+def test_locales_without_the_templates_default_are_refused(templates: RealmTemplates) -> None:
+    with pytest.raises(OverrideError, match=r"spec.overrides.supportedLocales: must include"):
+        templates.render_for(spec(overrides={"supportedLocales": ["en"]}), GATEWAY)
+    english = templates.render_for(
+        spec(overrides={"supportedLocales": ["en", "zh-CN"], "defaultLocale": "en"}), GATEWAY
+    ).realm
+    assert english["defaultLocale"] == "en"
 
 
 def test_the_owner_is_marked_on_the_realm(templates: RealmTemplates) -> None:
