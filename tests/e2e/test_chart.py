@@ -11,6 +11,7 @@ what the RBAC does not grant is refused.
 from __future__ import annotations
 
 import base64
+import json
 import re
 import secrets
 import time
@@ -45,6 +46,14 @@ REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "charts" / "tongxing"
 MINIMAL = CHART / "ci" / "minimal-values.yaml"
 PRODUCTION = CHART / "ci" / "production-values.yaml"
+# helm template and lint cannot read the API server's addresses from a cluster, as helm install
+# does, for the operator's egress policy: wherever the minimal values are rendered without a
+# cluster they are named (the production profile names its own).
+API_SERVER = (
+    '--set-json=operator.networkPolicy.egress.apiServer=[{"ipBlock":{"cidr":"10.0.0.1/32"}}]'
+)
+MINIMAL_VALUES = ("-f", str(MINIMAL), API_SERVER)
+PRODUCTION_VALUES = ("-f", str(PRODUCTION))
 ISSUER = "https://id.example.gov.cn"
 GATEWAY_SECRET_KEYS = (
     "national-secret",
@@ -52,6 +61,7 @@ GATEWAY_SECRET_KEYS = (
     "admin-token",
     "session-secret",
     "mfa-secret",
+    "operator-token",  # the operator's own admin API credential (issue 11)
 )
 
 Document = dict[str, Any]
@@ -107,9 +117,11 @@ def env_refs(item: Document) -> dict[str, tuple[str, str]]:
 # --- lint and template ------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("values", [MINIMAL, PRODUCTION], ids=["minimal", "production"])
-def test_helm_lint_passes_strictly(helm: Helm, values: Path) -> None:
-    done = helm.run("lint", "--strict", str(CHART), "-f", str(values))
+@pytest.mark.parametrize(
+    "values", [MINIMAL_VALUES, PRODUCTION_VALUES], ids=["minimal", "production"]
+)
+def test_helm_lint_passes_strictly(helm: Helm, values: tuple[str, ...]) -> None:
+    done = helm.run("lint", "--strict", str(CHART), *values)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "0 chart(s) failed" in done.stdout
     assert "[WARNING]" not in done.stdout + done.stderr
@@ -120,7 +132,7 @@ def test_helm_lint_passes_strictly(helm: Helm, values: Path) -> None:
 def test_minimal_values_render_a_hardened_single_gateway_and_a_namespaced_operator(
     helm: Helm,
 ) -> None:
-    documents = render(helm, "-f", str(MINIMAL))
+    documents = render(helm, *MINIMAL_VALUES)
     assert not find(documents, "Secret"), "the chart must never render a Secret"
     for kind in ("HorizontalPodAutoscaler", "Ingress"):
         assert not find(documents, kind)
@@ -152,6 +164,7 @@ def test_minimal_values_render_a_hardened_single_gateway_and_a_namespaced_operat
         "TONGXING_NATIONAL_SECRET": ("tongxing-gateway", "national-secret"),
         "TONGXING_PAIRWISE_SECRET": ("tongxing-gateway", "pairwise-secret"),
         "TONGXING_ADMIN_TOKEN": ("tongxing-gateway", "admin-token"),
+        "TONGXING_OPERATOR_TOKEN": ("tongxing-gateway", "operator-token"),
         "TONGXING_SESSION_SECRET": ("tongxing-gateway", "session-secret"),
         "TONGXING_MFA_SECRET": ("tongxing-gateway", "mfa-secret"),
     }
@@ -167,19 +180,24 @@ def test_minimal_values_render_a_hardened_single_gateway_and_a_namespaced_operat
         "--namespace=tongxing",
         "--peering=tongxing",
     ]
+    # Its own credential (role operator), never the platform's admin token.
     assert env_refs(container(operator)) == {
-        "TONGXING_OPERATOR_ADMIN_TOKEN": ("tongxing-gateway", "admin-token")
+        "TONGXING_OPERATOR_ADMIN_TOKEN": ("tongxing-gateway", "operator-token")
     }
     assert one(documents, "KopfPeering")["metadata"]["namespace"] == "tongxing"
     role = one(documents, "Role")
     assert role["metadata"]["namespace"] == "tongxing"
     secrets_rule = next(r for r in role["rules"] if "secrets" in r["resources"])
     assert sorted(secrets_rule["verbs"]) == ["create", "delete", "get", "patch"]  # no list/watch
+    assert not find(documents, "Role", "tx-tongxing-operator-credentials")  # nothing granted
     cluster_role = one(documents, "ClusterRole")
     granted = {res for rule in cluster_role["rules"] for res in rule["resources"]}
     assert granted == {"customresourcedefinitions", "namespaces"}  # discovery only
     for rule in cluster_role["rules"]:
         assert set(rule["verbs"]) <= {"get", "list", "watch"}
+    operator_policy = one(documents, "NetworkPolicy", "tx-tongxing-operator")["spec"]
+    assert operator_policy["policyTypes"] == ["Ingress", "Egress"]
+    assert operator_policy["ingress"] == []
     policy = one(documents, "NetworkPolicy", "tx-tongxing-gateway")
     peers = policy["spec"]["ingress"][0]["from"]
     assert {"podSelector": {"matchLabels": {
@@ -269,8 +287,27 @@ def test_production_values_render_postgres_replicas_behind_an_ingress(helm: Helm
     policy = one(documents, "NetworkPolicy", "tx-tongxing-gateway")["spec"]
     assert policy["policyTypes"] == ["Ingress", "Egress"]
     watched = {"tongxing-regions", "tongxing-portals"}
-    for kind in ("Role", "RoleBinding", "KopfPeering"):
-        assert {d["metadata"]["namespace"] for d in find(documents, kind)} == watched
+    for kind in ("Role", "RoleBinding"):
+        found = find(documents, kind, "tx-tongxing-operator")
+        assert {d["metadata"]["namespace"] for d in found} == watched
+        # The granted Keycloak's admin Secret, by name, in the release namespace (not watched).
+        credentials = one(documents, kind, "tx-tongxing-operator-credentials")
+        assert credentials["metadata"]["namespace"] == "tongxing"
+    assert {d["metadata"]["namespace"] for d in find(documents, "KopfPeering")} == watched
+    role = one(documents, "Role", "tx-tongxing-operator-credentials")
+    assert role["rules"] == [
+        {
+            "apiGroups": [""],
+            "resources": ["secrets"],
+            "resourceNames": ["keycloak-admin"],
+            "verbs": ["get"],
+        }
+    ]
+    egress = one(documents, "NetworkPolicy", "tx-tongxing-operator")["spec"]["egress"]
+    assert egress[1]["to"] == [
+        {"ipBlock": {"cidr": f"10.20.255.{n}/32"}} for n in (10, 11, 12)
+    ]  # the API server, as the profile names it
+    assert egress[3]["ports"] == [{"port": 8080, "protocol": "TCP"}]  # the granted Keycloak
     operator = one(documents, "Deployment", "tx-tongxing-operator")
     assert operator["spec"]["replicas"] == 2
     assert {a for a in container(operator)["args"] if a.startswith("--namespace=")} == {
@@ -281,9 +318,9 @@ def test_production_values_render_postgres_replicas_behind_an_ingress(helm: Helm
 def test_every_template_file_holds_one_kind_named_after_it(helm: Helm) -> None:
     kinds: dict[str, set[str]] = {}
     for values in (
-        ["-f", str(MINIMAL)],
-        ["-f", str(PRODUCTION)],
-        ["-f", str(MINIMAL), "--set=operator.watch.allNamespaces=true"],
+        [*MINIMAL_VALUES],
+        [*PRODUCTION_VALUES],
+        [*MINIMAL_VALUES, "--set=operator.watch.allNamespaces=true"],
     ):
         done = helm.run("template", "tx", str(CHART), "--namespace=tongxing", *values)
         assert done.returncode == 0, done.stderr
@@ -304,7 +341,7 @@ def test_every_template_file_holds_one_kind_named_after_it(helm: Helm) -> None:
 def test_watching_every_namespace_grants_cluster_wide_and_shares_a_cluster_peering(
     helm: Helm,
 ) -> None:
-    documents = render(helm, "-f", str(MINIMAL), "--set=operator.watch.allNamespaces=true")
+    documents = render(helm, *MINIMAL_VALUES, "--set=operator.watch.allNamespaces=true")
     assert not find(documents, "Role")
     assert not find(documents, "KopfPeering")
     assert one(documents, "ClusterKopfPeering")["metadata"]["name"] == "tongxing"
@@ -319,12 +356,12 @@ def test_watching_every_namespace_grants_cluster_wide_and_shares_a_cluster_peeri
 
 
 def test_a_typo_in_the_values_fails_and_names_the_key(helm: Helm) -> None:
-    message = refused(helm, "-f", str(MINIMAL), "--set=gateway.replica=3")
+    message = refused(helm, *MINIMAL_VALUES, "--set=gateway.replica=3")
     assert "values don't meet the specifications of the schema" in message
     assert "at '/gateway': additional properties 'replica' not allowed" in message
     message = refused(helm, "-f", str(PRODUCTION), "--set=gateway.ingress.tls.secretname=x")
     assert "at '/gateway/ingress/tls': additional properties 'secretname' not allowed" in message
-    message = refused(helm, "-f", str(MINIMAL), "--set=gateway.issuer=http://id.example.gov.cn")
+    message = refused(helm, *MINIMAL_VALUES, "--set=gateway.issuer=http://id.example.gov.cn")
     assert "/gateway/issuer" in message
 
 
@@ -344,15 +381,14 @@ def test_a_missing_secret_reference_fails_with_what_to_create(helm: Helm) -> Non
 
 
 def test_several_gateway_replicas_refuse_sqlite(helm: Helm) -> None:
-    message = refused(helm, "-f", str(MINIMAL), "--set=gateway.replicas=3")
+    message = refused(helm, *MINIMAL_VALUES, "--set=gateway.replicas=3")
     assert "gateway: 3 replicas cannot share SQLite" in message
     assert "set gateway.database.existingSecret" in message
-    message = refused(helm, "-f", str(MINIMAL), "--set=gateway.autoscaling.enabled=true")
+    message = refused(helm, *MINIMAL_VALUES, "--set=gateway.autoscaling.enabled=true")
     assert "gateway: 6 replicas cannot share SQLite" in message
     documents = render(
         helm,
-        "-f",
-        str(MINIMAL),
+        *MINIMAL_VALUES,
         "--set=gateway.replicas=3",
         "--set=gateway.database.existingSecret=db",
     )
@@ -400,7 +436,7 @@ def chart_crds(kube: KubeEndpoint, helm: Helm) -> list[Document]:
     CRDs outlive every release (crds/, and "keep"): they stay for the other tests, as in a
     cluster.
     """
-    crds = find(render(helm, "-f", str(MINIMAL), "--include-crds"), "CustomResourceDefinition")
+    crds = find(render(helm, *MINIMAL_VALUES, "--include-crds"), "CustomResourceDefinition")
     apply_server_side(kube, crds, take_over=True)
     for crd in crds:
         name = crd["metadata"]["name"]
@@ -435,23 +471,35 @@ def release(
     gateway: RunningGateway,
     chart_crds: list[Document],
 ) -> Iterator[Release]:
-    """The production profile applied: its namespace, one watched namespace, its Secrets."""
+    """The production profile applied: its namespace, one watched namespace, its Secrets.
+
+    The platform grants the harness Keycloak to the watched namespace, with its admin in a
+    Secret of the release namespace (the platform's, not watched).
+    """
     name = f"tx{uuid.uuid4().hex[:6]}"
     namespace = f"{name}-system"
     kubectl(kube, "create", "namespace", namespace)
-    watched = create_namespace(kube, keycloak, f"{name}-regions")  # with the Keycloak admin
-    # The Secrets an admin creates before installing; the admin token is the running gateway's.
+    watched = create_namespace(kube, keycloak, f"{name}-regions")
+    # The Secrets an admin creates before installing; the tokens are the running gateway's.
     values = {key: secrets.token_urlsafe(32) for key in GATEWAY_SECRET_KEYS}
     values["admin-token"] = gateway.admin_token
+    values["operator-token"] = gateway.operator_token
     create_secret(kube, namespace, "tongxing-gateway", values)
+    admin = {"username": keycloak.admin_user, "password": keycloak.admin_password}
+    create_secret(kube, namespace, "keycloak-admin", admin)
+    grant = {
+        "url": keycloak.url,
+        "credentialsSecret": {"name": "keycloak-admin"},  # the namespace: the release's
+        "namespaces": [watched.name],
+    }
     created = Release(name, namespace, watched, [])
     try:
         created.documents = render(
             helm,
-            "-f",
-            str(PRODUCTION),
+            *PRODUCTION_VALUES,
             "--include-crds",
             f"--set=operator.watch.namespaces={{{watched.name}}}",
+            f"--set-json=operator.keycloaks={json.dumps([grant])}",
             release=name,
             namespace=namespace,
         )
@@ -541,6 +589,10 @@ def chart_operator(
         kube, release.namespace, service_account, folder / "kubeconfig", release.watched.name
     )
     env = operator_environment(kube, release)
+    # The operator's own credential, not the platform's; the grant as the platform set it.
+    assert env["TONGXING_OPERATOR_ADMIN_TOKEN"] == gateway.operator_token != gateway.admin_token
+    (grant,) = json.loads(env["TONGXING_OPERATOR_KEYCLOAKS"])
+    assert grant["credentials_secret"] == {"namespace": release.namespace, "name": "keycloak-admin"}
     assert env["TONGXING_OPERATOR_GATEWAY_URL"].startswith(
         f"http://{release.name}-tongxing-gateway.{release.namespace}.svc:"
     )
@@ -588,6 +640,37 @@ def test_the_operator_with_the_charts_rbac_onboards_a_region(
     wait_until(lambda: code not in realm_names(keycloak), 30, "the realm's removal", (process,))
     assert gateway.admin("GET", f"/regions/{code}").status_code == 404
     assert "Forbidden" not in process.output(), process.tail()
+    # The API server's audit log: the credentials came from the granted Secret, by name, and
+    # no other Secret was read (there is no Portal, so none in the watched namespace).
+    service_account = release.operator["spec"]["template"]["spec"]["serviceAccountName"]
+    reads = secret_requests(
+        namespace.kube, f"system:serviceaccount:{release.namespace}:{service_account}"
+    )
+    assert reads, "the granted credentials were never read: the audit log is silent"
+    assert set(reads) == {("get", release.namespace, "keycloak-admin")}, reads
+
+
+def secret_requests(kube: KubeEndpoint, user: str) -> list[tuple[str, str, str]]:
+    """(verb, namespace, name) of every request ``user`` made for a Secret (the audit log)."""
+    assert kube.audit_log, "the harness's kube-apiserver writes no audit log"
+    found = []
+    for line in Path(kube.audit_log).read_text().splitlines():
+        event = json.loads(line)
+        ref = event.get("objectRef") or {}
+        if event.get("user", {}).get("username") == user and ref.get("resource") == "secrets":
+            found.append((event["verb"], ref.get("namespace", ""), ref.get("name", "")))
+    return found
+
+
+def test_the_operators_credential_from_the_chart_is_not_the_platforms(
+    kube: KubeEndpoint, release: Release, gateway: RunningGateway
+) -> None:
+    """Its token (role operator) reads its own registrations, and cannot reload policies."""
+    token = operator_environment(kube, release)["TONGXING_OPERATOR_ADMIN_TOKEN"]
+    assert gateway.admin_as(token, "GET", "/regions").status_code == 200
+    refused = gateway.admin_as(token, "POST", "/policies/reload")
+    assert refused.status_code == 403, refused.text
+    assert refused.json()["error"] == "insufficient_scope"
 
 
 def test_the_charts_service_account_can_do_no_more(
@@ -600,12 +683,16 @@ def test_the_charts_service_account_can_do_no_more(
         done = kubectl(kube, f"--kubeconfig={kubeconfig}", *args, check=False)
         return done.returncode, done.stderr
 
-    # What it needs: the Keycloak admin Secret in the namespace it watches, by name.
-    assert as_operator("get", "secret", "keycloak-admin", "-n", watched)[0] == 0
+    # What it needs: the granted Keycloak admin Secret, by name, in the platform's namespace.
+    assert as_operator("get", "secret", "keycloak-admin", "-n", release.namespace)[0] == 0
     assert as_operator("get", "regions", "-n", watched)[0] == 0
     forbidden = [
         ("get", "secrets", "-n", watched),  # no listing of Secrets, even where it works
-        ("get", "secret", "tongxing-gateway", "-n", release.namespace),  # not watched
+        ("get", "secrets", "-n", release.namespace),  # nor beside the granted one
+        # Not granted, though beside the granted one: the platform's own secrets.
+        ("get", "secret", "tongxing-gateway", "-n", release.namespace),
+        ("get", "secret", "tongxing-signing-keys", "-n", release.namespace),
+        ("create", "secret", "generic", "planted", "-n", release.namespace),
         ("get", "secret", "keycloak-admin", "-n", "default"),
         ("get", "pods", "-n", watched),
         ("get", "regions", "--all-namespaces"),
@@ -621,9 +708,19 @@ def test_the_charts_service_account_can_do_no_more(
 def test_helm_install_on_the_cluster_checks_the_named_secrets(
     kube: KubeEndpoint, helm: Helm, chart_crds: list[Document]
 ) -> None:
-    """``helm install --dry-run=server`` asks the cluster: each missing piece is named."""
+    """``helm install --dry-run=server`` asks the cluster: each missing piece is named.
+
+    The harness's API server advertises a loopback address, which an Endpoints object may not
+    hold: there is no ``kubernetes`` Endpoints in ``default`` until the test writes one, so the
+    chart's look-up of the API server's addresses is seen to fail, then to fill the operator's
+    egress rule.
+    """
     namespace = f"tx-dry-{uuid.uuid4().hex[:6]}"
+    platform = f"{namespace}-kc"
     kubectl(kube, "create", "namespace", namespace)
+    kubectl(kube, "create", "namespace", platform)
+    endpoints = ("endpoints", "kubernetes", "-n", "default")
+    kubectl(kube, "delete", *endpoints, "--ignore-not-found")  # left by a run stopped halfway
     try:
 
         def install(*extra: str) -> tuple[int, str]:
@@ -652,8 +749,9 @@ def test_helm_install_on_the_cluster_checks_the_named_secrets(
         create_secret(kube, namespace, "tongxing-gateway", partial)
         code, output = install()
         assert code != 0
-        assert f'Secret {namespace}/tongxing-gateway has no key "mfa-secret"' in output
-        create_secret(kube, namespace, "tongxing-gateway", {**partial, "mfa-secret": "x" * 32})
+        # The operator's own token is a required key (with the operator on).
+        assert f'Secret {namespace}/tongxing-gateway has no key "operator-token"' in output
+        create_secret(kube, namespace, "tongxing-gateway", {**partial, "operator-token": "x" * 32})
         code, output = install()
         assert code != 0
         assert f"Secret {namespace}/tongxing-signing-keys does not exist" in output
@@ -665,9 +763,70 @@ def test_helm_install_on_the_cluster_checks_the_named_secrets(
         assert "is not a PostgreSQL URL" in output
         create_secret(kube, namespace, "db", {"url": "postgresql+psycopg://tx:pw@db:5432/tx"})
         code, output = install(*postgres)
+        assert code != 0  # a cluster to ask, but no addresses in its answer
+        assert (
+            "operator.networkPolicy.egress.apiServer: the Endpoints default/kubernetes has no "
+            "addresses" in output
+        )
+        grant = {
+            "url": "http://kc:8080",
+            "credentialsSecret": {"namespace": platform, "name": "kc"},
+        }
+        granted = (*postgres, API_SERVER, f"--set-json=operator.keycloaks={json.dumps([grant])}")
+        code, output = install(*granted)
+        assert code != 0
+        assert f"operator.keycloaks[0].credentialsSecret: Secret {platform}/kc does not exist" in (
+            output
+        )
+        create_secret(kube, platform, "kc", {"username": "admin"})
+        code, output = install(*granted)
+        assert code != 0
+        assert f'Secret {platform}/kc has no key "password"' in output
+        create_secret(kube, platform, "kc", {"username": "admin", "password": "x" * 32})
+        code, output = install(*granted)
         assert code == 0, output
         assert "wait --for=condition=Ready region/zj" in output  # NOTES.txt: what to apply next
+        assert "url: http://kc:8080" in output  # the Region to apply names the granted Keycloak
+
+        # With the addresses in the cluster, helm install reads them (and the endpoint's port).
+        kubectl(
+            kube,
+            "apply",
+            "-f",
+            "-",
+            stdin=yaml.safe_dump(
+                {
+                    "apiVersion": "v1",
+                    "kind": "Endpoints",
+                    "metadata": {"name": "kubernetes", "namespace": "default"},
+                    "subsets": [
+                        {
+                            "addresses": [{"ip": "192.0.2.10"}, {"ip": "192.0.2.11"}],
+                            "ports": [{"name": "https", "port": 16443, "protocol": "TCP"}],
+                        }
+                    ],
+                }
+            ),
+        )
+        code, output = install(*postgres)
+        assert code == 0, output
+        manifest = output.split("\nMANIFEST:\n", 1)[1].split("\nNOTES:\n", 1)[0]
+        policy = one(
+            [d for d in yaml.safe_load_all(manifest) if d],
+            "NetworkPolicy",
+            "dry-tongxing-operator",
+        )
+        assert policy["spec"]["egress"][1] == {
+            "to": [{"ipBlock": {"cidr": "192.0.2.10/32"}}, {"ipBlock": {"cidr": "192.0.2.11/32"}}],
+            "ports": [
+                {"port": 443, "protocol": "TCP"},
+                {"port": 6443, "protocol": "TCP"},
+                {"port": 16443, "protocol": "TCP"},
+            ],
+        }
     finally:
+        kubectl(kube, "delete", *endpoints, "--ignore-not-found")
+        remove_namespace(kube, platform)
         remove_namespace(kube, namespace)
 
 
@@ -704,7 +863,7 @@ def test_helm_install_adopts_upgrades_and_keeps_the_crds(
                 f"meta.helm.sh/release-name={name}",
                 f"meta.helm.sh/release-namespace={namespace}",
             )
-        run("install", name, str(CHART), "-f", str(MINIMAL))
+        run("install", name, str(CHART), *MINIMAL_VALUES)
         crd = yaml.safe_load(kubectl(kube, "get", "crd", crds[0], "-o", "yaml").stdout)
         assert crd["metadata"]["labels"]["app.kubernetes.io/instance"] == name
         assert crd["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
@@ -713,8 +872,7 @@ def test_helm_install_adopts_upgrades_and_keeps_the_crds(
             "upgrade",
             name,
             str(CHART),
-            "-f",
-            str(MINIMAL),
+            *MINIMAL_VALUES,
             "--set=gateway.threads=4",
             "--set=gateway.workers=2",
         )

@@ -1,7 +1,10 @@
-"""The chart's and the image's files agree with each other and with the operator (no helm run).
+"""The chart's and the image's files agree with each other, with the gateway and the operator.
 
-helm itself is exercised in tests/e2e/test_chart.py; here: the CRD copies, the values schema's
-strictness and its match with values.yaml, the build context and the lock files.
+Here: the CRD copies, the values schema's strictness and its match with values.yaml, the build
+context and the lock files, and what ``helm template`` renders (no cluster: ``lookup`` answers
+nothing) for the tenant boundaries of issue 11: each container's environment, the operator's
+Roles and NetworkPolicy, and the refusals. helm against the real API server (install, upgrade,
+lookup, RBAC as the operator) is tests/e2e/test_chart.py.
 """
 
 from __future__ import annotations
@@ -181,3 +184,498 @@ def test_the_helm_wrapper_module_pins_helm_3() -> None:
     go_mod = (helm.MODULE_DIR / "go.mod").read_text()
     assert f"tool {helm.HELM_PACKAGE}" in go_mod
     assert (helm.MODULE_DIR / "go.sum").stat().st_size > 0
+
+
+# --- what helm template renders (issue 11: tenant boundaries) ---------------------------------
+
+MINIMAL = CHART / "ci" / "minimal-values.yaml"
+PRODUCTION = CHART / "ci" / "production-values.yaml"
+# helm template cannot look the API server's addresses up: every render here names them.
+API_SERVER = (
+    '--set-json=operator.networkPolicy.egress.apiServer=[{"ipBlock":{"cidr":"10.0.0.1/32"}}]'
+)
+DIGEST = "a" * 64
+OPERATOR_LABELS = {
+    "app.kubernetes.io/name": "tongxing",
+    "app.kubernetes.io/instance": "tx",
+    "app.kubernetes.io/component": "operator",
+}
+GATEWAY_LABELS = {**OPERATOR_LABELS, "app.kubernetes.io/component": "gateway"}
+KEYCLOAKS = [
+    # Two grants whose Secrets sit in the platform's namespace, one in the release namespace.
+    {
+        "url": "http://keycloak.kc.svc:8080",
+        "publicUrl": "https://id.zj.example.gov.cn",
+        "credentialsSecret": {"namespace": "platform", "name": "kc-admin"},
+        "namespaces": ["regions"],
+    },
+    {
+        "url": "https://keycloak.sh.example.gov.cn/auth",
+        "adminRealm": "ops",
+        "credentialsSecret": {"namespace": "platform", "name": "kc-admin-sh"},
+    },
+    {"url": "http://keycloak.local:8080", "credentialsSecret": {"name": "keycloak-admin"}},
+]
+
+Document = dict[str, Any]
+
+
+def _template(helm: helm.Helm, *args: str) -> Any:
+    return helm.run("template", "tx", str(CHART), "--namespace=tongxing", *args)
+
+
+def _render(helm: helm.Helm, *args: str, values: Path = MINIMAL) -> list[Document]:
+    done = _template(helm, "-f", str(values), API_SERVER, *args)
+    assert done.returncode == 0, done.stderr
+    return [d for d in yaml.safe_load_all(done.stdout) if d]
+
+
+def _refused(helm: helm.Helm, *args: str, api_server: bool = True) -> str:
+    """``helm template`` of the minimal values with ``args`` must fail: its message."""
+    done = _template(helm, "-f", str(MINIMAL), *([API_SERVER] if api_server else []), *args)
+    assert done.returncode != 0, f"rendered although it should not:\n{done.stdout[:2000]}"
+    message: str = done.stderr
+    return message
+
+
+def _one(documents: list[Document], kind: str, name: str, namespace: str = "tongxing") -> Document:
+    found = [
+        d
+        for d in documents
+        if d["kind"] == kind
+        and d["metadata"]["name"] == name
+        and d["metadata"].get("namespace", namespace) == namespace
+    ]
+    assert len(found) == 1, f"{len(found)} {kind} {namespace}/{name}"
+    return found[0]
+
+
+def _environment(documents: list[Document], component: str) -> dict[str, Any]:
+    """A container's environment as the kubelet builds it: its ConfigMaps' data, then its env.
+
+    A Secret's key stays a reference, ``("secret", name, key)``; a field, ``("field", path)``.
+    """
+    deployment = _one(documents, "Deployment", f"tx-tongxing-{component}")
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    env: dict[str, Any] = {}
+    for source in container.get("envFrom", []):
+        env.update(_one(documents, "ConfigMap", source["configMapRef"]["name"])["data"])
+    for variable in container.get("env", []):
+        reference = variable.get("valueFrom", {})
+        if "secretKeyRef" in reference:
+            ref = reference["secretKeyRef"]
+            env[variable["name"]] = ("secret", ref["name"], ref["key"])
+        elif "fieldRef" in reference:
+            env[variable["name"]] = ("field", reference["fieldRef"]["fieldPath"])
+        else:
+            env[variable["name"]] = variable["value"]
+    return env
+
+
+def _secrets_of(env: dict[str, Any]) -> dict[str, tuple[str, str]]:
+    return {name: value[1:] for name, value in env.items() if value[0] == "secret"}
+
+
+def test_the_operator_calls_the_admin_api_with_its_own_token_never_the_platforms(
+    helm: helm.Helm,
+) -> None:
+    """THREAT_MODEL row 1: the operator holds the operator's credential, not the master key."""
+    documents = _render(helm)
+    gateway = _environment(documents, "gateway")
+    assert _secrets_of(gateway) == {
+        "TONGXING_NATIONAL_SECRET": ("tongxing-gateway", "national-secret"),
+        "TONGXING_PAIRWISE_SECRET": ("tongxing-gateway", "pairwise-secret"),
+        "TONGXING_ADMIN_TOKEN": ("tongxing-gateway", "admin-token"),
+        "TONGXING_OPERATOR_TOKEN": ("tongxing-gateway", "operator-token"),
+        "TONGXING_SESSION_SECRET": ("tongxing-gateway", "session-secret"),
+        "TONGXING_MFA_SECRET": ("tongxing-gateway", "mfa-secret"),
+    }
+    operator = _environment(documents, "operator")
+    assert _secrets_of(operator) == {
+        "TONGXING_OPERATOR_ADMIN_TOKEN": ("tongxing-gateway", "operator-token")
+    }
+    # Nothing the operator is given, and nothing of its objects, names the platform's token.
+    of_operator = [
+        d
+        for d in documents
+        if d["metadata"].get("labels", {}).get("app.kubernetes.io/component") == "operator"
+    ]
+    assert of_operator
+    assert "admin-token" not in yaml.safe_dump_all(of_operator)
+
+    renamed = _render(
+        helm,
+        "--set=gateway.secrets.keys.operatorToken=op",
+        "--set=gateway.secrets.keys.adminToken=admin",
+    )
+    assert _secrets_of(_environment(renamed, "operator")) == {
+        "TONGXING_OPERATOR_ADMIN_TOKEN": ("tongxing-gateway", "op")
+    }
+    gateway = _secrets_of(_environment(renamed, "gateway"))
+    assert gateway["TONGXING_OPERATOR_TOKEN"] == ("tongxing-gateway", "op")
+    assert gateway["TONGXING_ADMIN_TOKEN"] == ("tongxing-gateway", "admin")
+
+
+def test_without_the_operator_the_gateway_knows_no_operator_token(helm: helm.Helm) -> None:
+    documents = _render(helm, "--set=operator.enabled=false")
+    assert "TONGXING_OPERATOR_TOKEN" not in _environment(documents, "gateway")
+    assert not [d for d in documents if d["metadata"]["name"].startswith("tx-tongxing-operator")]
+
+
+def test_the_defaults_set_the_ceiling_at_loa2_and_grant_nothing(helm: helm.Helm) -> None:
+    documents = _render(helm)
+    gateway = _environment(documents, "gateway")
+    assert gateway["TONGXING_LEVEL_CEILING"] == "loa2"
+    assert json.loads(gateway["TONGXING_REGION_LEVEL_CEILINGS"]) == {}
+    assert json.loads(gateway["TONGXING_ADMIN_CLIENTS"]) == []
+    operator = _environment(documents, "operator")
+    assert operator["TONGXING_OPERATOR_LEVEL_CEILING"] == "loa2"
+    assert json.loads(operator["TONGXING_OPERATOR_REGION_LEVEL_CEILINGS"]) == {}
+    assert json.loads(operator["TONGXING_OPERATOR_KEYCLOAKS"]) == []
+    assert not [d for d in documents if d["metadata"]["name"].endswith("-credentials")]
+
+
+def _platform_values() -> list[str]:
+    return [
+        "--set=operator.watch.namespaces={regions,portals}",
+        f"--set-json=operator.keycloaks={json.dumps(KEYCLOAKS)}",
+        "--set=platform.levelCeiling=loa1",
+        '--set-json=platform.regionLevelCeilings={"zj":"loa3","xz":"loa2"}',
+        "--set-json=gateway.adminClients="
+        + json.dumps(
+            [
+                {"name": "audit", "role": "reader", "tokenSha256": DIGEST.upper()},
+                {"name": "ops-team", "role": "platform", "tokenSha256": "b" * 64},
+            ]
+        ),
+    ]
+
+
+def test_the_platform_settings_reach_the_gateway_and_the_operator(helm: helm.Helm) -> None:
+    documents = _render(helm, *_platform_values())
+    gateway = _environment(documents, "gateway")
+    assert json.loads(gateway["TONGXING_ADMIN_CLIENTS"]) == [
+        {"name": "audit", "role": "reader", "token_sha256": DIGEST},
+        {"name": "ops-team", "role": "platform", "token_sha256": "b" * 64},
+    ]
+    ceilings = {"zj": "loa3", "xz": "loa2"}
+    assert gateway["TONGXING_LEVEL_CEILING"] == "loa1"
+    assert json.loads(gateway["TONGXING_REGION_LEVEL_CEILINGS"]) == ceilings
+    operator = _environment(documents, "operator")
+    assert operator["TONGXING_OPERATOR_LEVEL_CEILING"] == "loa1"
+    assert json.loads(operator["TONGXING_OPERATOR_REGION_LEVEL_CEILINGS"]) == ceilings
+    # The contract's spelling, every default filled in: the operator guesses nothing.
+    assert json.loads(operator["TONGXING_OPERATOR_KEYCLOAKS"]) == [
+        {
+            "url": "http://keycloak.kc.svc:8080",
+            "public_url": "https://id.zj.example.gov.cn",
+            "admin_realm": "master",
+            "credentials_secret": {"namespace": "platform", "name": "kc-admin"},
+            "namespaces": ["regions"],
+        },
+        {
+            "url": "https://keycloak.sh.example.gov.cn/auth",
+            "public_url": None,
+            "admin_realm": "ops",
+            "credentials_secret": {"namespace": "platform", "name": "kc-admin-sh"},
+            "namespaces": ["*"],
+        },
+        {
+            "url": "http://keycloak.local:8080",
+            "public_url": None,
+            "admin_realm": "master",
+            "credentials_secret": {"namespace": "tongxing", "name": "keycloak-admin"},
+            "namespaces": ["*"],
+        },
+    ]
+    # No secret in a ConfigMap: the digests are not tokens, the credentials stay in Secrets.
+    for component in ("gateway", "operator"):
+        data = _one(documents, "ConfigMap", f"tx-tongxing-{component}")["data"]
+        assert not any("SECRET" in key or key.endswith("TOKEN") for key in data)
+
+
+def test_the_rendered_settings_are_what_the_gateway_and_the_operator_parse(
+    helm: helm.Helm, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The chart and the two settings models agree on names and spellings (issue 11 contract)."""
+    from realm_operator.settings import OperatorSettings
+
+    from gateway.settings import Settings
+
+    documents = _render(helm, *_platform_values())
+    for component in ("gateway", "operator"):
+        for name, value in _environment(documents, component).items():
+            if isinstance(value, tuple):  # a Secret's key: any value long enough
+                value = f"{name.lower()}-{'x' * 32}"
+            monkeypatch.setenv(name, value)
+    gateway = Settings()  # type: ignore[call-arg]  # from the environment
+    assert [(c.name, c.role, c.token_sha256) for c in gateway.admin_clients] == [
+        ("audit", "reader", DIGEST),
+        ("ops-team", "platform", "b" * 64),
+    ]
+    assert gateway.operator_token is not None
+    assert gateway.level_ceiling == "loa1"
+    assert gateway.region_level_ceilings == {"zj": "loa3", "xz": "loa2"}
+    operator = OperatorSettings()  # type: ignore[call-arg]  # from the environment
+    dumped = operator.model_dump(mode="json")
+    assert dumped["level_ceiling"] == "loa1"
+    assert dumped["region_level_ceilings"] == {"zj": "loa3", "xz": "loa2"}
+    grants = dumped["keycloaks"]
+    assert [g["credentials_secret"] for g in grants] == [
+        {"namespace": "platform", "name": "kc-admin"},
+        {"namespace": "platform", "name": "kc-admin-sh"},
+        {"namespace": "tongxing", "name": "keycloak-admin"},
+    ]
+    assert [g["admin_realm"] for g in grants] == ["master", "ops", "master"]
+    assert [g["namespaces"] for g in grants] == [["regions"], ["*"], ["*"]]
+
+
+def test_granted_keycloak_secrets_are_readable_by_name_and_nothing_else(helm: helm.Helm) -> None:
+    documents = _render(helm, *_platform_values())
+    granted = {"platform": ["kc-admin", "kc-admin-sh"], "tongxing": ["keycloak-admin"]}
+    credentials = [d for d in documents if d["metadata"]["name"].endswith("-credentials")]
+    assert {(d["kind"], d["metadata"]["namespace"]) for d in credentials} == {
+        (kind, namespace) for kind in ("Role", "RoleBinding") for namespace in granted
+    }
+    for namespace, names in granted.items():
+        role = _one(documents, "Role", "tx-tongxing-operator-credentials", namespace)
+        assert role["rules"] == [
+            {"apiGroups": [""], "resources": ["secrets"], "resourceNames": names, "verbs": ["get"]}
+        ]
+        binding = _one(documents, "RoleBinding", "tx-tongxing-operator-credentials", namespace)
+        assert binding["roleRef"] == {
+            "apiGroup": "rbac.authorization.k8s.io",
+            "kind": "Role",
+            "name": "tx-tongxing-operator-credentials",
+        }
+        assert binding["subjects"] == [
+            {"kind": "ServiceAccount", "name": "tx-tongxing-operator", "namespace": "tongxing"}
+        ]
+    # The watched namespaces: Secrets only for the Portals' credentials, never listed.
+    for namespace in ("regions", "portals"):
+        rules = _one(documents, "Role", "tx-tongxing-operator", namespace)["rules"]
+        (secrets,) = [r for r in rules if "secrets" in r["resources"]]
+        assert secrets == {
+            "apiGroups": [""],
+            "resources": ["secrets"],
+            "verbs": ["get", "create", "patch", "delete"],
+        }
+    # Watching every namespace: the same rules cluster-wide, the credential Roles unchanged.
+    everywhere = _render(
+        helm,
+        *[v for v in _platform_values() if not v.startswith("--set=operator.watch")],
+        "--set=operator.watch.allNamespaces=true",
+    )
+    cluster_role = _one(everywhere, "ClusterRole", "tx-tongxing-operator")
+    (secrets,) = [r for r in cluster_role["rules"] if "secrets" in r["resources"]]
+    assert secrets["verbs"] == ["get", "create", "patch", "delete"]
+    assert [
+        (d["kind"], d["metadata"]["namespace"])
+        for d in everywhere
+        if d["metadata"]["name"].endswith("-credentials")
+    ] == [(k, n) for k in ("Role", "RoleBinding") for n in sorted(granted)]
+
+
+def test_the_operator_reaches_dns_the_api_server_its_gateway_and_granted_keycloaks_only(
+    helm: helm.Helm,
+) -> None:
+    keycloak = [{"to": [{"ipBlock": {"cidr": "10.9.0.0/16"}}], "ports": [{"port": 8080}]}]
+    extra = [{"to": [{"ipBlock": {"cidr": "169.254.20.10/32"}}], "ports": [{"port": 53}]}]
+    documents = _render(
+        helm,
+        "--set-json=operator.networkPolicy.egress.apiServer="
+        '[{"ipBlock":{"cidr":"192.0.2.1/32"}},{"ipBlock":{"cidr":"192.0.2.2/32"}}]',
+        "--set-json=operator.networkPolicy.egress.apiServerPorts=[443,8443]",
+        f"--set-json=operator.networkPolicy.egress.keycloak={json.dumps(keycloak)}",
+        f"--set-json=operator.networkPolicy.egress.extra={json.dumps(extra)}",
+    )
+    spec = _one(documents, "NetworkPolicy", "tx-tongxing-operator")["spec"]
+    assert spec["podSelector"] == {"matchLabels": OPERATOR_LABELS}
+    assert spec["policyTypes"] == ["Ingress", "Egress"]
+    assert spec["ingress"] == []  # nothing reaches the operator
+    dns, api_server, gateway, *rest = spec["egress"]
+    assert dns == {
+        "to": [
+            {
+                "namespaceSelector": {
+                    "matchLabels": {"kubernetes.io/metadata.name": "kube-system"}
+                },
+                "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}},
+            }
+        ],
+        "ports": [{"port": 53, "protocol": "UDP"}, {"port": 53, "protocol": "TCP"}],
+    }
+    assert api_server == {
+        "to": [{"ipBlock": {"cidr": "192.0.2.1/32"}}, {"ipBlock": {"cidr": "192.0.2.2/32"}}],
+        "ports": [{"port": 443, "protocol": "TCP"}, {"port": 8443, "protocol": "TCP"}],
+    }
+    # This release's gateway pods (the policy's own namespace), on the container's port.
+    assert gateway == {
+        "to": [{"podSelector": {"matchLabels": GATEWAY_LABELS}}],
+        "ports": [{"port": 8080, "protocol": "TCP"}],
+    }
+    deployment = _one(documents, "Deployment", "tx-tongxing-gateway")
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    assert container["ports"][0]["containerPort"] == 8080
+    assert rest == keycloak + extra
+
+    defaults = _one(_render(helm), "NetworkPolicy", "tx-tongxing-operator")["spec"]["egress"]
+    assert defaults[1] == {
+        "to": [{"ipBlock": {"cidr": "10.0.0.1/32"}}],
+        "ports": [{"port": 443, "protocol": "TCP"}, {"port": 6443, "protocol": "TCP"}],
+    }
+    assert len(defaults) == 3  # no Keycloak allowed until the platform says which
+
+
+def test_the_operators_egress_can_be_left_open_but_never_its_ingress(helm: helm.Helm) -> None:
+    done = _template(helm, "-f", str(MINIMAL), "--set=operator.networkPolicy.egress.enabled=false")
+    assert done.returncode == 0, done.stderr  # no addresses needed
+    documents = [d for d in yaml.safe_load_all(done.stdout) if d]
+    spec = _one(documents, "NetworkPolicy", "tx-tongxing-operator")["spec"]
+    assert spec["policyTypes"] == ["Ingress"]
+    assert spec["ingress"] == []
+    assert "egress" not in spec
+    done = _template(helm, "-f", str(MINIMAL), "--set=operator.networkPolicy.enabled=false")
+    assert done.returncode == 0, done.stderr
+
+
+def test_without_the_api_servers_addresses_helm_template_fails_naming_the_value(
+    helm: helm.Helm,
+) -> None:
+    message = _refused(helm, api_server=False)
+    assert "operator.networkPolicy.egress.apiServer: without a cluster to ask" in message
+    assert "kubectl get endpoints kubernetes -n default" in message
+    assert "operator.networkPolicy.egress.enabled=false" in message
+    # A value missing elsewhere is named first, whichever template helm renders first.
+    message = _refused(helm, "--set=gateway.replicas=2", api_server=False)
+    assert "gateway: 2 replicas cannot share SQLite" in message
+    # helm lint renders the same way (and reports a template's fail as an INFO "Fail:").
+    done = helm.run("lint", "--strict", str(CHART), "-f", str(MINIMAL))
+    assert "Fail: operator.networkPolicy.egress.apiServer" in done.stdout + done.stderr
+
+
+@pytest.mark.parametrize(
+    ("values", "expected"),
+    [
+        (
+            [
+                "--set-json=gateway.adminClients="
+                f'[{{"name":"audit","role":"reader","tokenSha256":"{DIGEST}"}},'
+                f'{{"name":"audit","role":"platform","tokenSha256":"{"b" * 64}"}}]'
+            ],
+            'gateway.adminClients: the name "audit" appears twice',
+        ),
+        (
+            [
+                "--set-json=gateway.adminClients="
+                f'[{{"name":"audit","role":"reader","tokenSha256":"{DIGEST}"}},'
+                f'{{"name":"ops","role":"platform","tokenSha256":"{DIGEST.upper()}"}}]'
+            ],
+            "gateway.adminClients: ops has the tokenSha256 of another client",
+        ),
+        (
+            [
+                "--set-json=operator.keycloaks="
+                '[{"url":"http://kc:8080","credentialsSecret":{"name":"a"}},'
+                '{"url":"http://KC:8080/","credentialsSecret":{"name":"b"}}]'
+            ],
+            "operator.keycloaks[1].url: http://KC:8080/ is granted twice",
+        ),
+        (
+            [
+                "--set-json=operator.keycloaks="
+                '[{"url":"http://kc:8080","credentialsSecret":{"name":"a"},'
+                '"namespaces":["tongxing","regions"]}]'
+            ],
+            "operator.keycloaks[0].namespaces: regions is not a namespace the operator watches",
+        ),
+    ],
+    ids=["client-name-twice", "client-token-twice", "keycloak-twice", "unwatched-namespace"],
+)
+def test_platform_settings_that_cannot_work_fail_with_what_to_set(
+    helm: helm.Helm, values: list[str], expected: str
+) -> None:
+    assert expected in _refused(helm, *values)
+
+
+def test_keycloak_urls_differing_in_their_paths_case_are_two_grants(helm: helm.Helm) -> None:
+    grants = [
+        {"url": "http://kc:8080/Auth", "credentialsSecret": {"name": "a"}},
+        {"url": "http://kc:8080/auth", "credentialsSecret": {"name": "b"}},
+    ]
+    documents = _render(helm, f"--set-json=operator.keycloaks={json.dumps(grants)}")
+    keycloaks = json.loads(_environment(documents, "operator")["TONGXING_OPERATOR_KEYCLOAKS"])
+    assert [k["url"] for k in keycloaks] == ["http://kc:8080/Auth", "http://kc:8080/auth"]
+
+
+@pytest.mark.parametrize(
+    ("values", "expected"),
+    [
+        ("--set=platform.levelCeiling=loa4", "/platform/levelCeiling"),
+        ("--set=platform.regionLevelCeilings.zj=loa9", "/platform/regionLevelCeilings/zj"),
+        ("--set=platform.regionLevelCeilings.ZJ=loa3", "/platform/regionLevelCeilings"),
+        (
+            "--set-json=gateway.adminClients="
+            f'[{{"name":"platform","role":"reader","tokenSha256":"{DIGEST}"}}]',
+            "/gateway/adminClients/0/name",
+        ),
+        (
+            "--set-json=gateway.adminClients="
+            f'[{{"name":"audit","role":"admin","tokenSha256":"{DIGEST}"}}]',
+            "/gateway/adminClients/0/role",
+        ),
+        (
+            '--set-json=gateway.adminClients=[{"name":"audit","role":"reader","tokenSha256":"x"}]',
+            "/gateway/adminClients/0/tokenSha256",
+        ),
+        (
+            '--set-json=gateway.adminClients=[{"name":"audit","role":"reader","token":"x"}]',
+            "additional properties 'token' not allowed",
+        ),
+        # The key names are fixed (username, password): a grant cannot point at another key.
+        (
+            "--set-json=operator.keycloaks="
+            '[{"url":"http://kc:8080","credentialsSecret":{"name":"a","usernameKey":"k"}}]',
+            "additional properties 'usernameKey' not allowed",
+        ),
+        (
+            '--set-json=operator.keycloaks=[{"url":"file:///etc/passwd",'
+            '"credentialsSecret":{"name":"a"}}]',
+            "/operator/keycloaks/0/url",
+        ),
+        (
+            '--set-json=operator.keycloaks=[{"url":"http://kc:8080"}]',
+            "missing property 'credentialsSecret'",
+        ),
+        (
+            "--set-json=operator.networkPolicy.egress.apiServerPorts=[70000]",
+            "/operator/networkPolicy/egress/apiServerPorts/0",
+        ),
+        (
+            "--set=operator.networkPolicy.egress.apiserver=x",
+            "additional properties 'apiserver' not allowed",
+        ),
+    ],
+)
+def test_the_schema_refuses_a_bad_platform_value_naming_it(
+    helm: helm.Helm, values: str, expected: str
+) -> None:
+    message = _refused(helm, values)
+    assert "values don't meet the specifications of the schema" in message
+    assert expected in message
+
+
+def test_the_production_profile_grants_its_keycloak_from_the_release_namespace(
+    helm: helm.Helm,
+) -> None:
+    done = _template(helm, "-f", str(PRODUCTION))  # names its API server itself
+    assert done.returncode == 0, done.stderr
+    documents = [d for d in yaml.safe_load_all(done.stdout) if d]
+    role = _one(documents, "Role", "tx-tongxing-operator-credentials", "tongxing")
+    assert role["rules"][0]["resourceNames"] == ["keycloak-admin"]
+    egress = _one(documents, "NetworkPolicy", "tx-tongxing-operator")["spec"]["egress"]
+    assert len(egress) == 4  # DNS, API server, gateway, the Keycloak
+    operator = _environment(documents, "operator")
+    (grant,) = json.loads(operator["TONGXING_OPERATOR_KEYCLOAKS"])
+    assert grant["credentials_secret"] == {"namespace": "tongxing", "name": "keycloak-admin"}
+    assert json.loads(operator["TONGXING_OPERATOR_REGION_LEVEL_CEILINGS"]) == {"zj": "loa3"}

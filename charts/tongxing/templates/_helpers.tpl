@@ -107,7 +107,42 @@ app.kubernetes.io/component: {{ $component }}
 {{- end -}}
 
 {{- define "tongxing.gateway.secretName" -}}
-{{- required "gateway.secrets.existingSecret: name the Secret that holds the gateway's national-secret, pairwise-secret, admin-token, session-secret and mfa-secret (create it first: see the chart's README); the chart never makes up secrets" .Values.gateway.secrets.existingSecret -}}
+{{- required "gateway.secrets.existingSecret: name the Secret that holds the gateway's national-secret, pairwise-secret, admin-token, operator-token, session-secret and mfa-secret (create it first: see the chart's README); the chart never makes up secrets" .Values.gateway.secrets.existingSecret -}}
+{{- end -}}
+
+{{/* The port the gateway container listens on (its Service's target, the operator's egress). */}}
+{{- define "tongxing.gateway.containerPort" -}}8080{{- end -}}
+
+{{/* TONGXING_ADMIN_CLIENTS: gateway.adminClients in the gateway's spelling (a JSON list). */}}
+{{- define "tongxing.gateway.adminClients" -}}
+{{- $clients := list -}}
+{{- range .Values.gateway.adminClients -}}
+{{- $clients = append $clients (dict "name" .name "role" .role "token_sha256" (lower .tokenSha256)) -}}
+{{- end -}}
+{{- toJson $clients -}}
+{{- end -}}
+
+{{/* TONGXING_OPERATOR_KEYCLOAKS: operator.keycloaks with their defaults, in the operator's
+spelling (a JSON list). */}}
+{{- define "tongxing.operator.keycloaks" -}}
+{{- $grants := list -}}
+{{- range .Values.operator.keycloaks -}}
+{{- $secret := dict "namespace" (get .credentialsSecret "namespace" | default $.Release.Namespace) "name" .credentialsSecret.name -}}
+{{- $grant := dict "url" .url "public_url" (get . "publicUrl" | default nil) "admin_realm" (get . "adminRealm" | default "master") "credentials_secret" $secret "namespaces" (get . "namespaces" | default (list "*")) -}}
+{{- $grants = append $grants $grant -}}
+{{- end -}}
+{{- toJson $grants -}}
+{{- end -}}
+
+{{/* The Keycloak credential Secrets the operator may read: namespace -> sorted names (JSON). */}}
+{{- define "tongxing.operator.credentialSecrets" -}}
+{{- $byNamespace := dict -}}
+{{- range .Values.operator.keycloaks -}}
+{{- $namespace := get .credentialsSecret "namespace" | default $.Release.Namespace -}}
+{{- $names := default (list) (get $byNamespace $namespace) -}}
+{{- $_ := set $byNamespace $namespace (append $names .credentialsSecret.name | uniq | sortAlpha) -}}
+{{- end -}}
+{{- toJson $byNamespace -}}
 {{- end -}}
 
 {{- define "tongxing.gateway.signingKeysSecret" -}}
@@ -141,6 +176,21 @@ so `helm template` and `helm install` fail before anything is applied.
 {{- if and .Values.operator.enabled .Values.operator.watch.allNamespaces .Values.operator.watch.namespaces -}}
 {{- fail "operator.watch: allNamespaces and a namespaces list exclude each other" -}}
 {{- end -}}
+{{- $names := list -}}
+{{- $digests := list -}}
+{{- range $gateway.adminClients -}}
+{{- if has .name $names -}}
+{{- fail (printf "gateway.adminClients: the name %q appears twice; each admin client's name is its own" .name) -}}
+{{- end -}}
+{{- if has (lower .tokenSha256) $digests -}}
+{{- fail (printf "gateway.adminClients: %s has the tokenSha256 of another client; give each client a token of its own" .name) -}}
+{{- end -}}
+{{- $names = append $names .name -}}
+{{- $digests = append $digests (lower .tokenSha256) -}}
+{{- end -}}
+{{- if .Values.operator.enabled -}}
+{{- include "tongxing.operator.validateKeycloaks" . -}}
+{{- end -}}
 {{- $_ := include "tongxing.gateway.issuer" . -}}
 {{- $_ := include "tongxing.gateway.secretName" . -}}
 {{- $_ := include "tongxing.gateway.signingKeysSecret" . -}}
@@ -156,7 +206,11 @@ the release namespace answering tells that helm is talking to a cluster.
 {{- if and .Values.checkSecrets (lookup "v1" "Namespace" "" .Release.Namespace) -}}
 {{- $gateway := .Values.gateway -}}
 {{- $keys := $gateway.secrets.keys -}}
-{{- include "tongxing.checkSecret" (list . "gateway.secrets.existingSecret" $gateway.secrets.existingSecret (list $keys.nationalSecret $keys.pairwiseSecret $keys.adminToken $keys.sessionSecret $keys.mfaSecret)) -}}
+{{- $required := list $keys.nationalSecret $keys.pairwiseSecret $keys.adminToken $keys.sessionSecret $keys.mfaSecret -}}
+{{- if .Values.operator.enabled -}}
+{{- $required = append $required $keys.operatorToken -}}
+{{- end -}}
+{{- include "tongxing.checkSecret" (list . "gateway.secrets.existingSecret" $gateway.secrets.existingSecret $required) -}}
 {{- include "tongxing.checkSecret" (list . "gateway.signingKeys.existingSecret" $gateway.signingKeys.existingSecret (list $gateway.signingKeys.key)) -}}
 {{- if $gateway.database.existingSecret -}}
 {{- include "tongxing.checkSecret" (list . "gateway.database.existingSecret" $gateway.database.existingSecret (list $gateway.database.key)) -}}
@@ -166,22 +220,60 @@ the release namespace answering tells that helm is talking to a cluster.
 {{- fail (printf "gateway.database.existingSecret: key %q of Secret %s/%s is not a PostgreSQL URL (postgresql+psycopg://user:password@host/db)" $gateway.database.key .Release.Namespace $gateway.database.existingSecret) -}}
 {{- end -}}
 {{- end -}}
+{{- if .Values.operator.enabled -}}
+{{- range $index, $grant := .Values.operator.keycloaks -}}
+{{- $namespace := get $grant.credentialsSecret "namespace" | default $.Release.Namespace -}}
+{{- include "tongxing.checkSecret" (list $ (printf "operator.keycloaks[%d].credentialsSecret" $index) $grant.credentialsSecret.name (list "username" "password") $namespace) -}}
+{{- end -}}
+{{- end -}}
 {{- end -}}
 {{- end -}}
 
-{{/* (list $ "the value's path" "secret name" (list "key" ...)) */}}
+{{/* (list $ "the value's path" "secret name" (list "key" ...) ["namespace"]): the namespace
+defaults to the release's. */}}
 {{- define "tongxing.checkSecret" -}}
 {{- $root := index . 0 -}}
 {{- $what := index . 1 -}}
 {{- $name := index . 2 -}}
 {{- $keys := index . 3 -}}
-{{- $secret := lookup "v1" "Secret" $root.Release.Namespace $name -}}
+{{- $namespace := $root.Release.Namespace -}}
+{{- if gt (len .) 4 -}}
+{{- $namespace = index . 4 -}}
+{{- end -}}
+{{- $secret := lookup "v1" "Secret" $namespace $name -}}
 {{- if not $secret -}}
-{{- fail (printf "%s: Secret %s/%s does not exist; create it before installing (see the chart's README), or set checkSecrets=false" $what $root.Release.Namespace $name) -}}
+{{- fail (printf "%s: Secret %s/%s does not exist; create it before installing (see the chart's README), or set checkSecrets=false" $what $namespace $name) -}}
 {{- end -}}
 {{- range $keys -}}
 {{- if not (hasKey (default dict $secret.data) .) -}}
-{{- fail (printf "%s: Secret %s/%s has no key %q" $what $root.Release.Namespace $name .) -}}
+{{- fail (printf "%s: Secret %s/%s has no key %q" $what $namespace $name .) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+The Keycloak grants make sense together: one grant per URL (the operator matches a Region's
+keycloak.url against them), and every namespace a grant names is one the operator watches (a
+grant elsewhere would never apply: most likely a typo).
+*/}}
+{{- define "tongxing.operator.validateKeycloaks" -}}
+{{- $urls := list -}}
+{{- $watched := include "tongxing.operator.namespaces" . | fromJsonArray -}}
+{{- range $index, $grant := .Values.operator.keycloaks -}}
+{{- /* As the operator compares: scheme and host in lower case, a trailing slash aside. */ -}}
+{{- $url := $grant.url | trimSuffix "/" -}}
+{{- $origin := regexFind "^[a-zA-Z][a-zA-Z0-9+.-]*://[^/]+" $url -}}
+{{- $url = printf "%s%s" (lower $origin) (trimPrefix $origin $url) -}}
+{{- if has $url $urls -}}
+{{- fail (printf "operator.keycloaks[%d].url: %s is granted twice; grant each Keycloak once, with every namespace that may use it in its namespaces" $index $grant.url) -}}
+{{- end -}}
+{{- $urls = append $urls $url -}}
+{{- if not $.Values.operator.watch.allNamespaces -}}
+{{- range get $grant "namespaces" | default (list "*") -}}
+{{- if and (ne . "*") (not (has . $watched)) -}}
+{{- fail (printf "operator.keycloaks[%d].namespaces: %s is not a namespace the operator watches (%s); add it to operator.watch.namespaces or remove it" $index . (join ", " $watched)) -}}
+{{- end -}}
+{{- end -}}
 {{- end -}}
 {{- end -}}
 {{- end -}}
@@ -213,8 +305,9 @@ the release namespace answering tells that helm is talking to a cluster.
 - apiGroups: [kopf.dev]
   resources: [kopfpeerings]
   verbs: [get, list, watch, patch]
-# Keycloak admin credentials (read by name) and portal credentials (written, owned by the
-# Portal). No list or watch: the operator cannot enumerate Secrets.
+# The Portals' credential Secrets (spec.secretName: written, owned by the Portal). No list or
+# watch: the operator cannot enumerate Secrets. Keycloak admin credentials are not read here:
+# only from the Secrets the platform grants (operator.keycloaks), by a Role of their own.
 - apiGroups: [""]
   resources: [secrets]
   verbs: [get, create, patch, delete]
@@ -222,4 +315,45 @@ the release namespace answering tells that helm is talking to a cluster.
 - apiGroups: ["", events.k8s.io]
   resources: [events]
   verbs: [create]
+{{- end -}}
+
+{{/*
+The operator's egress rule to the API server: operator.networkPolicy.egress.apiServer, or, when
+that is empty and helm talks to a cluster, the addresses of the `kubernetes` Endpoints in
+`default` (a NetworkPolicy sees the endpoint once the Service's address is translated), with
+apiServerPorts and the Endpoints' ports. Without a cluster to ask (helm template, lint,
+--dry-run=client) there is nothing to fill them with: fail, naming the value to set.
+*/}}
+{{- define "tongxing.operator.apiServerEgress" -}}
+{{- $egress := .Values.operator.networkPolicy.egress -}}
+{{- $peers := $egress.apiServer -}}
+{{- $ports := list -}}
+{{- range $egress.apiServerPorts -}}
+{{- $ports = append $ports (int .) -}}
+{{- end -}}
+{{- if not $peers -}}
+{{- $endpoints := lookup "v1" "Endpoints" "default" "kubernetes" -}}
+{{- range $subset := get $endpoints "subsets" | default (list) -}}
+{{- range get $subset "addresses" | default (list) -}}
+{{- $peers = append $peers (dict "ipBlock" (dict "cidr" (printf "%s/%s" .ip (ternary "128" "32" (contains ":" .ip))))) -}}
+{{- end -}}
+{{- range get $subset "ports" | default (list) -}}
+{{- $ports = append $ports (int .port) -}}
+{{- end -}}
+{{- end -}}
+{{- if not $peers -}}
+{{- /* Whatever else is wrong is said first, whichever template helm happens to render first. */ -}}
+{{- include "tongxing.validate" . -}}
+{{- if lookup "v1" "Namespace" "" "default" -}}
+{{- fail "operator.networkPolicy.egress.apiServer: the Endpoints default/kubernetes has no addresses this installer may read; set the API server's addresses, e.g. [{ipBlock: {cidr: 10.0.0.1/32}}] (kubectl get endpoints kubernetes -n default), or turn the operator's egress policy off (operator.networkPolicy.egress.enabled=false)" -}}
+{{- else -}}
+{{- fail "operator.networkPolicy.egress.apiServer: without a cluster to ask (helm template, helm lint, --dry-run=client) the API server's addresses cannot be looked up; set them, e.g. --set-json 'operator.networkPolicy.egress.apiServer=[{\"ipBlock\":{\"cidr\":\"10.0.0.1/32\"}}]' (kubectl get endpoints kubernetes -n default), or turn the operator's egress policy off (operator.networkPolicy.egress.enabled=false)" -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- $rulePorts := list -}}
+{{- range uniq $ports -}}
+{{- $rulePorts = append $rulePorts (dict "port" . "protocol" "TCP") -}}
+{{- end -}}
+{{- toYaml (list (dict "to" $peers "ports" $rulePorts)) -}}
 {{- end -}}
