@@ -25,7 +25,10 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from gateway_fixtures import PERSON_ID, Portal, PortalSite
 from keycloak import KeycloakAdmin, KeycloakOpenIDConnection
+from playwright.sync_api import Browser
+from playwright.sync_api import Error as PlaywrightError
 from tongxing_dev.keycloak import KeycloakEndpoint
 from tongxing_dev.kube import KubeEndpoint
 from tongxing_dev.process import LOOPBACK, free_port, tail
@@ -34,6 +37,7 @@ REPO = Path(__file__).resolve().parent.parent
 CRDS = REPO / "operator" / "crds"
 EXAMPLES = REPO / "operator" / "examples"
 GROUP = "tongxing.io"
+PHONE = "+8613800138000"
 
 
 def kubectl(
@@ -125,6 +129,24 @@ class OperatorProcess:
                 self.kill()
 
 
+def keycloak_grant(
+    url: str,
+    secret_namespace: str,
+    *,
+    public_url: str | None = None,
+    secret_name: str = "keycloak-admin",  # noqa: S107 - a Secret's name
+    namespaces: tuple[str, ...] = ("*",),
+) -> dict[str, Any]:
+    """One Keycloak the platform grants the operator (``TONGXING_OPERATOR_KEYCLOAKS``)."""
+    return {
+        "url": url,
+        "public_url": public_url,
+        "admin_realm": "master",
+        "credentials_secret": {"namespace": secret_namespace, "name": secret_name},
+        "namespaces": list(namespaces),
+    }
+
+
 def start_operator(
     kube: KubeEndpoint,
     namespace: str,
@@ -132,26 +154,38 @@ def start_operator(
     *,
     gateway_url: str,
     admin_token: str,
+    keycloaks: list[dict[str, Any]],
     gateway_issuer: str | None = None,
     kubeconfig: Path | None = None,
     peering: str | None = None,
     priority: int | None = None,
     drift_interval: float = 4,
+    level_ceiling: str | None = None,
+    region_level_ceilings: dict[str, str] | None = None,
+    also_watch: tuple[str, ...] = (),
 ) -> OperatorProcess:
+    """The operator with the platform's settings: the Keycloaks it may use (``keycloaks``, see
+    :func:`keycloak_grant`), its own admin API credential and the level ceilings."""
     env = {
         **os.environ,
         "KUBECONFIG": str(kubeconfig or kube.kubeconfig),
         "PYTHONUNBUFFERED": "1",
         "TONGXING_OPERATOR_GATEWAY_URL": gateway_url,
         "TONGXING_OPERATOR_ADMIN_TOKEN": admin_token,
+        "TONGXING_OPERATOR_KEYCLOAKS": json.dumps(keycloaks),
         "TONGXING_OPERATOR_TIMEOUT": "3",
         "TONGXING_OPERATOR_RETRY_DELAY": "1",
         "TONGXING_OPERATOR_CREDENTIALS_RETRY_DELAY": "3",
         "TONGXING_OPERATOR_DRIFT_INTERVAL": str(drift_interval),
     }
+    if level_ceiling is not None:
+        env["TONGXING_OPERATOR_LEVEL_CEILING"] = level_ceiling
+    if region_level_ceilings is not None:
+        env["TONGXING_OPERATOR_REGION_LEVEL_CEILINGS"] = json.dumps(region_level_ceilings)
     if gateway_issuer is not None:
         env["TONGXING_OPERATOR_GATEWAY_ISSUER"] = gateway_issuer
     argv = [sys.executable, "-m", "realm_operator", f"--namespace={namespace}"]
+    argv += [f"--namespace={name}" for name in also_watch]
     argv += [f"--peering={peering}"] if peering else ["--standalone"]
     if priority is not None:
         argv.append(f"--priority={priority}")
@@ -173,7 +207,8 @@ def start_operator(
 
 @dataclass
 class Namespace:
-    """A namespace of the test cluster, with the Keycloak admin Secret the Regions name."""
+    """A namespace of the test cluster; it also holds the Keycloak admin Secret the platform
+    grants the operator (:meth:`grant`), as a platform namespace would."""
 
     kube: KubeEndpoint
     name: str
@@ -251,16 +286,19 @@ class Namespace:
             }
         )
 
+    def grant(self, url: str | None = None) -> dict[str, Any]:
+        """The platform's grant of the shared Keycloak (reached at ``url``, e.g. a proxy)."""
+        return keycloak_grant(
+            url or self.keycloak.url,
+            self.name,
+            public_url=self.keycloak.url if url is not None else None,
+        )
+
     def region(
         self, name: str, code: str, keycloak_url: str | None = None, **spec: Any
     ) -> dict[str, Any]:
-        """A Region manifest for ``code`` in the shared Keycloak."""
-        keycloak = {
-            "url": keycloak_url or self.keycloak.url,
-            "adminSecretRef": {"name": "keycloak-admin"},
-        }
-        if keycloak_url is not None:
-            keycloak["publicUrl"] = self.keycloak.url
+        """A Region manifest for ``code`` in the shared Keycloak (reached at ``keycloak_url``)."""
+        keycloak = {"url": keycloak_url or self.keycloak.url}
         return {
             "apiVersion": f"{GROUP}/v1alpha1",
             "kind": "Region",
@@ -314,19 +352,39 @@ class Namespace:
                 admin.delete_realm(code)
 
 
-def service_account_kubeconfig(namespace: Namespace, path: Path) -> Path:
-    """A kubeconfig for the ServiceAccount of ``operator/rbac.yaml``, bound in ``namespace``.
+def service_account_kubeconfig(
+    namespace: Namespace,
+    path: Path,
+    platform_namespace: str | None = None,
+    also_watched: tuple[str, ...] = (),
+) -> Path:
+    """A kubeconfig for the ServiceAccount of ``operator/rbac.yaml``, made in ``namespace``.
 
-    The operator run with it has exactly the permissions the manifest grants, no more.
+    The operator run with it has exactly the permissions the manifest grants, no more: the
+    Portal-Secret Role in each watched namespace (``namespace`` and ``also_watched``) and the
+    Role that reads the granted Keycloak credentials in ``platform_namespace`` (default
+    ``namespace``).
     """
-    documents = list(yaml.safe_load_all((REPO / "operator" / "rbac.yaml").read_text()))
+    source = list(yaml.safe_load_all((REPO / "operator" / "rbac.yaml").read_text()))
     binding = f"tongxing-operator-{namespace.name}"
-    for document in documents:
-        if document["kind"] == "ServiceAccount":
+    documents: list[dict[str, Any]] = []
+    for document in source:
+        kind = document["kind"]
+        for subject in document.get("subjects", []):
+            subject["namespace"] = namespace.name
+        if kind == "ServiceAccount":
             document["metadata"]["namespace"] = namespace.name
-        elif document["kind"] == "ClusterRoleBinding":
+        elif kind == "ClusterRoleBinding":
             document["metadata"]["name"] = binding
-            document["subjects"][0]["namespace"] = namespace.name
+        elif kind in ("Role", "RoleBinding") and "credentials" in document["metadata"]["name"]:
+            document["metadata"]["namespace"] = platform_namespace or namespace.name
+        elif kind in ("Role", "RoleBinding"):
+            for watched in (namespace.name, *also_watched):
+                copy = json.loads(json.dumps(document))
+                copy["metadata"]["namespace"] = watched
+                documents.append(copy)
+            continue
+        documents.append(document)
     kubectl(namespace.kube, "apply", "-f", "-", stdin=yaml.safe_dump_all(documents))
     namespace.bindings.append(binding)
     token = kubectl(
@@ -535,3 +593,48 @@ def token_kubeconfig(
     path.write_text(yaml.safe_dump(config))
     path.chmod(0o600)
     return path
+
+
+def add_citizen(keycloak: KeycloakEndpoint, realm: str) -> str:
+    """张三, with his identity number and phone, in the realm; returns his password."""
+    password = strong_password()
+    keycloak_admin(keycloak, realm).create_user(
+        {
+            "username": "zhangsan",
+            "firstName": "三",
+            "lastName": "张",
+            "enabled": True,
+            "attributes": {"id_number": [PERSON_ID], "phone_number": [PHONE]},
+            "credentials": [{"type": "password", "value": password, "temporary": False}],
+        }
+    )
+    return password
+
+
+def sign_in(
+    browser: Browser, portal: Portal, site: PortalSite, code: str, password: str
+) -> dict[str, Any]:
+    """A sign-in at ``portal``: the gateway's chooser, the region's Keycloak, back with a code.
+
+    Returns openid-client's result, and the chooser's text as ``chooser``.
+    """
+    context = browser.new_context(locale="zh-CN")
+    page = context.new_page()
+    try:
+        started = portal.start("openid profile phone")
+        page.goto(started["url"])
+        chooser = page.locator("body").inner_text()
+        page.check(f"input[value={code}]")
+        page.click("button[type=submit]")
+        page.fill("#username", "zhangsan")
+        page.fill("#password", password)
+        page.click("#kc-login")
+        try:
+            page.wait_for_url(f"{portal.redirect_uri}**", timeout=15000)
+        except PlaywrightError as exc:
+            text = page.locator("body").inner_text()
+            raise AssertionError(f"sign-in stopped at {page.url}:\n{text}") from exc
+        tokens: dict[str, Any] = portal.finish(site.last_visit(portal.redirect_uri), started)
+    finally:
+        context.close()
+    return {**tokens, "chooser": chooser}

@@ -18,7 +18,6 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 from gateway_fixtures import (
-    PERSON_ID,
     Portal,
     PortalSite,
     RunningGateway,
@@ -27,9 +26,11 @@ from gateway_fixtures import (
 from keycloak.exceptions import KeycloakError
 from operator_fixtures import (
     EXAMPLES,
+    PHONE,
     Namespace,
     OperatorProcess,
     TcpProxy,
+    add_citizen,
     create_namespace,
     install_crds,
     keycloak_admin,
@@ -37,19 +38,17 @@ from operator_fixtures import (
     operator_logs,
     realm_names,
     service_account_kubeconfig,
+    sign_in,
     start_operator,
-    strong_password,
     wait_until,
 )
 from playwright.sync_api import Browser
-from playwright.sync_api import Error as PlaywrightError
 from realm_operator.diff import digest
 from tongxing_dev.keycloak import KeycloakEndpoint
 from tongxing_dev.kube import KubeEndpoint
 from tongxing_dev.process import free_port
 
 GATEWAY_CLIENT = "tongxing-gateway"
-PHONE = "+8613800138000"
 UNKNOWN_KID_INTERVAL = 10.5
 
 
@@ -60,7 +59,7 @@ def crds(kube: KubeEndpoint) -> None:
 
 @pytest.fixture(scope="module")
 def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningGateway]:
-    yield from start_gateway(tmp_path_factory.mktemp("gateway"))
+    yield from start_gateway(tmp_path_factory.mktemp("gateway"), level_ceiling="loa3")
 
 
 @pytest.fixture(scope="module")
@@ -71,10 +70,20 @@ def namespace(kube: KubeEndpoint, keycloak: KeycloakEndpoint, crds: None) -> Ite
 
 
 @pytest.fixture(scope="module")
+def outage_proxy(keycloak: KeycloakEndpoint) -> Iterator[TcpProxy]:
+    """A way to Keycloak a test can cut (down until started); the platform grants it too."""
+    parts = urlsplit(keycloak.url)
+    proxy = TcpProxy(parts.hostname or "127.0.0.1", parts.port or 80)
+    yield proxy
+    proxy.stop()
+
+
+@pytest.fixture(scope="module")
 def operator(
     kube: KubeEndpoint,
     namespace: Namespace,
     gateway: RunningGateway,
+    outage_proxy: TcpProxy,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[OperatorProcess]:
     folder = tmp_path_factory.mktemp("operator")
@@ -84,8 +93,12 @@ def operator(
         namespace.name,
         folder / "operator.log",
         gateway_url=gateway.issuer,
-        admin_token=gateway.admin_token,
+        admin_token=gateway.operator_token,
+        keycloaks=[namespace.grant(), namespace.grant(outage_proxy.url)],
         kubeconfig=service_account_kubeconfig(namespace, folder / "kubeconfig"),
+        # The platform lets these regions vouch for loa3 (the update below maps to it);
+        # ceilings below it are test_tenant_boundaries.py's.
+        level_ceiling="loa3",
     )
     yield process
     namespace.clean_up()  # while the operator runs, so its finalizer cleans Keycloak and gateway
@@ -117,57 +130,12 @@ def secret_data(namespace: Namespace, name: str) -> dict[str, str]:
     return {k: base64.b64decode(v).decode() for k, v in found["data"].items()}
 
 
-def add_citizen(keycloak: KeycloakEndpoint, realm: str) -> str:
-    """张三, with his identity number and phone, in the realm; returns his password."""
-    password = strong_password()
-    keycloak_admin(keycloak, realm).create_user(
-        {
-            "username": "zhangsan",
-            "firstName": "三",
-            "lastName": "张",
-            "enabled": True,
-            "attributes": {"id_number": [PERSON_ID], "phone_number": [PHONE]},
-            "credentials": [{"type": "password", "value": password, "temporary": False}],
-        }
-    )
-    return password
-
-
 def gateway_client_secret(keycloak: KeycloakEndpoint, realm: str) -> str:
     admin = keycloak_admin(keycloak, realm)
     internal = admin.get_client_id(GATEWAY_CLIENT)
     assert internal is not None
     secret: str = admin.get_client_secrets(internal)["value"]
     return secret
-
-
-def sign_in(
-    browser: Browser, portal: Portal, site: PortalSite, code: str, password: str
-) -> dict[str, Any]:
-    """A sign-in at ``portal``: the gateway's chooser, the region's Keycloak, back with a code.
-
-    Returns openid-client's result, and the chooser's text as ``chooser``.
-    """
-    context = browser.new_context(locale="zh-CN")
-    page = context.new_page()
-    try:
-        started = portal.start("openid profile phone")
-        page.goto(started["url"])
-        chooser = page.locator("body").inner_text()
-        page.check(f"input[value={code}]")
-        page.click("button[type=submit]")
-        page.fill("#username", "zhangsan")
-        page.fill("#password", password)
-        page.click("#kc-login")
-        try:
-            page.wait_for_url(f"{portal.redirect_uri}**", timeout=15000)
-        except PlaywrightError as exc:
-            text = page.locator("body").inner_text()
-            raise AssertionError(f"sign-in stopped at {page.url}:\n{text}") from exc
-        tokens: dict[str, Any] = portal.finish(site.last_visit(portal.redirect_uri), started)
-    finally:
-        context.close()
-    return {**tokens, "chooser": chooser}
 
 
 def test_the_example_manifests_pass_the_api_servers_validation(
@@ -485,7 +453,7 @@ def test_a_spec_only_the_operator_can_judge_is_reported_as_a_condition_and_an_ev
     code = namespace.code("bad")
     namespace.apply(namespace.region("overreach", code, overrides={"clients": []}))
     namespace.wait(
-        'jsonpath={.status.conditions[?(@.type=="Ready")].reason}=InvalidTemplate',
+        'jsonpath={.status.conditions[?(@.type=="Ready")].reason}=OverrideNotAllowed',
         "region/overreach",
     )
     ready_condition = namespace.condition("region", "overreach", "Ready")
@@ -496,7 +464,7 @@ def test_a_spec_only_the_operator_can_judge_is_reported_as_a_condition_and_an_ev
     wait_until(
         lambda: any(
             event["type"] == "Warning"
-            and event["reason"] == "InvalidTemplate"
+            and event["reason"] == "OverrideNotAllowed"
             and "overrides may not set clients" in event["message"]
             for event in namespace.events("overreach")
         ),
@@ -516,15 +484,15 @@ def test_a_realm_is_never_taken_from_its_region_and_a_retained_realm_outlives_it
     namespace.apply(namespace.region("keeper", code, deletionPolicy="Retain"))
     ready(namespace, "region/keeper", operators=(operator,))
 
-    # A second Region with the same code adopts nothing: the realm names its owner.
+    # A second Region with the same code adopts nothing: the code's registration has an owner.
     namespace.apply(namespace.region("usurper", code, names={"zh": "假", "en": "Impostor"}))
     namespace.wait(
-        'jsonpath={.status.conditions[?(@.type=="Ready")].reason}=RealmOwnedElsewhere',
+        'jsonpath={.status.conditions[?(@.type=="Ready")].reason}=RegionCodeTaken',
         "region/usurper",
     )
     condition = namespace.condition("region", "usurper", "Ready")
     assert condition is not None
-    assert f"belongs to Region {namespace.name}/keeper" in condition["message"]
+    assert f"region {code}" in condition["message"]
     kubectl(namespace.kube, "delete", "region/usurper", "-n", namespace.name, "--timeout=30s")
     assert code in realm_names(keycloak)
     assert gateway.admin("GET", f"/regions/{code}").json()["names"]["en"] == "Zhejiang"
@@ -541,9 +509,9 @@ def test_keycloak_down_is_reported_and_the_region_converges_when_it_returns(
     operator: OperatorProcess,
     keycloak: KeycloakEndpoint,
     gateway: RunningGateway,
+    outage_proxy: TcpProxy,
 ) -> None:
-    parts = urlsplit(keycloak.url)
-    proxy = TcpProxy(parts.hostname or "127.0.0.1", parts.port or 80)  # down until started
+    proxy = outage_proxy  # down until started
     code = namespace.code("outage")
     try:
         namespace.apply(namespace.region("outage", code, keycloak_url=proxy.url))
@@ -602,7 +570,8 @@ def test_an_operator_killed_mid_provisioning_and_restarted_leaves_exactly_one_re
         tmp_path / "first.log",
         gateway_url=unreachable,
         gateway_issuer=gateway.issuer,
-        admin_token=gateway.admin_token,
+        admin_token=gateway.operator_token,
+        keycloaks=[namespace.grant()],
     )
     operators = [first]
     try:
@@ -621,7 +590,8 @@ def test_an_operator_killed_mid_provisioning_and_restarted_leaves_exactly_one_re
             namespace.name,
             tmp_path / "second.log",
             gateway_url=gateway.issuer,
-            admin_token=gateway.admin_token,
+            admin_token=gateway.operator_token,
+            keycloaks=[namespace.grant()],
         )
         operators.append(second)
         ready(namespace, "region/killed", operators=tuple(operators))
@@ -665,7 +635,8 @@ def test_two_replicas_with_peering_never_reconcile_the_same_region(
     )
     common: dict[str, Any] = {
         "gateway_url": gateway.issuer,
-        "admin_token": gateway.admin_token,
+        "admin_token": gateway.operator_token,
+        "keycloaks": [namespace.grant()],
         "peering": "tongxing",
     }
     leader = start_operator(kube, namespace.name, tmp_path / "leader.log", priority=200, **common)
