@@ -23,6 +23,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -30,7 +31,16 @@ from typing import Any
 import pytest
 import requests
 import yaml
-from gateway_fixtures import PortalSite, RunningGateway, register_portal, start_gateway
+from gateway_fixtures import (
+    KeycloakRegion,
+    Portal,
+    PortalSite,
+    RunningGateway,
+    keycloak_region,
+    register_portal,
+    sign_in_at_keycloak,
+    start_gateway,
+)
 from operator_fixtures import (
     GROUP,
     Namespace,
@@ -630,3 +640,59 @@ def test_the_operator_read_only_the_secrets_it_was_granted_or_made(
         assert names <= {"owner-credentials", "intruder-credentials"}, names
     logs = "\n".join(operator_logs(world.operator))
     assert GATEWAY_SECRET_VALUE not in logs
+
+
+def _sign_in_acr(browser: Browser, portal: Portal, site: PortalSite, region: KeycloakRegion) -> Any:
+    """A fresh browser's sign-in at ``portal`` through ``region``: the ID token's ``acr``."""
+    context = browser.new_context(locale="zh-CN")
+    page = context.new_page()
+    try:
+        started = portal.start()
+        page.goto(started["url"])
+        page.check(f"input[value={region.code}]")
+        page.click("button[type=submit]")
+        sign_in_at_keycloak(page, region)
+        page.wait_for_url(f"{portal.redirect_uri}**")
+        tokens = portal.finish(site.last_visit(portal.redirect_uri), started)
+    finally:
+        context.close()
+    return tokens["claims"]["acr"]
+
+
+def test_a_ceiling_lowered_after_registration_binds_every_sign_in(
+    keycloak: KeycloakEndpoint, browser: Browser, tmp_path: Path
+) -> None:
+    """THREAT_MODEL row 2: the platform lowered a region's ceiling after it registered a mapping
+    above it. The gateway issues no more than the ceiling; a region at the default ceiling, with
+    the same mapping, shows the mapping is really in force."""
+    low, usual = f"low-{uuid.uuid4().hex[:4]}", f"std-{uuid.uuid4().hex[:4]}"
+    gateways = start_gateway(tmp_path / "gateway", region_level_ceilings={low: "loa1"})
+    gateway = next(gateways)
+    site = PortalSite()
+    try:
+        regions = {code: keycloak_region(keycloak, gateway, code) for code in (low, usual)}
+        # Keycloak says acr "1" after a password; as registered while the platform allowed loa2
+        # (straight into the registry: the admin API refuses it now, as the next lines show).
+        mapping = {"1": "loa2"}
+        for code in (low, usual):
+            found = gateway.services.registry.region(code)
+            assert found is not None
+            gateway.services.registry.put_region(
+                found.model_copy(update={"acr_mapping": mapping}), datetime.now(UTC)
+            )
+        body = gateway.admin("GET", f"/regions/{low}").json()
+        refused = gateway.admin(
+            "PUT",
+            f"/regions/{low}",
+            {**body, "acr_mapping": mapping, "client_secret": secrets.token_urlsafe(32)},
+        )
+        assert refused.status_code == 400, refused.text
+        assert [f["field"] for f in refused.json()["fields"]] == ["acr_mapping.1"]
+
+        portal_ = register_portal(gateway, site, "ceiling")
+        assert _sign_in_acr(browser, portal_, site, regions[usual]) == "loa2"
+        assert _sign_in_acr(browser, portal_, site, regions[low]) == "loa1"
+    finally:
+        site.close()
+        for _ in gateways:  # stops the gateway
+            pass
