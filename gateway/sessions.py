@@ -7,7 +7,6 @@ portal, in parallel and with short timeouts so one slow portal delays nobody.
 
 from __future__ import annotations
 
-import base64
 import logging
 import secrets
 from concurrent.futures import ThreadPoolExecutor
@@ -17,11 +16,9 @@ from typing import Any
 
 import requests
 
-from gateway.identity import ResidentIdentityNumber
 from gateway.keys import KeyRing
-from gateway.mfa import SecretCipher
 from gateway.registry import Registry
-from gateway.store.contract import SessionParticipant, SsoSession, Store, token_hash
+from gateway.store.contract import SessionParticipant, SessionStore, SsoSession, token_hash
 
 log = logging.getLogger(__name__)
 
@@ -42,25 +39,16 @@ class LogoutReport:
     failed: tuple[str, ...]
 
 
-class IdentitySealer:
-    """Seals identity numbers for the session store; opens them only for release."""
-
-    def __init__(self, cipher: SecretCipher) -> None:
-        self.cipher = cipher
-
-    def seal_identity_number(self, number: ResidentIdentityNumber, subject: str) -> str:
-        sealed = self.cipher.encrypt(number.value.encode(), f"id_number:{subject}")
-        return base64.b64encode(sealed).decode()
-
-    def open_identity_number(self, sealed: str, subject: str) -> str:
-        return self.cipher.decrypt(base64.b64decode(sealed), f"id_number:{subject}").decode()
-
-
 class Sessions:
     """Create, find and end SSO sessions."""
 
     def __init__(
-        self, store: Store, keys: KeyRing, registry: Registry, issuer: str, pairwise_secret: bytes
+        self,
+        store: SessionStore,
+        keys: KeyRing,
+        registry: Registry,
+        issuer: str,
+        pairwise_secret: bytes,
     ) -> None:
         self.store = store
         self.pairwise_secret = pairwise_secret
@@ -82,13 +70,16 @@ class Sessions:
         return self.store.get_session(token_hash(session_id), now)
 
     def end(self, session_hash: str, now: datetime) -> LogoutReport:
-        """End the session, revoke its grants and tell every participating portal."""
-        session = self.store.get_session(session_hash, now)
-        participants = self.store.end_session(session_hash, now)
-        self.store.revoke_session_grants(session_hash, now)
-        if session is None or not participants:
+        """End the session, revoke its grants and tell every participating portal.
+
+        The end and the revocation are one store transaction: a crash cannot leave the grants
+        of an ended session alive. Portals are told only by the logout that ended a live
+        session, so concurrent logouts fan out once.
+        """
+        ended = self.store.end_session_and_revoke_grants(session_hash, now)
+        if ended.session is None or not ended.participants:
             return LogoutReport((), ())
-        return self.notify(session, participants, now)
+        return self.notify(ended.session, ended.participants, now)
 
     def notify(
         self, session: SsoSession, participants: list[SessionParticipant], now: datetime

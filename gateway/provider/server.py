@@ -540,26 +540,14 @@ class RefreshGrant(grants.RefreshTokenGrant):  # type: ignore[misc]
     def _detect_reuse(self, hashed: str, now: datetime) -> None:
         """A rotated token presented again revokes its family (RFC 9700 §4.14.2).
 
-        ``get_refresh_token`` sees live tokens only; the store tells a rotated token from an
-        unknown one when asked to rotate it, and then revokes the family itself. The probe is
-        never stored: a token that is not live never reaches the insert.
+        ``get_refresh_token`` sees live tokens only; the store says what became of any other
+        (``refresh_token_status``): a rotated one is a reuse, the rest (revoked, expired,
+        unknown) is just an invalid grant.
         """
-        probe = RefreshTokenRecord(
-            token_hash=token_hash(secrets.token_urlsafe(ACCESS_TOKEN_BYTES)),
-            grant_id="-",
-            client_id="-",
-            subject="-",
-            scope="",
-            expires_at=now,
-        )
-        try:
-            self.provider.store.rotate_refresh_token(hashed, probe, now)
-        except RefreshTokenReuseError:
-            raise InvalidGrantError(
-                "refresh token reused; every token of its grant is revoked"
-            ) from None
-        except (RefreshTokenNotFoundError, GrantNotFoundError, ValueError):
-            return
+        standing = self.provider.store.refresh_token_status(hashed, now)
+        if standing.reused and standing.grant_id is not None:
+            self.provider.store.revoke_grant(standing.grant_id, now)
+            raise InvalidGrantError("refresh token reused; every token of its grant is revoked")
 
     def authenticate_user(self, refresh_token: StoredRefreshToken) -> User:
         """The user read with the token (one store read for both)."""

@@ -1,7 +1,7 @@
 """The store's parts that need no server: hashing, records, engine set-up, migrations on SQLite.
 
 The behaviour of every operation is tested once, on both engines, by the contract suite in
-``tests/integration/test_store_contract.py``.
+``tests/integration/store_contract/`` (one module per aggregate).
 """
 
 from __future__ import annotations

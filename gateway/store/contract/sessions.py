@@ -1,0 +1,138 @@
+"""SSO sessions and the portals that took part in them (OIDC Back-Channel Logout 1.0)."""
+
+from __future__ import annotations
+
+import datetime
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from gateway.store.contract.common import JsonObject, RecordNotFoundError, require_aware
+
+
+@dataclass(frozen=True)
+class SsoSession:
+    """A server-side SSO session; the browser cookie holds only the opaque id it hashes to.
+
+    ``claims`` are the person's claims as the region asserted them at login, kept so that a
+    second portal gets its ID token without another upstream round trip (single sign-on).
+    """
+
+    session_hash: str
+    subject: str
+    region: str
+    auth_time: datetime.datetime
+    acr: str | None
+    amr: tuple[str, ...]
+    created_at: datetime.datetime
+    expires_at: datetime.datetime
+    ended_at: datetime.datetime | None = None
+    claims: JsonObject = field(default_factory=dict, hash=False)
+
+    def __post_init__(self) -> None:
+        require_aware(
+            self,
+            auth_time=self.auth_time,
+            created_at=self.created_at,
+            expires_at=self.expires_at,
+            ended_at=self.ended_at,
+        )
+
+
+@dataclass(frozen=True)
+class SessionParticipant:
+    """A portal that received tokens in an SSO session, and the ``sid`` it was given.
+
+    OIDC Back-Channel Logout 1.0 §2.1 and §2.4: when the session ends, each participant gets a
+    logout token carrying this ``sid``.
+    """
+
+    session_hash: str
+    client_id: str
+    sid: str
+    created_at: datetime.datetime
+
+
+@dataclass(frozen=True)
+class EndedSession:
+    """What a logout did (:meth:`SessionStore.end_session_and_revoke_grants`).
+
+    ``session`` is the session this call ended (``ended_at`` set), if it was live until then:
+    what :meth:`SessionStore.get_session` returned a moment before. It is ``None`` if the
+    session was unknown, already ended or expired. ``participants`` are the portals to notify,
+    as :meth:`SessionStore.end_session` returns them (an expired session still names them), and
+    ``revoked_grants`` the ids of the grants the logout revoked, sorted.
+    """
+
+    session: SsoSession | None
+    participants: list[SessionParticipant]
+    revoked_grants: list[str]
+
+
+class SessionNotFoundError(RecordNotFoundError):
+    """The SSO session is unknown, ended or expired."""
+
+
+class SessionStore(Protocol):
+    """SSO sessions, their participants, and their end (logout)."""
+
+    def create_session(self, session: SsoSession) -> None:
+        """Store a new SSO session for an existing national subject."""
+        ...
+
+    def get_session(self, session_hash: str, now: datetime.datetime) -> SsoSession | None:
+        """The session unless it is unknown, ended or expired."""
+        ...
+
+    def raise_session_assurance(
+        self, session_hash: str, acr: str, amr: tuple[str, ...], now: datetime.datetime
+    ) -> SsoSession:
+        """Record a step-up in a live session: its new ``acr`` and the full ``amr``.
+
+        Raises :class:`SessionNotFoundError` when the session is unknown, ended or expired.
+        """
+        ...
+
+    def add_participant(
+        self, session_hash: str, client_id: str, sid: str, now: datetime.datetime
+    ) -> SessionParticipant:
+        """Record that a portal took part in a live session (idempotent per client).
+
+        Adding a client again keeps (and returns) the first ``sid``, so every ID token the
+        portal receives in this session carries the same one.
+        """
+        ...
+
+    def list_participants(self, session_hash: str) -> list[SessionParticipant]: ...
+
+    def end_session(self, session_hash: str, now: datetime.datetime) -> list[SessionParticipant]:
+        """End a session; return the portals to notify (OIDC Back-Channel Logout 1.0 §2.7).
+
+        An expired but not yet ended session still returns its participants, since their own
+        sessions may outlive ours. Ending twice returns an empty list the second time, so the
+        fan-out happens once.
+        """
+        ...
+
+    def end_session_and_revoke_grants(
+        self, session_hash: str, now: datetime.datetime
+    ) -> EndedSession:
+        """A logout, in one transaction: end the session and revoke every grant made in it.
+
+        :meth:`end_session` and :meth:`~gateway.store.contract.TokenStore.revoke_session_grants`
+        at once, so a crash between them cannot leave tokens alive after the logout (OIDC
+        Back-Channel Logout 1.0 §2.7; RFC 9700 §4.14.2 on revoking what a session yielded).
+        Both happen or neither. A grant being made in the session concurrently is either
+        refused (:class:`SessionNotFoundError`) or revoked with the others: once this returns,
+        no grant of the session is live. Ending twice returns no participants and no grants
+        the second time.
+        """
+        ...
+
+
+__all__ = [
+    "EndedSession",
+    "SessionNotFoundError",
+    "SessionParticipant",
+    "SessionStore",
+    "SsoSession",
+]

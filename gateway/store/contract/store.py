@@ -1,0 +1,62 @@
+"""The whole store: its lifecycle, and :class:`Store`, the union of every aggregate's contract."""
+
+from __future__ import annotations
+
+import datetime
+from typing import Protocol
+
+from gateway.store.contract.attempts import AttemptStore
+from gateway.store.contract.consents import ConsentStore
+from gateway.store.contract.login_transactions import LoginTransactionStore
+from gateway.store.contract.registry import RegistryStore
+from gateway.store.contract.replay import ReplayStore
+from gateway.store.contract.second_factors import SecondFactorStore
+from gateway.store.contract.sessions import SessionStore
+from gateway.store.contract.subjects import SubjectStore
+from gateway.store.contract.tokens import TokenStore
+
+
+class LifecycleStore(Protocol):
+    """The store as a whole: schema, health, connections and housekeeping."""
+
+    def migrate(self) -> None:
+        """Bring the schema to the newest revision (idempotent; safe from several replicas)."""
+        ...
+
+    def healthy(self) -> bool:
+        """A cheap round trip to the database, for readiness probes. Never raises."""
+        ...
+
+    def close(self) -> None:
+        """Release connections."""
+        ...
+
+    def purge_expired(self, now: datetime.datetime) -> int:
+        """Delete expired short-lived rows; return how many rows went.
+
+        Attempt counters go once their window and any lock have passed.
+        """
+        ...
+
+
+class Store(
+    LifecycleStore,
+    SubjectStore,
+    RegistryStore,
+    TokenStore,
+    SessionStore,
+    LoginTransactionStore,
+    SecondFactorStore,
+    AttemptStore,
+    ConsentStore,
+    ReplayStore,
+    Protocol,
+):
+    """Everything the gateway keeps. One transaction per call; see :mod:`gateway.store.contract`.
+
+    Services that need one aggregate depend on its narrow protocol (:class:`SessionStore`,
+    :class:`TokenStore`, ...); only what wires them together needs the whole store.
+    """
+
+
+__all__ = ["LifecycleStore", "Store"]
