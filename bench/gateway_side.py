@@ -23,8 +23,8 @@ from bench.browser import Browser, FlowError, form_action, location, query
 from bench.keycloak_side import BenchRealm, pkce_pair
 from bench.servers import Gateway
 from gateway.identity import check_character, identity_key, parse_identity_number
-from gateway.mfa import SecretCipher
-from gateway.sessions import SEALED_ID_NUMBER, IdentitySealer
+from gateway.sealing import IdentitySealer, SecretCipher
+from gateway.sessions import SEALED_ID_NUMBER
 from gateway.store.contract import CodeRecord, RefreshTokenRecord, SsoSession, token_hash
 from gateway.store.schema import session_participants, sso_sessions
 from gateway.store.sql import SqlStore

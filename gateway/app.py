@@ -9,7 +9,7 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from gateway.admin.api import blueprint as admin
-from gateway.errors import GatewayError, method_not_allowed, not_found, server_error
+from gateway.errors import InvalidRequest, MethodNotAllowed, NotFound, ServerError, TongxingError
 from gateway.health import blueprint as health
 from gateway.provider.authorize import blueprint as authorize
 from gateway.provider.consents import blueprint as consents
@@ -58,7 +58,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         app.register_blueprint(blueprint)
 
     app.after_request(_security_headers)
-    app.register_error_handler(GatewayError, render_error)
+    app.register_error_handler(TongxingError, render_error)
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(Exception, _unexpected)
     return app
@@ -78,11 +78,29 @@ def wants_json() -> bool:
     return best == "application/json"
 
 
-def render_error(error: GatewayError) -> tuple[Response | str, int]:
+def render_error(error: TongxingError) -> tuple[Response | str, int]:
+    """The one answer to every :class:`TongxingError`: JSON for API callers, a page for people.
+
+    Both carry the class's code and texts; the operators' ``detail`` goes to the log only.
+    """
+    return _answer(error, error.status)
+
+
+def _answer(error: TongxingError, status: int) -> tuple[Response | str, int]:
+    log.log(
+        logging.WARNING if status >= 500 else logging.INFO,
+        "%s %s answered %s %s: %r",
+        request.method,
+        request.path,
+        status,
+        error.code,
+        error.detail,
+        extra={"event": "request.refused", "error_code": error.code, "status": status},
+    )
     if wants_json():
         body: dict[str, object] = {"error": error.code, "error_description": error.message_en}
         body.update(error.details)
-        return jsonify(body), error.status
+        return jsonify(body), status
     page = render_template(
         "error.html",
         code=error.code,
@@ -91,25 +109,22 @@ def render_error(error: GatewayError) -> tuple[Response | str, int]:
         message_zh=error.message_zh,
         message_en=error.message_en,
     )
-    return page, error.status
+    return page, status
 
 
 def _http_error(error: HTTPException) -> tuple[Response | str, int]:
+    """What Werkzeug refused before (or instead of) a view, in the gateway's words.
+
+    Its status stays Werkzeug's (a body too large is 413): the HTTP layer decided it.
+    """
     if error.code == 404:
-        return render_error(not_found())
+        return render_error(NotFound())
     if error.code == 405:
-        return render_error(method_not_allowed())
-    gateway_error = GatewayError(
-        "invalid_request",
-        "请求无效",
-        "Invalid request",
-        "请求格式不正确。",
-        error.description or "The request is malformed.",
-        status=error.code or 400,
-    )
-    return render_error(gateway_error)
+        return render_error(MethodNotAllowed())
+    refused = InvalidRequest(type(error).__name__, message_en=error.description or None)
+    return _answer(refused, error.code or 400)
 
 
 def _unexpected(error: Exception) -> tuple[Response | str, int]:
     log.exception("unexpected error on %s %s", request.method, request.path)
-    return render_error(server_error())
+    return render_error(ServerError())

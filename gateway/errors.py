@@ -1,64 +1,454 @@
-"""Errors as values with codes: one type serves the HTTP pages, the JSON API and the logs.
+"""Errors as values with codes: one type serves the pages, the JSON API and the logs.
 
-``code`` is the OAuth 2.0 / OIDC error code where one applies (RFC 6749 §4.1.2.1 and §5.2,
-OIDC Core §3.1.2.6); people see ``title``/``message`` in zh-CN first and English second.
+House rule 7. Every error the gateway explains is a subclass of :class:`TongxingError`, one class
+per named error, with class-level
+
+* ``code``: the OAuth 2.0 / OIDC error code where one applies (RFC 6749 §4.1.2.1 and §5.2,
+  RFC 6750 §3.1, OIDC Core §3.1.2.6), else the gateway's own stable code;
+* ``status``: the HTTP status the answer carries;
+* ``title_zh``/``title_en`` and ``message_zh``/``message_en``: what people read, zh-CN first.
+
+An instance adds only what differs per occurrence: a message that names something ("region zj
+is managed by another owner"), filled in by the class from the names it is given; ``details``,
+machine-readable extras the JSON answer carries (the admin API's ``fields``); and ``detail``, a
+line for operators' logs that is never shown (it never holds a secret, a token or an identity
+number). :func:`gateway.app.render_error` turns any of them into a page for people or JSON for
+API callers, and logs the line.
+
+Subclasses elsewhere: :class:`gateway.broker.errors.BrokerError` (sign-in at a region fails) and
+:class:`gateway.mfa.MfaError` (the second factor). Classes are named after the failure they stand
+for, which reads better at the ``except`` than an ``Error`` suffix would.
 """
+
+# Classes are named after the failure (the module docstring says why), not with an Error suffix.
+# ruff: noqa: N818
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
+
+__all__ = [
+    "CallbackNotRecognised",
+    "ConsentRequestExpired",
+    "FieldError",
+    "FormExpired",
+    "IdentityConflict",
+    "InsufficientScope",
+    "InvalidDocument",
+    "InvalidPolicySet",
+    "InvalidRequest",
+    "InvalidToken",
+    "LoginExpired",
+    "LoginRequired",
+    "LogoutClientMismatch",
+    "LogoutHintForeign",
+    "LogoutHintInvalid",
+    "LogoutRedirectUnregistered",
+    "LogoutRefused",
+    "ManagedByAnother",
+    "MethodNotAllowed",
+    "NoRoleAllowed",
+    "NotFound",
+    "RegistrationChanged",
+    "RegistrationNotFound",
+    "RegistrationTaken",
+    "RoleRefused",
+    "ServerError",
+    "SignInFromAnotherBrowser",
+    "SignInLinkExpired",
+    "TongxingError",
+    "UnknownClient",
+    "UnregisteredRedirectUri",
+    "UnsupportedResponseType",
+    "UnverifiedClient",
+]
+
+#: One entry of the admin API's ``fields`` list: ``{"field": ..., "message": ...}``.
+FieldError = dict[str, str]
+
+_TEXTS = ("code", "title_zh", "title_en", "message_zh", "message_en")
 
 
-@dataclass
-class GatewayError(Exception):
-    """A failure the gateway explains to whoever caused it, without leaking internals."""
+class TongxingError(Exception):
+    """A failure the gateway explains to whoever caused it, without leaking internals.
 
-    code: str
-    title_zh: str
-    title_en: str
+    Raise a subclass: each names one error. ``message_zh``/``message_en`` are class defaults an
+    instance may replace (only for texts that name something); the rest is fixed per class.
+    """
+
+    code: ClassVar[str]
+    status: ClassVar[int]
+    title_zh: ClassVar[str]
+    title_en: ClassVar[str]
     message_zh: str
     message_en: str
-    status: int = 400
-    details: dict[str, object] = field(default_factory=dict)
 
-    def __post_init__(self) -> None:
-        super().__init__(f"{self.code}: {self.message_en}")
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        # Fail at import, not when the first person meets the error.
+        missing = [name for name in (*_TEXTS, "status") if not getattr(cls, name, None)]
+        if missing:
+            raise TypeError(f"{cls.__qualname__} lacks {', '.join(missing)}")
+
+    def __init__(
+        self,
+        detail: str = "",
+        *,
+        message_zh: str | None = None,
+        message_en: str | None = None,
+        details: Mapping[str, object] | None = None,
+    ) -> None:
+        if type(self) is TongxingError:
+            raise TypeError("raise a subclass of TongxingError: one class per named error")
+        if message_zh is not None:
+            self.message_zh = message_zh
+        if message_en is not None:
+            self.message_en = message_en
+        self.detail = detail
+        self.details: dict[str, object] = dict(details or {})
+        super().__init__(f"[{self.code}] {detail or self.message_en}")
+
+    def title(self, language: str = "zh-CN") -> str:
+        """The title for people, in zh-CN unless ``language`` asks for English."""
+        return self.title_en if _english(language) else self.title_zh
+
+    def message(self, language: str = "zh-CN") -> str:
+        """The message for people, in zh-CN unless ``language`` asks for English."""
+        return self.message_en if _english(language) else self.message_zh
 
 
-def invalid_request(message_zh: str, message_en: str) -> GatewayError:
-    return GatewayError(
-        "invalid_request", "请求无效", "Invalid request", message_zh, message_en, status=400
+def _english(language: str) -> bool:
+    return language.lower().startswith("en")
+
+
+# --- any request --------------------------------------------------------------------------------
+
+
+class InvalidRequest(TongxingError):
+    """RFC 6749 §4.1.2.1 / §5.2 ``invalid_request``: the request is malformed."""
+
+    code = "invalid_request"
+    status = 400
+    title_zh = "请求无效"
+    title_en = "Invalid request"
+    message_zh = "请求格式不正确。"
+    message_en = "The request is malformed."
+
+
+class MethodNotAllowed(InvalidRequest):
+    """The address exists but not for this HTTP method."""
+
+    status = 405
+    title_zh = "请求方式不被支持"
+    title_en = "Method not allowed"
+    message_zh = "此地址不接受该请求方式。"
+    message_en = "This address does not accept that method."
+
+
+class FormExpired(InvalidRequest):
+    """A form came back without the CSRF token of this browser's session (or a stale one)."""
+
+    title_zh = "请求已失效"
+    title_en = "Form expired"
+    message_zh = "页面已过期，请重新打开。"
+    message_en = "This page has expired; open it again."
+
+
+class NotFound(TongxingError):
+    """Nothing lives at this address."""
+
+    code = "not_found"
+    status = 404
+    title_zh = "页面不存在"
+    title_en = "Page not found"
+    message_zh = "您访问的地址不存在。"
+    message_en = "The address you opened does not exist."
+
+
+class ServerError(TongxingError):
+    """Something unexpected broke; the log has the traceback, the person a calm page."""
+
+    code = "server_error"
+    status = 500
+    title_zh = "服务暂时不可用"
+    title_en = "Service temporarily unavailable"
+    message_zh = "网关内部出现问题，请稍后重试。"
+    message_en = "Something went wrong inside the gateway; try again later."
+
+
+# --- signing in (the portal's request, the region's answer, the pages between) ------------------
+
+
+class UnverifiedClient(TongxingError):
+    """The authorization request names no registered client or redirect URI.
+
+    RFC 6749 §4.1.2.1: the error must not be sent to an unverified redirect URI, so the person
+    gets a page. ``code`` is the OAuth error the request earned; one subclass per code.
+    """
+
+    code = "invalid_client"
+    status = 400
+    title_zh = "无法完成登录"
+    title_en = "Sign-in cannot continue"
+    message_zh = "发起登录的网站未正确注册（应用标识或回调地址无效）。请联系该网站。"
+    message_en = (
+        "The site that sent you here is not registered correctly (unknown client or redirect "
+        "URI). Please contact that site."
     )
 
 
-def not_found() -> GatewayError:
-    return GatewayError(
-        "not_found",
-        "页面不存在",
-        "Page not found",
-        "您访问的地址不存在。",
-        "The address you opened does not exist.",
-        status=404,
+class UnknownClient(UnverifiedClient):
+    """``client_id`` is missing or names no registered portal (``invalid_client``)."""
+
+
+class UnregisteredRedirectUri(UnverifiedClient):
+    """``redirect_uri`` is missing, repeated or not registered, exactly, for the portal."""
+
+    code = "invalid_request"
+
+
+class UnsupportedResponseType(UnverifiedClient):
+    """``response_type`` is not ``code``, and the redirect URI could not be verified."""
+
+    code = "unsupported_response_type"
+
+
+class CallbackNotRecognised(InvalidRequest):
+    """``/callback/<region>`` names no region, or carries no ``state``."""
+
+    message_zh = "登录回调无效。"
+    message_en = "This sign-in callback is not valid."
+
+
+class LoginExpired(TongxingError):
+    """The sign-in this page belongs to is over (expired, used, or never started here)."""
+
+    code = "login_expired"
+    status = 400
+    title_zh = "登录已过期"
+    title_en = "Sign-in expired"
+    message_zh = "请返回原网站重新登录。"
+    message_en = "Go back to the site and sign in again."
+
+
+class SignInLinkExpired(LoginExpired):
+    """The region's answer names a login transaction that expired or was already used."""
+
+    message_zh = "此登录链接已失效或已被使用，请返回原网站重新登录。"
+    message_en = (
+        "This sign-in link has expired or was already used. Go back to the site and sign in again."
     )
 
 
-def method_not_allowed() -> GatewayError:
-    return GatewayError(
-        "invalid_request",
-        "请求方式不被支持",
-        "Method not allowed",
-        "此地址不接受该请求方式。",
-        "This address does not accept that method.",
-        status=405,
-    )
+class ConsentRequestExpired(LoginExpired):
+    """The consent page's answer has no pending request, session or matching CSRF token."""
+
+    title_zh = "请求已失效"
+    title_en = "Request expired"
 
 
-def server_error() -> GatewayError:
-    return GatewayError(
-        "server_error",
-        "服务暂时不可用",
-        "Service temporarily unavailable",
-        "网关内部出现问题，请稍后重试。",
-        "Something went wrong inside the gateway; try again later.",
-        status=500,
-    )
+class SignInFromAnotherBrowser(TongxingError):
+    """The region's answer reached a browser that did not start the sign-in.
+
+    RFC 6749 §10.12: the binding cookie set when the person left for the region is missing or
+    does not match, so a callback URL planted by someone else is refused.
+    """
+
+    code = "login_csrf"
+    status = 400
+    title_zh = "登录请求与浏览器不匹配"
+    title_en = "Sign-in does not belong to this browser"
+    message_zh = "这个登录回调不是由本浏览器发起的，已被拒绝。"
+    message_en = "This sign-in was not started in this browser and has been refused."
+
+
+class IdentityConflict(TongxingError):
+    """The regional account is already linked to another national subject."""
+
+    code = "identity_conflict"
+    status = 409
+    title_zh = "身份信息冲突"
+    title_en = "Identity conflict"
+    message_zh = "该地区账号已关联到另一位公民身份，登录被拒绝。请联系地区身份服务。"
+    message_en = "This regional account is linked to another national identity; sign-in refused."
+
+
+class LoginRequired(TongxingError):
+    """A page for signed-in people was opened without an SSO session (OIDC Core §3.1.2.6)."""
+
+    code = "login_required"
+    status = 401
+    title_zh = "请先登录"
+    title_en = "Sign in first"
+    message_zh = "查看和撤销授权需要先通过任一网站登录。"
+    message_en = "Sign in through any portal to see and withdraw your consents."
+
+
+# --- signing out (RP-Initiated Logout 1.0) ------------------------------------------------------
+
+
+class LogoutRefused(InvalidRequest):
+    """A logout request the gateway will not act on; subclasses say why."""
+
+    title_zh = "无法退出登录"
+    title_en = "Cannot sign out"
+
+
+class LogoutHintInvalid(LogoutRefused):
+    """``id_token_hint`` is not a token whose signature the key ring accepts."""
+
+    message_zh = "id_token_hint 无效。"
+    message_en = "The id_token_hint is not valid."
+
+
+class LogoutHintForeign(LogoutRefused):
+    """``id_token_hint`` was issued by another issuer."""
+
+    message_zh = "id_token_hint 不是本网关签发的。"
+    message_en = "The id_token_hint is not ours."
+
+
+class LogoutClientMismatch(LogoutRefused):
+    """``client_id`` names another portal than the hint's audience."""
+
+    message_zh = "client_id 与 id_token_hint 不一致。"
+    message_en = "client_id does not match the id_token_hint."
+
+
+class LogoutRedirectUnregistered(LogoutRefused):
+    """``post_logout_redirect_uri`` is not registered, exactly, for the portal (§3)."""
+
+    message_zh = "退出后的跳转地址未在该网站的注册信息中。"
+    message_en = "post_logout_redirect_uri is not registered for this portal."
+
+
+# --- the admin API (bearer tokens: RFC 6750 §3.1) ------------------------------------------------
+
+
+class InvalidToken(TongxingError):
+    """No bearer token, or one that names no principal."""
+
+    code = "invalid_token"
+    status = 401
+    title_zh = "未授权"
+    title_en = "Unauthorized"
+    message_zh = "需要有效的管理令牌。"
+    message_en = "A valid admin bearer token is required."
+
+
+class InsufficientScope(TongxingError):
+    """The token is valid but does not allow this request; subclasses say why."""
+
+    code = "insufficient_scope"
+    status = 403
+    title_zh = "权限不足"
+    title_en = "Insufficient scope"
+    message_zh = "此令牌不能执行此操作。"
+    message_en = "This token may not do this."
+
+
+class NoRoleAllowed(InsufficientScope):
+    """The endpoint is not in the table of operations: refused to everyone (fail closed)."""
+
+    message_zh = "此操作不对任何角色开放。"
+    message_en = "No role may do this."
+
+
+class RoleRefused(InsufficientScope):
+    """The caller's role is not among those allowed the operation."""
+
+    def __init__(self, role: str, operation: str) -> None:
+        super().__init__(
+            message_zh=f"角色 {role} 不能执行此操作（{operation}）。",
+            message_en=f"The role {role} may not {operation}.",
+        )
+
+
+class ManagedByAnother(InsufficientScope):
+    """An operator asked for a registration another owner manages (who is never named)."""
+
+    def __init__(self, what: str, key: str) -> None:
+        super().__init__(
+            message_zh=f"{what} {key} 由其他所有者管理。",
+            message_en=f"{what} {key} is managed by another owner.",
+        )
+
+
+class InvalidDocument(InvalidRequest):
+    """The body or query is invalid; ``details["fields"]`` says where, one entry per field."""
+
+    message_zh = "提交的内容有误，请检查各字段。"
+    message_en = "The submitted document is invalid; see fields."
+
+    def __init__(self, fields: Sequence[FieldError]) -> None:
+        super().__init__(details={"fields": list(fields)})
+
+
+class RegistrationNotFound(NotFound):
+    """No region or portal is registered under this key."""
+
+    title_zh = "不存在"
+    title_en = "Not found"
+
+    def __init__(self, what: str, key: str) -> None:
+        super().__init__(message_zh=f"{what} {key} 不存在。", message_en=f"No {what} {key}.")
+
+
+class RegistrationTaken(TongxingError):
+    """409: the registration belongs to another owner, who is never named; nothing changed."""
+
+    code = "registration_taken"
+    status = 409
+    title_zh = "登记已被占用"
+    title_en = "Registration taken"
+    message_zh = "该登记由其他所有者管理，未作任何更改。"
+    message_en = "This registration is managed by another owner; nothing was changed."
+
+    def __init__(self, what: str, key_field: str, key: str) -> None:
+        why, message_zh, message_en = self._explain(what, key)
+        super().__init__(
+            message_zh=message_zh,
+            message_en=message_en,
+            details={"fields": [{"field": key_field, "message": why}]},
+        )
+
+    @staticmethod
+    def _explain(what: str, key: str) -> tuple[str, str, str]:
+        """The field message, and the zh-CN and English messages naming the registration."""
+        why = f"{what} {key} is managed by another owner"
+        return why, f"{what} {key} 由其他所有者管理，未作任何更改。", f"{why}; nothing was changed."
+
+
+class RegistrationChanged(RegistrationTaken):
+    """409: the registration changed between the owner check and the write; try again."""
+
+    title_zh = "登记已被更改"
+    title_en = "Registration changed"
+    message_zh = "该登记在处理期间被更改，未作任何更改，请重试。"
+    message_en = "This registration changed while the request was decided; try again."
+
+    @staticmethod
+    def _explain(what: str, key: str) -> tuple[str, str, str]:
+        why = f"{what} {key} changed while this request was decided; try again"
+        return why, f"{what} {key} 在处理期间被更改，未作任何更改，请重试。", f"{why}."
+
+
+class InvalidPolicySet(TongxingError):
+    """422: the policy files were refused whole; the previous set stays active.
+
+    ``details`` carries ``problems`` (file and message each) and the ``active`` set.
+    """
+
+    code = "invalid_policy_set"
+    status = 422
+    title_zh = "策略集无效"
+    title_en = "Invalid policy set"
+    message_zh = "策略集被拒绝，之前的策略集仍然有效。"
+    message_en = "the policy set was refused; the previous set stays active"
+
+    def __init__(self, problems: Sequence[Mapping[str, str]], active: Mapping[str, Any]) -> None:
+        super().__init__(
+            f"policy set refused with {len(problems)} problem(s)",
+            details={"problems": [dict(p) for p in problems], "active": dict(active)},
+        )

@@ -15,8 +15,9 @@ that call it live elsewhere):
 * **Throttling** (RFC 4226 §7.3, which RFC 6238 §5.2 refers to): attempts are counted per
   subject and per client address in the store, so the lock-out holds on every replica sharing
   the database and on every path that verifies a code through this service.
-* **Secrets at rest** are AES-256-GCM ciphertext under a key derived from configuration, bound
-  to the subject they belong to (a row copied to another subject does not decrypt).
+* **Secrets at rest** are sealed by :class:`gateway.sealing.SecretCipher` (AES-256-GCM under a
+  key derived from configuration, bound to the subject they belong to: a row copied to another
+  subject does not decrypt).
 
 The clock is injectable, so tests own time. Nothing here logs a code, a secret or a recovery code.
 """
@@ -38,13 +39,9 @@ from typing import Final, Literal, TypeVar
 
 import pyotp
 import segno
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
-from pydantic import SecretStr
 
-from gateway.errors import GatewayError
+from gateway.errors import TongxingError
+from gateway.sealing import SecretCipher, SecretUnreadableError
 from gateway.store.contract import (
     DuplicateRecordError,
     RecoveryCode,
@@ -71,8 +68,15 @@ def _utc_now() -> datetime.datetime:
 # --- errors -------------------------------------------------------------------------------------
 
 
-class MfaError(GatewayError):
+class MfaError(TongxingError):
     """A second-factor failure, explained to the person in zh-CN and English."""
+
+    code = "second_factor_failed"
+    status = 400
+    title_zh = "动态验证码验证失败"
+    title_en = "Second factor failed"
+    message_zh = "动态验证码验证未完成，请重试。"
+    message_en = "The second-factor check did not finish; try again."
 
 
 class InvalidCodeError(MfaError):
@@ -82,133 +86,59 @@ class InvalidCodeError(MfaError):
     same thing in every case.
     """
 
+    code = "invalid_code"
+    status = 400
+    title_zh = "验证码不正确"
+    title_en = "Incorrect code"
+    message_zh = "验证码不正确或已使用，请输入身份验证器中显示的最新验证码。"
+    message_en = (
+        "The code is incorrect or was used already; enter the newest code your authenticator shows."
+    )
+
     def __init__(self, reason: str = "wrong") -> None:
         self.reason = reason
-        super().__init__(
-            "invalid_code",
-            "验证码不正确",
-            "Incorrect code",
-            "验证码不正确或已使用，请输入身份验证器中显示的最新验证码。",
-            "The code is incorrect or was used already; enter the newest code your "
-            "authenticator shows.",
-            status=400,
-        )
+        super().__init__(f"the code was refused: {reason}")
 
 
 class LockedOutError(MfaError):
     """Too many failed attempts: the subject or the client address is locked until ``until``."""
 
+    code = "locked_out"
+    status = 429
+    title_zh = "尝试次数过多"
+    title_en = "Too many attempts"
+    message_zh = "验证失败次数过多，请稍后再试。"
+    message_en = "Too many failed attempts; try again later."
+
     def __init__(self, until: datetime.datetime) -> None:
         self.until = until
         super().__init__(
-            "locked_out",
-            "尝试次数过多",
-            "Too many attempts",
-            "验证失败次数过多，请稍后再试。",
-            "Too many failed attempts; try again later.",
-            status=429,
-            details={"locked_until": until.isoformat()},
+            f"locked until {until.isoformat()}", details={"locked_until": until.isoformat()}
         )
 
 
 class NotEnrolledError(MfaError):
     """The subject has no (confirmed, or pending, as the operation needs) TOTP factor."""
 
-    def __init__(self) -> None:
-        super().__init__(
-            "not_enrolled",
-            "尚未设置动态验证码",
-            "No authenticator set up",
-            "您尚未设置身份验证器，或设置已过期，请重新开始。",
-            "You have not set up an authenticator, or the set-up expired; start again.",
-            status=400,
-        )
+    code = "not_enrolled"
+    status = 400
+    title_zh = "尚未设置动态验证码"
+    title_en = "No authenticator set up"
+    message_zh = "您尚未设置身份验证器，或设置已过期，请重新开始。"
+    message_en = "You have not set up an authenticator, or the set-up expired; start again."
 
 
 class AlreadyEnrolledError(MfaError):
     """The subject already has a confirmed factor; it must be removed before a new enrolment."""
 
-    def __init__(self) -> None:
-        super().__init__(
-            "already_enrolled",
-            "已设置动态验证码",
-            "Authenticator already set up",
-            "您已设置身份验证器；如需更换，请先用现有验证器验证后将其移除。",
-            "You already have an authenticator; to replace it, verify with it and remove it first.",
-            status=409,
-        )
-
-
-class SecretUnreadableError(Exception):
-    """A stored secret does not decrypt: wrong key, another subject's row, or tampering."""
-
-
-# --- secrets at rest ----------------------------------------------------------------------------
-
-
-_FORMAT_VERSION: Final = b"\x01"
-_KEY_ID_LENGTH: Final = 8
-_NONCE_LENGTH: Final = 12
-_HKDF_INFO: Final = b"tongxing/mfa/totp-secret/v1"
-
-
-class SecretCipher:
-    """AES-256-GCM for TOTP secrets, bound to their subject (associated data).
-
-    Stored form: ``version (1) | key id (8) | nonce (12) | ciphertext + tag``. The first key
-    encrypts; every key decrypts what it encrypted, so a key can be rotated by putting the new
-    one first and keeping the old one until every credential was re-enrolled.
-    """
-
-    def __init__(self, keys: Sequence[bytes]) -> None:
-        if not keys:
-            raise ValueError("at least one key is needed")
-        for key in keys:
-            if len(key) != 32:
-                raise ValueError("keys must be 32 bytes (AES-256)")
-        self._keys = {_key_id(key): AESGCM(key) for key in keys}
-        self._current = _key_id(keys[0])
-
-    @classmethod
-    def from_secrets(cls, current: SecretStr | str, *previous: SecretStr | str) -> SecretCipher:
-        """Keys derived with HKDF-SHA-256 (RFC 5869) from configuration secrets."""
-        return cls([derive_key(secret) for secret in (current, *previous)])
-
-    def encrypt(self, plaintext: bytes, subject: str) -> bytes:
-        header = _FORMAT_VERSION + self._current
-        nonce = os.urandom(_NONCE_LENGTH)
-        sealed = self._keys[self._current].encrypt(nonce, plaintext, header + _bind(subject))
-        return header + nonce + sealed
-
-    def decrypt(self, stored: bytes, subject: str) -> bytes:
-        head = 1 + _KEY_ID_LENGTH
-        if len(stored) < head + _NONCE_LENGTH + 16 or stored[:1] != _FORMAT_VERSION:
-            raise SecretUnreadableError("not a stored secret of a known format")
-        key = self._keys.get(stored[1:head])
-        if key is None:
-            raise SecretUnreadableError("encrypted with a key that is not configured")
-        nonce, sealed = stored[head : head + _NONCE_LENGTH], stored[head + _NONCE_LENGTH :]
-        try:
-            return key.decrypt(nonce, sealed, stored[:head] + _bind(subject))
-        except InvalidTag:
-            raise SecretUnreadableError("does not decrypt for this subject with this key") from None
-
-
-def derive_key(secret: SecretStr | str) -> bytes:
-    """A 32-byte AES key from a configuration secret (HKDF-SHA-256, RFC 5869)."""
-    value = secret.get_secret_value() if isinstance(secret, SecretStr) else secret
-    if len(value) < 32:
-        raise ValueError("the MFA secret must be at least 32 characters")
-    hkdf = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=_HKDF_INFO)
-    return hkdf.derive(value.encode("utf-8"))
-
-
-def _key_id(key: bytes) -> bytes:
-    return hashlib.sha256(b"tongxing key id\0" + key).digest()[:_KEY_ID_LENGTH]
-
-
-def _bind(subject: str) -> bytes:
-    return b"tongxing:totp:" + subject.encode("utf-8")
+    code = "already_enrolled"
+    status = 409
+    title_zh = "已设置动态验证码"
+    title_en = "Authenticator already set up"
+    message_zh = "您已设置身份验证器；如需更换，请先用现有验证器验证后将其移除。"
+    message_en = (
+        "You already have an authenticator; to replace it, verify with it and remove it first."
+    )
 
 
 # --- recovery codes -----------------------------------------------------------------------------
@@ -663,13 +593,10 @@ __all__ = [
     "MfaError",
     "NotEnrolledError",
     "RecoveryCodeHasher",
-    "SecretCipher",
-    "SecretUnreadableError",
     "ThrottlePolicy",
     "TotpService",
     "Verification",
     "client_key",
-    "derive_key",
     "new_recovery_code",
     "normalise_recovery_code",
     "normalise_totp_code",

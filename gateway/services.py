@@ -10,10 +10,11 @@ from flask import current_app
 from gateway.broker.metadata import MetadataCache
 from gateway.broker.transport import HttpLimits
 from gateway.keys import KEY_FILE_CHECK_INTERVAL, KeyRing, load_or_create
-from gateway.mfa import SecretCipher, TotpService
+from gateway.mfa import TotpService
 from gateway.policy import PolicyEngine
 from gateway.registry import Registry
-from gateway.sessions import IdentitySealer, Sessions
+from gateway.sealing import IdentitySealer, SecretCipher
+from gateway.sessions import Sessions
 from gateway.settings import Settings
 from gateway.store.contract import Store
 from gateway.store.sql import SqlStore

@@ -17,7 +17,7 @@ from typing import Any, Final
 
 from pydantic import ValidationError
 
-from gateway.errors import GatewayError
+from gateway.errors import FieldError, InvalidDocument, RoleRefused
 from gateway.policy import level_rank
 from gateway.registry import Level, ManagedBy
 from gateway.settings import (
@@ -26,8 +26,6 @@ from gateway.settings import (
     PLATFORM_PRINCIPAL,
     Settings,
 )
-
-FieldError = dict[str, str]
 
 
 class Role(StrEnum):
@@ -82,70 +80,7 @@ class Principal:
     role: Role
 
 
-# --- errors (RFC 6750 §3.1 for the bearer token ones) --------------------------------------------
-
-
-def unauthorized() -> GatewayError:
-    return GatewayError(
-        "invalid_token",
-        "未授权",
-        "Unauthorized",
-        "需要有效的管理令牌。",
-        "A valid admin bearer token is required.",
-        status=401,
-    )
-
-
-def insufficient_scope(message_zh: str, message_en: str) -> GatewayError:
-    """RFC 6750 §3.1: the token is valid but does not allow this request."""
-    return GatewayError(
-        "insufficient_scope",
-        "权限不足",
-        "Insufficient scope",
-        message_zh,
-        message_en,
-        status=403,
-    )
-
-
-def invalid(fields: list[FieldError]) -> GatewayError:
-    return GatewayError(
-        "invalid_request",
-        "请求无效",
-        "Invalid request",
-        "提交的内容有误，请检查各字段。",
-        "The submitted document is invalid; see fields.",
-        status=400,
-        details={"fields": fields},
-    )
-
-
-def registration_taken(what: str, key_field: str, key: str) -> GatewayError:
-    """409: the registration belongs to another owner, who is never named."""
-    message = f"{what} {key} is managed by another owner"
-    return GatewayError(
-        "registration_taken",
-        "登记已被占用",
-        "Registration taken",
-        f"{what} {key} 由其他所有者管理，未作任何更改。",
-        f"{message}; nothing was changed.",
-        status=409,
-        details={"fields": [{"field": key_field, "message": message}]},
-    )
-
-
-def registration_changed(what: str, key_field: str, key: str) -> GatewayError:
-    """409: the registration changed between the owner check and the write."""
-    message = f"{what} {key} changed while this request was decided; try again"
-    return GatewayError(
-        "registration_taken",
-        "登记已被更改",
-        "Registration changed",
-        f"{what} {key} 在处理期间被更改，未作任何更改，请重试。",
-        f"{message}.",
-        status=409,
-        details={"fields": [{"field": key_field, "message": message}]},
-    )
+# --- refusals (the classes live in gateway.errors: InvalidToken, RoleRefused, ...) --------------
 
 
 def field_errors(error: ValidationError, prefix: str = "") -> list[FieldError]:
@@ -209,10 +144,7 @@ def _sha256(token: str) -> str:
 def authorize(principal: Principal, operation: Operation) -> None:
     """Raise 403 ``insufficient_scope`` unless the principal's role allows ``operation``."""
     if principal.role not in ALLOWED[operation]:
-        raise insufficient_scope(
-            f"角色 {principal.role} 不能执行此操作（{operation}）。",
-            f"The role {principal.role} may not {operation}.",
-        )
+        raise RoleRefused(principal.role, operation)
 
 
 # --- owners of registrations ---------------------------------------------------------------------
@@ -221,8 +153,8 @@ def authorize(principal: Principal, operation: Operation) -> None:
 RESOURCE_FIELDS: Final = ("kind", "namespace", "name", "uid")
 
 
-def _needs_resource(fields: Iterable[str]) -> GatewayError:
-    return invalid(
+def _needs_resource(fields: Iterable[str]) -> InvalidDocument:
+    return InvalidDocument(
         [
             {
                 "field": "managed_by",
@@ -247,7 +179,7 @@ def claimed_owner(principal: Principal, claimed: Any, current: ManagedBy | None)
     if not isinstance(claimed, Mapping):
         if principal.role is Role.OPERATOR:
             raise _needs_resource(RESOURCE_FIELDS)
-        raise invalid([{"field": "managed_by", "message": "must be an object or null"}])
+        raise InvalidDocument([{"field": "managed_by", "message": "must be an object or null"}])
     if principal.role is Role.OPERATOR:
         missing = [name for name in RESOURCE_FIELDS if not claimed.get(name)]
         if missing:
@@ -255,7 +187,7 @@ def claimed_owner(principal: Principal, claimed: Any, current: ManagedBy | None)
     try:
         return ManagedBy.model_validate({**claimed, "principal": principal.name})
     except ValidationError as error:
-        raise invalid(field_errors(error, "managed_by")) from None
+        raise InvalidDocument(field_errors(error, "managed_by")) from None
 
 
 def may_replace(principal: Principal, current: ManagedBy | None, claimed: ManagedBy) -> bool:
@@ -281,7 +213,7 @@ def resource_of(principal: Principal, query: Mapping[str, str]) -> ManagedBy | N
     try:
         return ManagedBy.model_validate({**given, "principal": principal.name})
     except ValidationError as error:
-        raise invalid(field_errors(error)) from None
+        raise InvalidDocument(field_errors(error)) from None
 
 
 def may_see(principal: Principal, current: ManagedBy | None, resource: ManagedBy | None) -> bool:

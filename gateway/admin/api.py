@@ -23,12 +23,10 @@ from gateway.admin.access import (
     Principal,
     Principals,
     authorize,
-    insufficient_scope,
-    invalid,
     roles_for,
-    unauthorized,
 )
 from gateway.admin.registrations import Registrations
+from gateway.errors import InvalidDocument, InvalidPolicySet, InvalidToken, NoRoleAllowed
 from gateway.policy import PolicySetError, PolicySetInfo
 from gateway.registry import Portal, Region
 from gateway.services import current_services
@@ -63,10 +61,10 @@ def _authenticate() -> None:
     if scheme.lower() == "bearer":
         principal = Principals.from_settings(current_services().settings).authenticate(token)
     if principal is None:
-        raise unauthorized()
+        raise InvalidToken()
     operation = OPERATIONS.get(request.endpoint or "")
     if operation is None:
-        raise insufficient_scope("此操作不对任何角色开放。", "No role may do this.")
+        raise NoRoleAllowed(f"endpoint {request.endpoint!r} is not in OPERATIONS")
     authorize(principal, operation)
     g.admin_principal = principal
 
@@ -87,7 +85,7 @@ def _challenge(response: Response) -> Response:
 def _principal() -> Principal:
     principal = g.get("admin_principal")
     if not isinstance(principal, Principal):  # _authenticate did not run: refuse, never guess
-        raise unauthorized()
+        raise InvalidToken("no principal on this request: _authenticate did not run")
     return principal
 
 
@@ -99,7 +97,7 @@ def _registrations() -> Registrations:
 def _body() -> dict[str, Any]:
     data = request.get_json(silent=True)
     if not isinstance(data, dict):
-        raise invalid([{"field": "", "message": "the body must be a JSON object"}])
+        raise InvalidDocument([{"field": "", "message": "the body must be a JSON object"}])
     return data
 
 
@@ -182,19 +180,16 @@ def get_policies() -> Response:
 
 
 @blueprint.post("/policies/reload")
-def reload_policies() -> Response | tuple[Response, int]:
+def reload_policies() -> Response:
     """Validate and activate the policy files; an invalid set is refused whole (422) and the
     last good set stays active. Each replica reloads its own copy."""
     try:
         info = current_services().policy.reload()
     except PolicySetError as exc:
-        body = {
-            "error": "invalid_policy_set",
-            "error_description": "the policy set was refused; the previous set stays active",
-            "problems": [{"file": file, "message": message} for file, message in exc.problems],
-            "active": _policy_view(current_services().policy.info),
-        }
-        return jsonify(body), 422
+        raise InvalidPolicySet(
+            [{"file": file, "message": message} for file, message in exc.problems],
+            _policy_view(current_services().policy.info),
+        ) from None
     return jsonify(_policy_view(info))
 
 

@@ -20,17 +20,19 @@ from gateway.admin.access import (
     Role,
     claimed_owner,
     field_errors,
-    insufficient_scope,
-    invalid,
     levels_above_ceiling,
     may_delete,
     may_replace,
     may_see,
-    registration_changed,
-    registration_taken,
     resource_of,
 )
-from gateway.errors import GatewayError
+from gateway.errors import (
+    InvalidDocument,
+    ManagedByAnother,
+    RegistrationChanged,
+    RegistrationNotFound,
+    RegistrationTaken,
+)
 from gateway.registry import (
     AuthMethod,
     Level,
@@ -59,33 +61,18 @@ class PortalWritten:
     client_secret: str | None
 
 
-def not_found(what: str, key: str) -> GatewayError:
-    return GatewayError(
-        "not_found",
-        "不存在",
-        "Not found",
-        f"{what} {key} 不存在。",
-        f"No {what} {key}.",
-        status=404,
-    )
-
-
-def _not_yours(what: str, key: str) -> GatewayError:
-    return insufficient_scope(
-        f"{what} {key} 由其他所有者管理。", f"{what} {key} is managed by another owner."
-    )
-
-
 def _validate(model: type[M], data: Mapping[str, Any]) -> M:
     try:
         return model.model_validate(data)
     except ValidationError as error:
-        raise invalid(field_errors(error)) from None
+        raise InvalidDocument(field_errors(error)) from None
 
 
 def _key_matches(data: dict[str, Any], name: str, key: str) -> None:
     if data.setdefault(name, key) != key:
-        raise invalid([{"field": name, "message": f"must equal the key in the URL ({key})"}])
+        raise InvalidDocument(
+            [{"field": name, "message": f"must equal the key in the URL ({key})"}]
+        )
 
 
 def _owner(stored: Stored[Region] | Stored[Portal] | None) -> ManagedBy | None:
@@ -129,11 +116,11 @@ class Registrations:
         region = _validate(Region, document)
         above = levels_above_ceiling(region.acr_mapping, self._ceiling_for(code))
         if above:
-            raise invalid(above)
+            raise InvalidDocument(above)
         try:
             return self._registry.put_region(region, now, expected_revision=_revision(stored))
         except RevisionConflictError:
-            raise registration_changed("region", "code", code) from None
+            raise RegistrationChanged("region", "code", code) from None
 
     def delete_region(self, principal: Principal, code: str, query: Mapping[str, str]) -> None:
         """Delete a region: 404 if there is none, 409 when an operator does not own it."""
@@ -142,9 +129,9 @@ class Registrations:
         try:
             deleted = self._registry.delete_region(code, expected_revision=expected)
         except RevisionConflictError:
-            raise registration_changed("region", "code", code) from None
+            raise RegistrationChanged("region", "code", code) from None
         if not deleted:
-            raise not_found("region", code)
+            raise RegistrationNotFound("region", code)
 
     # --- portals -----------------------------------------------------------------------------
 
@@ -174,7 +161,7 @@ class Registrations:
         if secret is not None and (
             not isinstance(secret, str) or len(secret) < MIN_CLIENT_SECRET_LENGTH
         ):
-            raise invalid(
+            raise InvalidDocument(
                 [
                     {
                         "field": "client_secret",
@@ -200,7 +187,7 @@ class Registrations:
                 portal, now, expected_revision=_revision(stored)
             )
         except RevisionConflictError:
-            raise registration_changed("portal", "client_id", client_id) from None
+            raise RegistrationChanged("portal", "client_id", client_id) from None
         return PortalWritten(written, created, issued)
 
     def delete_portal(self, principal: Principal, client_id: str, query: Mapping[str, str]) -> None:
@@ -210,9 +197,9 @@ class Registrations:
         try:
             deleted = self._registry.delete_portal(client_id, expected_revision=expected)
         except RevisionConflictError:
-            raise registration_changed("portal", "client_id", client_id) from None
+            raise RegistrationChanged("portal", "client_id", client_id) from None
         if not deleted:
-            raise not_found("portal", client_id)
+            raise RegistrationNotFound("portal", client_id)
 
     # --- owners --------------------------------------------------------------------------------
 
@@ -227,7 +214,7 @@ class Registrations:
     ) -> dict[str, Any]:
         owner = claimed_owner(principal, document.get("managed_by"), _owner(stored))
         if stored is not None and not may_replace(principal, _owner(stored), owner):
-            raise registration_taken(what, key_field, key)
+            raise RegistrationTaken(what, key_field, key)
         return owner.model_dump(mode="json")
 
     @staticmethod
@@ -244,9 +231,9 @@ class Registrations:
     ) -> Registered:
         resource = self._resource(principal, query)
         if stored is None:
-            raise not_found(what, key)
+            raise RegistrationNotFound(what, key)
         if not may_see(principal, stored.value.managed_by, resource):
-            raise _not_yours(what, key)
+            raise ManagedByAnother(what, key)
         return stored.value
 
     def _check_delete(
@@ -261,9 +248,9 @@ class Registrations:
         """The revision to delete (``None``: whatever is there, the platform's break-glass)."""
         resource = self._resource(principal, query)
         if stored is None:
-            raise not_found(what, key)
+            raise RegistrationNotFound(what, key)
         if not may_delete(principal, _owner(stored), resource):
-            raise registration_taken(what, key_field, key)
+            raise RegistrationTaken(what, key_field, key)
         return None if principal.role is Role.PLATFORM else stored.revision
 
 

@@ -1,9 +1,10 @@
 """What can go wrong while the gateway signs a person in at a region, one class per failure.
 
-Errors are values with codes (house rule 7): every class has a stable ``code`` for logs, metrics
-and the page template, a short message for people in zh-CN and in English, and an HTTP status the
-view may answer with. ``detail`` is for operators (a structured log line): it never holds a
-secret, a token or an identity number, and is never shown to the person as is.
+Errors are values with codes (house rule 7): each class is a :class:`gateway.errors.TongxingError`
+with a stable ``code`` for logs, metrics and the page template, a short message for people in
+zh-CN and in English, and the HTTP status the gateway answers with (the one error handler renders
+them; no view converts them). ``detail`` is for operators (a structured log line): it never holds
+a secret, a token or an identity number, and is never shown to the person as is.
 
 Classes are named after the failure they stand for (``StateMismatch``, ``RegionUnavailable``),
 which reads better at the ``except`` than an ``Error`` suffix would.
@@ -11,7 +12,7 @@ which reads better at the ``except`` than an ``Error`` suffix would.
 
 from __future__ import annotations
 
-from typing import ClassVar
+from gateway import errors
 
 __all__ = [
     "BrokerError",
@@ -31,22 +32,19 @@ __all__ = [
 ]
 
 
-class BrokerError(Exception):
-    """A sign-in at a region failed. Subclasses say why."""
+class BrokerError(errors.TongxingError):
+    """A sign-in at a region failed. Subclasses say why; ``region`` is the region's code."""
 
-    code: ClassVar[str] = "broker_error"
-    message_zh: ClassVar[str] = "登录失败，请稍后重试。"
-    message_en: ClassVar[str] = "Sign-in failed. Please try again later."
-    status: ClassVar[int] = 400
+    code = "broker_error"
+    status = 400
+    title_zh = "地区登录失败"
+    title_en = "Sign-in at your region failed"
+    message_zh = "登录失败，请稍后重试。"
+    message_en = "Sign-in failed. Please try again later."
 
     def __init__(self, region: str, detail: str) -> None:
         self.region = region
-        self.detail = detail
-        super().__init__(f"[{self.code}] region {region}: {detail}")
-
-    def message(self, language: str = "zh-CN") -> str:
-        """The message for people, in zh-CN unless ``language`` asks for English."""
-        return self.message_en if language.lower().startswith("en") else self.message_zh
+        super().__init__(f"region {region}: {detail}")
 
 
 class RegionUnavailable(BrokerError):  # noqa: N818 - named after the failure
@@ -139,8 +137,8 @@ class StateMismatch(BrokerError):  # noqa: N818 - named after the failure
     message_en = "This sign-in request is invalid or was already used. Please sign in again."
 
 
-class LoginExpired(BrokerError):  # noqa: N818 - named after the failure
-    """The sign-in took longer than the transaction lives."""
+class LoginExpired(BrokerError, errors.LoginExpired):  # noqa: N818 - named after the failure
+    """The sign-in took longer than the transaction lives (the region's side of login_expired)."""
 
     code = "login_expired"
     message_zh = "登录已超时，请重新登录。"

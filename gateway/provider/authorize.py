@@ -10,7 +10,6 @@ the original request.
 from __future__ import annotations
 
 import logging
-import secrets
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode
@@ -33,11 +32,23 @@ from werkzeug.test import EnvironBuilder
 from werkzeug.wrappers import Response
 
 from gateway.assurance import Assurance, Verdict, region_level
-from gateway.broker import BrokerError, LoginTransaction, RegionClient
+from gateway.broker import LoginTransaction, RegionClient
 from gateway.broker.errors import UpstreamAccessDenied
-from gateway.errors import GatewayError, invalid_request
+from gateway.errors import (
+    CallbackNotRecognised,
+    ConsentRequestExpired,
+    IdentityConflict,
+    SignInFromAnotherBrowser,
+    SignInLinkExpired,
+    TongxingError,
+    UnknownClient,
+    UnregisteredRedirectUri,
+    UnsupportedResponseType,
+    UnverifiedClient,
+)
 from gateway.identity import identity_key
 from gateway.keys import TokenRejectedError
+from gateway.provider import csrf
 from gateway.provider.server import GatewayAuthorizationServer, Provider, User
 from gateway.registry import Portal, RegionKind
 from gateway.services import Services, current_services
@@ -60,7 +71,7 @@ REGION_COOKIE = "tongxing_region"
 TRANSACTION_LIFETIME = timedelta(minutes=10)
 STEP_UP_CONTINUE = "stepup_continue"  # the authorization request a step-up resumes
 CONSENT_PENDING = "consent_pending"
-CONSENT_CSRF = "consent_csrf"
+CONSENT_FORM = "consent"  # the CSRF purpose of the consent page
 CLAIM_LABELS = {
     "name": ("姓名", "Name"),
     "phone_number": ("手机号码", "Phone number"),
@@ -154,17 +165,19 @@ def _error_redirect(error: OAuth2Error, params: dict[str, str]) -> Response:
     return redirect(f"{error.redirect_uri}{separator}{urlencode(query)}", code=303)
 
 
-def _invalid_client_page(error: OAuth2Error) -> GatewayError:
-    """No redirect to an unverified URI (RFC 6749 §4.1.2.1): a page for the person instead."""
-    return GatewayError(
-        error.error,
-        "无法完成登录",
-        "Sign-in cannot continue",
-        "发起登录的网站未正确注册（应用标识或回调地址无效）。请联系该网站。",
-        "The site that sent you here is not registered correctly (unknown client or redirect "
-        "URI). Please contact that site.",
-        status=400,
-    )
+_UNVERIFIED: dict[str, type[UnverifiedClient]] = {
+    cls.code: cls for cls in (UnknownClient, UnregisteredRedirectUri, UnsupportedResponseType)
+}
+
+
+def _unverified(error: OAuth2Error) -> UnverifiedClient:
+    """No redirect to an unverified URI (RFC 6749 §4.1.2.1): a page for the person instead.
+
+    Authlib refuses a request it cannot redirect with one of the codes in ``_UNVERIFIED``;
+    anything else is reported as the redirect URI it could not verify.
+    """
+    page = _UNVERIFIED.get(error.error, UnregisteredRedirectUri)
+    return page(f"{error.error}: {error.description or 'no description'}"[:300])
 
 
 @blueprint.route("/authorize", methods=["GET", "POST"])
@@ -184,10 +197,10 @@ def _answer(
     try:
         grant = server.get_consent_grant(request=http, end_user=user)
     except InvalidClientError as error:
-        raise _invalid_client_page(error) from None
+        raise _unverified(error) from None
     except OAuth2Error as error:
         if error.redirect_uri is None:
-            raise _invalid_client_page(error) from None
+            raise _unverified(error) from None
         return _error_redirect(error, params)
     redirect_uri = params["redirect_uri"]
     try:
@@ -272,7 +285,7 @@ def _consent(
         portal=portal,
         claims=sorted(missing),
         labels=CLAIM_LABELS,
-        csrf=session.setdefault(CONSENT_CSRF, secrets.token_urlsafe(24)),
+        csrf=csrf.token(CONSENT_FORM),
     )
 
 
@@ -282,19 +295,8 @@ def consent() -> Response:
     services = current_services()
     pending = session.pop(CONSENT_PENDING, None)
     sso = services.sessions.find(request.cookies.get(SESSION_COOKIE), _now())
-    token = request.form.get("csrf", "")
-    if (
-        not isinstance(pending, dict)
-        or sso is None
-        or not secrets.compare_digest(token, session.get(CONSENT_CSRF, "-"))
-    ):
-        raise GatewayError(
-            "login_expired",
-            "请求已失效",
-            "Request expired",
-            "请返回原网站重新登录。",
-            "Go back to the site and sign in again.",
-        )
+    if not isinstance(pending, dict) or sso is None or not csrf.matches(CONSENT_FORM):
+        raise ConsentRequestExpired("no pending consent, SSO session or matching CSRF token")
     params: dict[str, str] = pending["params"]
     if request.form.get("decision") != "allow":
         denied = AccessDeniedError("the person did not consent")
@@ -327,8 +329,6 @@ def _go_to_region(services: Services, params: dict[str, str], redirect_uri: str)
             login_hint=params.get("login_hint"),
             ui_locales=params.get("ui_locales"),
         )
-    except BrokerError as error:
-        raise _broker_page(error) from None
     except ValueError as error:
         return _error_redirect(InvalidRequestError(str(error), redirect_uri=redirect_uri), params)
     binding = services.sessions.new_id()
@@ -375,17 +375,6 @@ def _go_to_region(services: Services, params: dict[str, str], redirect_uri: str)
     return response
 
 
-def _broker_page(error: BrokerError) -> GatewayError:
-    return GatewayError(
-        error.code,
-        "地区登录失败",
-        "Sign-in at your region failed",
-        error.message_zh,
-        error.message_en,
-        status=error.status,
-    )
-
-
 @blueprint.get("/callback/<code>")
 def callback(code: str) -> Response:
     """The region's authorization response (OIDC Core §3.1.2.5), one URI per region."""
@@ -393,28 +382,17 @@ def callback(code: str) -> Response:
     region = services.registry.region(code)
     state = request.args.get("state")
     if region is None or not state:
-        raise invalid_request("登录回调无效。", "This sign-in callback is not valid.")
+        raise CallbackNotRecognised(
+            f"callback for region {code[:40]!r}, state given: {bool(state)}"
+        )
     now = _now()
     try:
         stored = services.store.consume_login_transaction(token_hash(state), now)
     except LoginTransactionNotFoundError:
-        raise GatewayError(
-            "login_expired",
-            "登录已过期",
-            "Sign-in expired",
-            "此登录链接已失效或已被使用，请返回原网站重新登录。",
-            "This sign-in link has expired or was already used. Go back to the site and sign in "
-            "again.",
-        ) from None
+        raise SignInLinkExpired(f"region {region.code}: no live login transaction") from None
     binding = request.cookies.get(BINDING_COOKIE, "")
     if not binding or token_hash(binding) != stored.request.get("binding"):
-        raise GatewayError(
-            "login_csrf",
-            "登录请求与浏览器不匹配",
-            "Sign-in does not belong to this browser",
-            "这个登录回调不是由本浏览器发起的，已被拒绝。",
-            "This sign-in was not started in this browser and has been refused.",
-        )
+        raise SignInFromAnotherBrowser(f"region {region.code}: binding cookie missing or foreign")
     try:
         transaction = LoginTransaction.from_dict(stored.request["broker"])
         identity = RegionClient(region, services.regions).finish_login(
@@ -426,8 +404,6 @@ def callback(code: str) -> Response:
         denied = AccessDeniedError("sign-in was cancelled at the region")
         denied.redirect_uri = params["redirect_uri"]
         return _error_redirect(denied, params)
-    except BrokerError as error:
-        raise _broker_page(error) from None
     national_secret = services.settings.national_secret.get_secret_value().encode()
     try:
         subject = services.store.link_subject(
@@ -437,13 +413,8 @@ def callback(code: str) -> Response:
             now,
         )
     except SubjectLinkConflictError:
-        raise GatewayError(
-            "identity_conflict",
-            "身份信息冲突",
-            "Identity conflict",
-            "该地区账号已关联到另一位公民身份，登录被拒绝。请联系地区身份服务。",
-            "This regional account is linked to another national identity; sign-in refused.",
-            status=409,
+        raise IdentityConflict(
+            f"region {region.code}: the regional account is linked elsewhere"
         ) from None
     acr = region_level(region, identity.acr, services.settings.ceiling_for(region.code))
     session_id = services.sessions.new_id()
@@ -476,7 +447,7 @@ def callback(code: str) -> Response:
     user = _session_user(services, resumed, sso)
     try:
         response = make_response(_answer(services, resumed, user, _resumed_request(resumed)))
-    except GatewayError as error:
+    except TongxingError as error:
         # The portal's request no longer stands (say, the portal was removed meanwhile): the
         # person still signed in, so the page says why and the SSO session is kept.
         response = make_response(current_app.handle_user_exception(error))

@@ -8,27 +8,27 @@ registered, exactly, for the portal the request identifies.
 
 from __future__ import annotations
 
-import secrets
 from datetime import UTC, datetime
 from urllib.parse import urlencode
 
-from flask import Blueprint, redirect, render_template, request, session
+from flask import Blueprint, redirect, render_template, request
 from werkzeug.wrappers import Response
 
-from gateway.errors import GatewayError
+from gateway.errors import (
+    LogoutClientMismatch,
+    LogoutHintForeign,
+    LogoutHintInvalid,
+    LogoutRedirectUnregistered,
+)
 from gateway.keys import TokenRejectedError
+from gateway.provider import csrf
 from gateway.registry import Portal
 from gateway.services import Services, current_services
 from gateway.sessions import SESSION_COOKIE
 
 blueprint = Blueprint("logout", __name__)
 PARAMS = ("id_token_hint", "client_id", "post_logout_redirect_uri", "state", "ui_locales")
-
-
-def _refused(message_zh: str, message_en: str) -> GatewayError:
-    return GatewayError(
-        "invalid_request", "无法退出登录", "Cannot sign out", message_zh, message_en
-    )
+FORM = "logout"  # the CSRF purpose of the confirmation form (one-shot)
 
 
 def _hint(services: Services, token: str | None) -> dict[str, object] | None:
@@ -37,9 +37,9 @@ def _hint(services: Services, token: str | None) -> dict[str, object] | None:
     try:
         claims = services.keys.verify(token)
     except TokenRejectedError:
-        raise _refused("id_token_hint 无效。", "The id_token_hint is not valid.") from None
+        raise LogoutHintInvalid() from None
     if claims.get("iss") != services.settings.issuer_url:
-        raise _refused("id_token_hint 不是本网关签发的。", "The id_token_hint is not ours.")
+        raise LogoutHintForeign()
     return claims
 
 
@@ -50,9 +50,7 @@ def _portal(
     if isinstance(audience, list):
         audience = audience[0] if len(audience) == 1 else None
     if client_id and audience and client_id != audience:
-        raise _refused(
-            "client_id 与 id_token_hint 不一致。", "client_id does not match the id_token_hint."
-        )
+        raise LogoutClientMismatch()
     wanted = client_id or (audience if isinstance(audience, str) else None)
     return services.registry.portal(wanted) if wanted else None
 
@@ -65,10 +63,7 @@ def logout() -> Response | str:
     portal = _portal(services, hint, params.get("client_id"))
     target = params.get("post_logout_redirect_uri")
     if target is not None and (portal is None or target not in portal.post_logout_redirect_uris):
-        raise _refused(
-            "退出后的跳转地址未在该网站的注册信息中。",
-            "post_logout_redirect_uri is not registered for this portal.",
-        )
+        raise LogoutRedirectUnregistered()
     now = datetime.now(UTC)
     sso = services.sessions.find(request.cookies.get(SESSION_COOKIE), now)
     if sso is not None:
@@ -77,12 +72,11 @@ def logout() -> Response | str:
             and portal is not None
             and hint.get("sub") == portal.subject_for(sso.subject, _pairwise(services))
         )
-        confirmed = request.method == "POST" and secrets.compare_digest(
-            request.form.get("csrf", ""), session.pop("logout_csrf", "-")
-        )
+        confirmed = request.method == "POST" and csrf.matches(FORM, spend=True)
         if not (proven or confirmed):
-            session["logout_csrf"] = token = secrets.token_urlsafe(24)
-            return render_template("logout_confirm.html", params=params.items(), csrf=token)
+            return render_template(
+                "logout_confirm.html", params=params.items(), csrf=csrf.token(FORM, fresh=True)
+            )
         services.sessions.end(sso.session_hash, now)
     if target is not None:
         query = {"state": params["state"]} if "state" in params else {}

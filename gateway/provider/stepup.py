@@ -9,50 +9,28 @@ these pages cannot be turned into an open redirect. Throttling and lock-out live
 from __future__ import annotations
 
 import base64
-import secrets
 from datetime import UTC, datetime
 
 from flask import Blueprint, redirect, render_template, request, session, url_for
 from werkzeug.wrappers import Response
 
-from gateway.errors import GatewayError
+from gateway.errors import LoginExpired
 from gateway.mfa import MfaError
+from gateway.provider import csrf
 from gateway.provider.authorize import STEP_UP_CONTINUE
 from gateway.services import Services, current_services
 from gateway.sessions import SESSION_COOKIE
 from gateway.store.contract import SsoSession
 
 blueprint = Blueprint("stepup", __name__)
-CSRF = "stepup_csrf"
+FORM = "stepup"  # the CSRF purpose of the enrol and verify forms
 
 
 def _sso(services: Services) -> SsoSession:
     sso = services.sessions.find(request.cookies.get(SESSION_COOKIE), datetime.now(UTC))
     if sso is None or not session.get(STEP_UP_CONTINUE):
-        raise GatewayError(
-            "login_expired",
-            "登录已过期",
-            "Sign-in expired",
-            "请返回原网站重新登录。",
-            "Go back to the site and sign in again.",
-        )
+        raise LoginExpired("no SSO session or no authorization request to step up for")
     return sso
-
-
-def _csrf() -> str:
-    token: str = session.setdefault(CSRF, secrets.token_urlsafe(24))
-    return token
-
-
-def _check_csrf() -> None:
-    if not secrets.compare_digest(request.form.get("csrf", ""), session.get(CSRF, "-")):
-        raise GatewayError(
-            "invalid_request",
-            "请求已失效",
-            "Form expired",
-            "页面已过期，请重新打开。",
-            "This page has expired; open it again.",
-        )
 
 
 def _client_ip() -> str:
@@ -68,14 +46,14 @@ def _form(services: Services, sso: SsoSession, error: MfaError | None = None) ->
     status = services.totp.status(sso.subject)
     code = 200 if error is None else error.status
     if status.enrolled:
-        page = render_template("mfa_verify.html", csrf=_csrf(), error=error)
+        page = render_template("mfa_verify.html", csrf=csrf.token(FORM), error=error)
         return page, code
     enrolment = services.totp.begin_enrolment(sso.subject, _label(sso))
     qr = base64.b64encode(enrolment.qr_svg.encode()).decode()
     grouped = " ".join(enrolment.secret[i : i + 4] for i in range(0, len(enrolment.secret), 4))
     page = render_template(
         "mfa_enrol.html",
-        csrf=_csrf(),
+        csrf=csrf.token(FORM),
         error=error,
         qr=qr,
         secret=grouped,
@@ -99,7 +77,7 @@ def _stepped_up(services: Services, sso: SsoSession, amr: tuple[str, ...]) -> No
 def enrol() -> tuple[str, int] | Response:
     services = current_services()
     sso = _sso(services)
-    _check_csrf()
+    csrf.require(FORM)
     try:
         codes = services.totp.confirm_enrolment(
             sso.subject, request.form.get("code", ""), _client_ip()
@@ -115,7 +93,7 @@ def enrol() -> tuple[str, int] | Response:
 def verify() -> tuple[str, int] | Response:
     services = current_services()
     sso = _sso(services)
-    _check_csrf()
+    csrf.require(FORM)
     recovery = request.form.get("recovery_code", "").strip()
     try:
         if recovery:
@@ -132,11 +110,5 @@ def verify() -> tuple[str, int] | Response:
 def resume() -> Response:
     target = session.pop(STEP_UP_CONTINUE, None)
     if not isinstance(target, str) or not target.startswith("/authorize?"):
-        raise GatewayError(
-            "login_expired",
-            "登录已过期",
-            "Sign-in expired",
-            "请返回原网站重新登录。",
-            "Go back to the site and sign in again.",
-        )
+        raise LoginExpired("no authorization request to resume after the step-up")
     return redirect(target, code=303)

@@ -29,7 +29,7 @@ from gateway.admin.access import (
     roles_for,
 )
 from gateway.admin.registrations import Registrations
-from gateway.errors import GatewayError
+from gateway.errors import TongxingError
 from gateway.registry import ManagedBy, Registry, Stored
 from gateway.settings import Settings
 from gateway.store import RegistryKind, SqlStore
@@ -61,7 +61,7 @@ def settings(**extra: Any) -> Settings:
     )
 
 
-def refusal(error: pytest.ExceptionInfo[GatewayError]) -> tuple[int, str, list[str]]:
+def refusal(error: pytest.ExceptionInfo[TongxingError]) -> tuple[int, str, list[str]]:
     fields = error.value.details.get("fields", [])
     assert isinstance(fields, list)
     return error.value.status, error.value.code, [f["field"] for f in fields]
@@ -117,7 +117,7 @@ def test_the_roles_of_each_operation(operation: Operation, roles: list[str]) -> 
         if principal.role.value in roles:
             authorize(principal, operation)
         else:
-            with pytest.raises(GatewayError) as refused:
+            with pytest.raises(TongxingError) as refused:
                 authorize(principal, operation)
             assert (refused.value.status, refused.value.code) == (403, "insufficient_scope")
 
@@ -134,10 +134,10 @@ def test_the_principal_always_comes_from_the_credential() -> None:
 
 def test_an_operator_names_kind_namespace_name_and_uid() -> None:
     for body in (None, "zj-gov/portal", {}, {**RESOURCE, "uid": ""}):
-        with pytest.raises(GatewayError) as refused:
+        with pytest.raises(TongxingError) as refused:
             claimed_owner(OPERATOR, body, None)
         assert refusal(refused) == (400, "invalid_request", ["managed_by"])
-    with pytest.raises(GatewayError) as bad:
+    with pytest.raises(TongxingError) as bad:
         claimed_owner(OPERATOR, {**RESOURCE, "namespace": "Not A Namespace"}, None)
     assert refusal(bad) == (400, "invalid_request", ["managed_by.namespace"])
 
@@ -183,7 +183,7 @@ def test_an_operator_deletes_only_the_named_resources_and_the_platform_anything(
     assert not may_delete(OPERATOR, OWNED, OWNED.model_copy(update={"name": "loser"}))
     assert not may_delete(OPERATOR, ManagedBy(principal="platform"), OWNED)
     assert not may_delete(OPERATOR, None, OWNED)
-    with pytest.raises(GatewayError) as unnamed:
+    with pytest.raises(TongxingError) as unnamed:
         may_delete(OPERATOR, OWNED, None)
     assert refusal(unnamed) == (400, "invalid_request", ["managed_by"])
     assert may_delete(PLATFORM, OWNED, None)
@@ -193,7 +193,7 @@ def test_an_operator_deletes_only_the_named_resources_and_the_platform_anything(
 def test_the_resource_named_in_a_query_needs_kind_namespace_and_name() -> None:
     assert resource_of(OPERATOR, {}) is None
     assert resource_of(OPERATOR, {**RESOURCE, "principal": "platform"}) == OWNED
-    with pytest.raises(GatewayError) as partial:
+    with pytest.raises(TongxingError) as partial:
         resource_of(OPERATOR, {"uid": "uid-1"})
     assert "namespace" in str(partial.value.details)
 
@@ -244,10 +244,10 @@ def test_an_owner_check_that_a_concurrent_write_overtook_changes_nothing(
 
     monkeypatch.setattr(registry, "stored_portal", stale)
     recreated = {**RESOURCE, "uid": "uid-2"}
-    with pytest.raises(GatewayError) as changed:
+    with pytest.raises(TongxingError) as changed:
         registrations.put_portal(OPERATOR, "zj-portal", {**PORTAL, "managed_by": recreated}, NOW)
     assert refusal(changed) == (409, "registration_taken", ["client_id"])
-    with pytest.raises(GatewayError) as not_deleted:
+    with pytest.raises(TongxingError) as not_deleted:
         registrations.delete_portal(OPERATOR, "zj-portal", RESOURCE)
     assert refusal(not_deleted) == (409, "registration_taken", ["client_id"])
     assert store.get_document(RegistryKind.PORTAL, "zj-portal") == current
@@ -258,7 +258,7 @@ def test_an_intruder_never_gets_the_owners_secret_hash(store: SqlStore) -> None:
     registrations.put_portal(OPERATOR, "zj-portal", {**PORTAL, "managed_by": RESOURCE}, NOW)
     before = store.get_document(RegistryKind.PORTAL, "zj-portal")
     intruder = {**RESOURCE, "namespace": "tenant"}
-    with pytest.raises(GatewayError) as taken:
+    with pytest.raises(TongxingError) as taken:
         registrations.put_portal(OPERATOR, "zj-portal", {**PORTAL, "managed_by": intruder}, NOW)
     assert refusal(taken) == (409, "registration_taken", ["client_id"])
     assert "client_secret_hash" not in str(taken.value.details)

@@ -2,7 +2,7 @@
 secrets at rest. The store is the real SQL store on a SQLite file; the clock is the test's.
 
 The same store operations are tested on PostgreSQL as well by the contract suite
-(``tests/integration/test_store_contract.py``), including two replicas sharing one database.
+(``tests/integration/store_contract/``), including two replicas sharing one database.
 """
 
 from __future__ import annotations
@@ -26,17 +26,15 @@ from gateway.mfa import (
     LockedOutError,
     NotEnrolledError,
     RecoveryCodeHasher,
-    SecretCipher,
-    SecretUnreadableError,
     ThrottlePolicy,
     TotpService,
     Verification,
     client_key,
-    derive_key,
     normalise_recovery_code,
     normalise_totp_code,
     time_step,
 )
+from gateway.sealing import SecretCipher, SecretUnreadableError, derive_key
 from gateway.store.contract import Subject, token_hash
 from gateway.store.sql import SqlStore
 
