@@ -38,12 +38,10 @@ COPY policies policies
 COPY realms realms
 COPY operator/realm_operator operator/realm_operator
 COPY operator/crds operator/crds
-COPY tests/harness/tongxing_dev tests/harness/tongxing_dev
+COPY tongxing_demo tongxing_demo
 RUN /opt/build/bin/pip wheel --no-deps --no-build-isolation --no-index --wheel-dir /wheels . \
     && /opt/tongxing/bin/pip install --no-deps --no-index /wheels/tongxing-*.whl \
     && /opt/tongxing/bin/pip check \
-    # pyproject.toml packages the test harness (tongxing_dev) with the rest: not in the image.
-    && rm -rf /opt/tongxing/lib/python3*/site-packages/tongxing_dev /opt/tongxing/bin/tongxing-dev \
     && /opt/tongxing/bin/tongxing --version
 
 # --- runtime: the virtual environment, a non-root user, nothing else ---------------------------

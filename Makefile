@@ -13,9 +13,11 @@ PYTEST_ARGS ?=
 .PHONY: demo test lint venv up down status bench
 
 ## demo: the gateway with a demo federation (three Keycloak regions, two portals) on 127.0.0.1
+## (the demo package tongxing_demo, against the Keycloak the harness starts; DEMO_ARGS: options
+## of `tongxing demo`, e.g. DEMO_ARGS="--port 9400")
 demo: venv
 	$(BIN)/tongxing-dev up keycloak
-	$(BIN)/python tests/demo_on_harness.py $(DEMO_ARGS)
+	$(BIN)/python -m tongxing_demo.harness $(DEMO_ARGS)
 
 ## test: lint, type-check, then every test tier against the real servers
 test: lint
@@ -27,14 +29,21 @@ lint: venv
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-## venv: the dependencies (once per pyproject.toml) and this checkout, editable (every time)
+## venv: the dependencies (once per pyproject.toml) and this checkout, editable (every time):
+## the product (gateway, operator, demo) and the test harness (tests/harness, its own
+## distribution: `tongxing-dev` and the pytest plugin; its few dependencies, all in the product's
+## test extra, are checked every time, which needs no index while they are installed). Two
+## steps, product first: an older product install also carried the harness, and replacing it
+## removes that copy's files.
 venv: $(VENV)/.deps
 	$(BIN)/pip install --quiet --no-deps --no-build-isolation --editable .
+	$(BIN)/pip install --quiet --no-build-isolation --editable tests/harness
 
 $(VENV)/.deps:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip setuptools wheel
 	$(BIN)/pip install --quiet --editable '.[test,bench]'
+	$(BIN)/pip install --quiet --editable tests/harness
 	touch $@
 
 ## bench: the gateway against Keycloak on this machine (not a test; see bench/README.md)

@@ -27,7 +27,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from types import FrameType, ModuleType
-from typing import Any
+from typing import Any, NoReturn
 
 from werkzeug.serving import BaseWSGIServer, make_server
 
@@ -133,6 +133,20 @@ def serve_waitress(
     )
 
 
+def exit_on_sigterm() -> None:
+    """SIGTERM (Kubernetes stopping the pod, ``kill``) unwinds like Ctrl-C: ``finally`` runs.
+
+    The handler only raises: it takes no lock, so it cannot deadlock with the code it
+    interrupts (setting a ``threading.Event`` the main thread waits on can: the handler runs on
+    the main thread, which may be holding the event's lock at that moment).
+    """
+
+    def stop(_signum: int, _frame: FrameType | None) -> NoReturn:
+        raise SystemExit(0)
+
+    signal.signal(signal.SIGTERM, stop)
+
+
 def listening_socket(host: str, port: int, backlog: int = 1024) -> socket.socket:
     """A bound, listening TCP socket for ``host:port`` (IPv4 or IPv6, as the host says)."""
     family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0][0]
@@ -217,7 +231,7 @@ def serve_insecure_dev_server(app: WsgiApp, listen: Listen) -> None:
             f"--insecure-dev-server listens on loopback only, not on {listen.host}"
         )
     log.warning("serving with Werkzeug's development server: not for production")
-    server = _bind(listen.host, listen.port, app)
+    server = werkzeug_server(listen.host, listen.port, app)
     log.info("serving on http://%s:%d", listen.host, server.server_port)
     try:
         server.serve_forever()
@@ -225,51 +239,10 @@ def serve_insecure_dev_server(app: WsgiApp, listen: Listen) -> None:
         server.server_close()
 
 
-def _bind(host: str, port: int, app: WsgiApp) -> BaseWSGIServer:
+def werkzeug_server(host: str, port: int, app: WsgiApp) -> BaseWSGIServer:
+    """Werkzeug's threaded server bound to ``host:port`` (0: any free port), not yet serving."""
     try:
         return make_server(host, port, app, threaded=True)
     except SystemExit:
         # Werkzeug prints why (port in use, permission) and exits; a caller wants an error.
         raise ServerUnavailableError(f"cannot listen on {host}:{port}") from None
-
-
-class BackgroundServer:
-    """A Werkzeug server on a thread, for the demo and tests: ``port`` is known once bound.
-
-    The application may be attached after binding (:meth:`attach`), so a process can learn its
-    own URL (port 0 = any free port) before it builds an application that needs it.
-    """
-
-    def __init__(self, host: str, port: int, app: WsgiApp | None = None) -> None:
-        if not is_loopback(host):
-            raise ServerUnavailableError(f"a background server listens on loopback only: {host}")
-        self._app = app
-        self._server: BaseWSGIServer = _bind(host, port, self._dispatch)
-        self._thread: threading.Thread | None = None
-        self.host = host
-
-    @property
-    def port(self) -> int:
-        return int(self._server.server_port)
-
-    def attach(self, app: WsgiApp) -> None:
-        self._app = app
-
-    def _dispatch(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
-        if self._app is None:  # pragma: no cover - only between bind and attach
-            start_response("503 Service Unavailable", [("Content-Type", "text/plain")])
-            return [b"starting"]
-        return self._app(environ, start_response)
-
-    def start(self) -> None:
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, name=f"wsgi-{self.port}", daemon=True
-        )
-        self._thread.start()
-
-    def stop(self) -> None:
-        if self._thread is not None:
-            self._server.shutdown()
-            self._thread.join(timeout=5)
-            self._thread = None
-        self._server.server_close()

@@ -2,19 +2,30 @@
 
 The demo runs in-process on free ports with a realm prefix of its own, against the harness's
 Keycloak; a person clicks through single sign-on, single logout and roaming between regions.
+Then `tongxing demo` runs as a process of its own and is stopped the way `kill` stops it.
 """
 
 from __future__ import annotations
 
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import requests
 from playwright.sync_api import Browser, Page
 from tongxing_dev.keycloak import KeycloakEndpoint
 
-from gateway.demo import CITIZENS, Demo, DemoOptions, KeycloakAccess
+from tongxing_demo.demo import Demo, DemoOptions
+from tongxing_demo.federation import CITIZENS, REGIONS
+from tongxing_demo.realms import KeycloakAccess, RealmProvisioner
 
 CHOOSER_SCREENSHOT = Path("/tmp/tongxing-demo-chooser.png")  # noqa: S108 - the lead picks a home
 
@@ -115,3 +126,66 @@ def test_demo_single_sign_on_single_logout_and_roaming(demo: Demo, page: Page) -
     assert roamed["home_region"] == "sh"
     assert roamed["sub"] == first["sub"]
     assert roamed["sid"] != first["sid"]
+
+
+# --- stopping ----------------------------------------------------------------------------------
+
+TONGXING = Path(sys.executable).with_name("tongxing")
+GATEWAY_LINE = re.compile(r"Gateway \(OpenID Provider\)\s+(http://127\.0\.0\.1:\d+)/")
+
+
+def wait_for(output: Path, pattern: re.Pattern[str], process: subprocess.Popen[bytes]) -> str:
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        found = pattern.search(output.read_text(encoding="utf-8", errors="replace"))
+        if found:
+            return found.group(1)
+        assert process.poll() is None, output.read_text(encoding="utf-8", errors="replace")
+        time.sleep(0.2)
+    raise AssertionError(f"the demo did not start: {output.read_text(encoding='utf-8')}")
+
+
+def listening(url: str) -> bool:
+    host, port = url.removeprefix("http://").split(":")
+    try:
+        with socket.create_connection((host, int(port)), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def test_sigterm_stops_the_demo_within_seconds(keycloak: KeycloakEndpoint, tmp_path: Path) -> None:
+    prefix = f"demo-{uuid.uuid4().hex[:6]}-"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TONGXING_")}
+    env |= {
+        "TONGXING_DEMO_KEYCLOAK_URL": keycloak.url,
+        "TONGXING_DEMO_KEYCLOAK_ADMIN": keycloak.admin_user,
+        "TONGXING_DEMO_KEYCLOAK_PASSWORD": keycloak.admin_password,
+    }
+    output = tmp_path / "demo.out"
+    argv = [str(TONGXING), "demo", "--data-dir", str(tmp_path / "data"), "--realm-prefix", prefix]
+    ports = ["--port", "0", "--portal-a-port", "0", "--portal-b-port", "0"]
+    with output.open("wb") as out:
+        process = subprocess.Popen(
+            [*argv, *ports], env=env, stdout=out, stderr=subprocess.STDOUT, cwd=tmp_path
+        )
+    try:
+        gateway = wait_for(output, GATEWAY_LINE, process)
+        discovery = requests.get(f"{gateway}/.well-known/openid-configuration", timeout=5)
+        assert discovery.json()["issuer"] == gateway
+
+        os.kill(process.pid, signal.SIGTERM)  # what `kill <pid>` sends
+        started = time.monotonic()
+        assert process.wait(timeout=15) == 0
+        assert time.monotonic() - started < 10
+        assert "Stopping the demo" in output.read_text(encoding="utf-8")
+        assert not listening(gateway)  # its ports are free again
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(timeout=10)
+        provisioner = RealmProvisioner(
+            KeycloakAccess(keycloak.url, keycloak.admin_user, keycloak.admin_password)
+        )
+        for region in REGIONS:
+            provisioner.delete(f"{prefix}{region.code}")

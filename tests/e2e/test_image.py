@@ -168,6 +168,13 @@ def test_the_gateway_serves_from_the_image_and_passes_its_health_check(
         discovery = requests.get(f"{base}/.well-known/openid-configuration", timeout=5).json()
         assert discovery["issuer"] == base
         assert requests.get(discovery["jwks_uri"], timeout=5).json()["keys"]
+        # Its pages: templates and stylesheet came in the wheel (an error page, no portal here).
+        page = requests.get(f"{base}/authorize", timeout=5)
+        assert page.status_code == 400
+        assert '<link rel="stylesheet" href="/static/tongxing.css">' in page.text
+        stylesheet = requests.get(f"{base}/static/tongxing.css", timeout=5)
+        assert stylesheet.status_code == 200
+        assert stylesheet.content == (REPO / "gateway" / "static" / "tongxing.css").read_bytes()
         # The image's HEALTHCHECK, pointed at this gateway.
         check = image.config["Healthcheck"]["Test"][1:]
         buildah_cli("config", f"--env=HEALTHCHECK_URL={base}/healthz", container)

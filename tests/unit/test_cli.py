@@ -21,9 +21,10 @@ from requests.structures import CaseInsensitiveDict
 
 from gateway import cli
 from gateway.app import create_app
-from gateway.demo import required_secrets
+from gateway.cli import admin as cli_admin
 from gateway.services import build_services
 from gateway.settings import Settings
+from tongxing_demo.secrets_file import required_secrets
 
 
 def test_version_names_the_distribution(capsys: pytest.CaptureFixture[str]) -> None:
@@ -387,7 +388,7 @@ def admin(
         http.mount("https://", WsgiAdapter(gateway_app))
         return http
 
-    clean_env.setattr(cli, "admin_session", session)
+    clean_env.setattr(cli_admin, "admin_session", session)
     clean_env.setenv("TONGXING_ADMIN_URL", GATEWAY)
     clean_env.setenv("TONGXING_ADMIN_TOKEN", ADMIN_TOKEN)
 
@@ -547,7 +548,7 @@ def test_admin_reports_an_unreachable_gateway(
         http.mount("http://", RefusingAdapter())
         return http
 
-    clean_env.setattr(cli, "admin_session", session)
+    clean_env.setattr(cli_admin, "admin_session", session)
     clean_env.setenv("TONGXING_ADMIN_TOKEN", ADMIN_TOKEN)
     code = cli.main(["admin", "regions", "list", "--url", "http://127.0.0.1:9"])
     err = capsys.readouterr().err
@@ -567,6 +568,16 @@ def test_demo_asks_for_a_keycloak(
     err = capsys.readouterr().err
     assert "--keycloak-url, --keycloak-admin, --keycloak-password" in err
     assert "make demo" in err
+
+
+@pytest.mark.parametrize("prefix", ["Demo-", "-demo", "demo_", "d" * 49])
+def test_demo_refuses_a_realm_prefix_keycloak_names_would_not_take(
+    clean_env: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], prefix: str
+) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["demo", "--realm-prefix", prefix])
+    assert exit_info.value.code == 2
+    assert "--realm-prefix" in capsys.readouterr().err
 
 
 def test_the_operator_subcommand_hands_over_to_the_operator(

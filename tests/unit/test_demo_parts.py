@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import stat
 import time
 from datetime import UTC, datetime
@@ -10,17 +11,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from realm_operator.templates import GATEWAY_CLIENT_ID, RealmTemplates
 
-from gateway.demo import (
-    CITIZENS,
-    PORTAL_HOSTS,
-    PORTALS,
-    REGIONS,
-    DemoError,
-    DemoSecrets,
-    required_secrets,
-)
-from gateway.demo_portal import (
+from gateway.identity import parse_identity_number
+from gateway.keys import KeyRing
+from tongxing_demo.errors import DemoError
+from tongxing_demo.federation import CITIZENS, PORTAL_HOSTS, PORTALS, REGIONS
+from tongxing_demo.portal import (
     BACKCHANNEL_EVENT,
     LocalSession,
     LocalSessions,
@@ -28,8 +25,15 @@ from gateway.demo_portal import (
     LogoutTokenValidator,
     ordered_claims,
 )
-from gateway.identity import parse_identity_number
-from gateway.keys import KeyRing
+from tongxing_demo.realms import (
+    CLAIMS,
+    FULL_NAME,
+    citizen_password,
+    demo_blueprint,
+    fits_password_policy,
+    region_spec,
+)
+from tongxing_demo.secrets_file import DemoSecrets, required_secrets
 
 ISSUER = "http://127.0.0.1:8400"
 CLIENT = "zj-services"
@@ -64,6 +68,54 @@ def test_a_file_that_is_not_demo_secrets_is_refused(tmp_path: Path) -> None:
         DemoSecrets(path)
 
 
+def test_a_kept_secret_that_breaks_the_rules_is_generated_again(tmp_path: Path) -> None:
+    path = tmp_path / "secrets.json"
+    old = DemoSecrets(path)
+    old.get("password:zhangsan", lambda: "tx-12345678")
+    old.save()
+    again = DemoSecrets(path)
+    password = again.get("password:zhangsan", citizen_password, fits_password_policy)
+    assert password != "tx-12345678"
+    assert fits_password_policy(password)
+    again.save()
+    assert DemoSecrets(path).get("password:zhangsan", citizen_password, fits_password_policy) == (
+        password
+    )
+
+
+def test_citizen_passwords_pass_every_realm_templates_policy() -> None:
+    # The strictest template, department: length(14), upper, lower, digit, special character.
+    for _ in range(50):
+        assert fits_password_policy(citizen_password())
+    for weak in ("tx-1234abcd", "Tx-abcdefghijkl", "tx-1234abcd-5678", "TX-1234ABCD-5678"):
+        assert not fits_password_policy(weak)
+
+
+def test_demo_realms_are_the_templates_of_their_kinds_with_the_written_name() -> None:
+    templates = RealmTemplates()
+    for region in REGIONS:
+        realm = f"tongxing-demo-{region.code}"
+        spec = region_spec(region, realm, "http://127.0.0.1:8080")
+        assert spec.template_name == region.kind.value
+        template = templates.render_for(spec, "http://127.0.0.1:8400")
+        blueprint = demo_blueprint(template)
+        assert blueprint.realm["realm"] == realm
+        assert blueprint.realm["passwordPolicy"] == template.realm["passwordPolicy"]
+        assert blueprint.realm["displayName"] == f"{region.realm_title_zh}（演示）"
+        assert blueprint.client["clientId"] == GATEWAY_CLIENT_ID == "tongxing-gateway"
+        assert blueprint.client["redirectUris"] == [f"http://127.0.0.1:8400/callback/{region.code}"]
+        mappers = {m["name"]: m for m in blueprint.client["protocolMappers"]}
+        assert {"id_number", "name", "phone_number", FULL_NAME} <= set(mappers)
+        assert mappers[FULL_NAME]["config"]["claim.name"] == CLAIMS["name"] == FULL_NAME
+        attributes = {a["name"]: a for a in blueprint.user_profile["attributes"]}
+        assert attributes[FULL_NAME]["permissions"]["edit"] == ["admin"]
+        # the template's own parts are left as they are
+        assert (
+            len(blueprint.client["protocolMappers"]) == len(template.client["protocolMappers"]) + 1
+        )
+        assert FULL_NAME not in {a["name"] for a in template.user_profile["attributes"]}
+
+
 def test_the_demo_generates_every_secret_the_gateway_requires() -> None:
     assert {"national_secret", "pairwise_secret", "admin_token", "session_secret"} <= set(
         required_secrets()
@@ -78,6 +130,8 @@ def test_demo_citizens_have_valid_identity_numbers_and_live_in_demo_regions() ->
     # "register once, roam everywhere": one person, one number, two regions
     assert any(len(citizen.regions) > 1 for citizen in CITIZENS)
     assert len({citizen.identity_number for citizen in CITIZENS}) == len(CITIZENS)
+    # the realms' user profile takes E.164 phone numbers only
+    assert all(re.fullmatch(r"\+[1-9][0-9]{6,14}", c.phone_number) for c in CITIZENS)
 
 
 def test_demo_portals_are_two_sectors() -> None:

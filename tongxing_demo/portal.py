@@ -220,7 +220,7 @@ def create_portal_app(config: PortalConfig) -> Flask:
     validator = LogoutTokenValidator(
         config.issuer, config.client_id, lambda force: client.fetch_jwk_set(force=force)
     )
-    app.extensions["demo_portal.sessions"] = sessions
+    app.extensions["tongxing_demo.sessions"] = sessions
 
     def page(**context: Any) -> str:
         local_id = session.get("local")
@@ -230,7 +230,7 @@ def create_portal_app(config: PortalConfig) -> Flask:
             session.pop("local", None)
             sessions.end(local_id)
         return render_template(
-            "demo_portal.html",
+            "portal.html",
             portal=config,
             user=local,
             claims=ordered_claims(local.claims) if local else [],

@@ -1,0 +1,155 @@
+"""``tongxing serve``: the gateway from ``TONGXING_*`` settings, with waitress."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import socket
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from pydantic import ValidationError
+from pydantic_settings import SettingsError
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+
+from gateway.cli.base import EXIT_USAGE, CliError, Commands, env_name, port, positive
+from gateway.keys import KeyFileError
+from gateway.settings import Settings
+from gateway.wsgi import Listen, exit_on_sigterm, load_waitress
+
+if TYPE_CHECKING:
+    from gateway.services import Services
+
+
+# --- settings ----------------------------------------------------------------------------------
+
+
+def describe_settings_error(error: ValidationError) -> str:
+    """The missing ``TONGXING_`` variables, then one line per invalid one; never a value."""
+    missing: list[str] = []
+    invalid: list[str] = []
+    for item in error.errors(include_input=False, include_url=False, include_context=False):
+        location = item["loc"]
+        if item["type"] == "missing" and location:
+            missing.append(env_name(location[0]))
+        elif location:
+            invalid.append(f"invalid setting {env_name(location[0])}: {item['msg']}")
+        else:  # a rule across settings (the issuer's scheme and the insecure switch)
+            invalid.append(f"invalid settings: {item['msg']}")
+    lines = []
+    if missing:
+        lines.append(f"missing settings: {', '.join(sorted(missing))}")
+    return "\n".join([*lines, *invalid])
+
+
+def load_settings() -> Settings:
+    """The gateway's settings from the environment, or a :class:`CliError` naming the problem."""
+    try:
+        return Settings()  # type: ignore[call-arg]  # the values come from TONGXING_*
+    except ValidationError as error:
+        raise CliError(describe_settings_error(error), EXIT_USAGE) from None
+    except SettingsError as error:  # a value that cannot even be parsed; names the field only
+        raise CliError(str(error), EXIT_USAGE) from None
+
+
+def _database_problem(settings: Settings, error: SQLAlchemyError) -> str:
+    if isinstance(error, ArgumentError):
+        return f"{env_name('database_url')} is not a valid SQLAlchemy URL"
+    text = str(error).splitlines()[0] if str(error) else type(error).__name__
+    try:
+        password = make_url(settings.sqlalchemy_url).password
+    except ArgumentError:
+        password = None
+    if password:
+        text = text.replace(str(password), "***")
+    return f"cannot open the store ({type(error).__name__}): {text[:300]}"
+
+
+# --- serve -------------------------------------------------------------------------------------
+
+
+def configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    if level != "DEBUG":
+        # Alembic narrates every plugin and migration step at INFO: one line per start is enough.
+        logging.getLogger("alembic").setLevel(logging.WARNING)
+
+
+def command_serve(args: argparse.Namespace) -> int:
+    from gateway.app import create_app
+    from gateway.services import build_services
+    from gateway.wsgi import serve_insecure_dev_server, serve_waitress, serve_workers
+
+    configure_logging(args.log_level)
+    listen = Listen(args.host, args.port, args.threads, args.workers)
+    if not args.insecure_dev_server:
+        load_waitress()  # fail before opening anything
+    settings = load_settings()
+    services = open_services(settings, build_services)
+    if listen.workers > 1 and not args.insecure_dev_server:
+        # The store is migrated and the key file made once, here; each worker opens its own.
+        services.close()
+
+        def run_worker(sock: socket.socket) -> None:
+            worker_services = open_services(settings, build_services)
+            try:
+                exit_on_sigterm()
+                serve_waitress(create_app(services=worker_services), listen, [sock])
+            finally:
+                worker_services.close()
+
+        try:
+            return serve_workers(run_worker, listen)
+        except OSError as error:
+            raise CliError(f"cannot listen on {args.host}:{args.port}: {error.strerror}") from None
+    try:
+        app = create_app(services=services)
+        exit_on_sigterm()
+        if args.insecure_dev_server:
+            serve_insecure_dev_server(app, listen)
+        else:
+            serve_waitress(app, listen)
+    except OSError as error:
+        raise CliError(f"cannot listen on {args.host}:{args.port}: {error.strerror}") from None
+    finally:
+        services.close()
+    return 0
+
+
+def open_services(settings: Settings, build: Callable[[Settings], Services]) -> Services:
+    try:
+        return build(settings)
+    except KeyFileError as error:
+        raise CliError(str(error)) from None
+    except SQLAlchemyError as error:
+        raise CliError(_database_problem(settings, error)) from None
+    except OSError as error:
+        raise CliError(f"cannot prepare {settings.data_dir}: {error.strerror}") from None
+
+
+def add_parser(commands: Commands) -> None:
+    serve = commands.add_parser(
+        "serve",
+        help="run the gateway (settings from TONGXING_* variables)",
+        description="Run the gateway with waitress. Settings come from the TONGXING_* "
+        "environment variables (TONGXING_ISSUER, TONGXING_NATIONAL_SECRET, ...).",
+    )
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on [127.0.0.1]")
+    serve.add_argument("--port", type=port, default=8080, help="port to listen on [8080]")
+    serve.add_argument("--threads", type=positive, default=8, help="threads per worker [8]")
+    serve.add_argument(
+        "--workers",
+        type=positive,
+        default=1,
+        help="worker processes sharing the port; one per core the replica may use [1]",
+    )
+    serve.add_argument(
+        "--insecure-dev-server",
+        action="store_true",
+        help="use Werkzeug's development server instead of waitress (loopback only)",
+    )
+    serve.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING"])
+    serve.set_defaults(handler=command_serve)
