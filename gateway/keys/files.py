@@ -30,7 +30,6 @@ from typing import Any, Final, cast
 from joserfc.jwk import ECKey, RSAKey
 from joserfc.util import urlsafe_b64decode
 
-import gateway.keys as keys_package
 from gateway.keys.errors import (
     InvalidKeyRingError,
     KeyFileError,
@@ -246,10 +245,7 @@ def read_key_file(path: Path) -> tuple[bytes, FileVersion]:
 def parse_key_file(path: Path, data: bytes) -> KeyRing:
     """The ring a key file holds; :class:`KeyFileError` names the file and what is wrong."""
     try:
-        # Looked up in the package at each call, as it was while the package was one module:
-        # ``gateway.keys.loads_key_ring`` is the name importers know, and replacing it there
-        # (tests/unit/test_keys.py counts the follower's parses so) still reaches every load.
-        return keys_package.loads_key_ring(data)
+        return loads_key_ring(data)
     except InvalidKeyRingError as error:
         raise KeyFileError(path, f"is invalid: {error}") from None
 

@@ -28,7 +28,6 @@ from typing import Any, Final, Literal
 
 import cedarpy
 
-import gateway.policy as policy_package
 from gateway.policy.entities import (
     LEVELS,
     PersonFacts,
@@ -91,11 +90,8 @@ DecisionKey = tuple[Question, tuple[str, ...], PortalFacts, PersonFacts]
 
 
 def _cache_size() -> int:
-    # Read from the package at each store, as it was while the package was one module:
-    # ``gateway.policy.DECISION_CACHE_SIZE`` is the name importers know, and changing it there
-    # (tests/unit/test_policy.py lowers it so) still bounds every cache.
-    size: int = policy_package.DECISION_CACHE_SIZE
-    return size
+    # Read at each store (not bound at import), so a test can lower it for one run.
+    return DECISION_CACHE_SIZE
 
 
 class DecisionCache:

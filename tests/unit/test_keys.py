@@ -25,7 +25,6 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from joserfc import jwt
 from joserfc.jwk import ECKey, RSAKey
 
-from gateway import keys as keys_module
 from gateway.keys import (
     SIGNING_ALGORITHMS,
     InvalidKeyRingError,
@@ -41,6 +40,7 @@ from gateway.keys import (
     loads_key_ring,
     save_key_ring,
 )
+from gateway.keys import files as keys_files
 
 NOW = datetime(2026, 11, 22, 8, 0, tzinfo=UTC)
 LIFETIME = timedelta(minutes=10)
@@ -599,7 +599,7 @@ def count_loads(monkeypatch: pytest.MonkeyPatch) -> list[str | bytes]:
         loaded.append(text)
         return loads_key_ring(text)
 
-    monkeypatch.setattr(keys_module, "loads_key_ring", counting_loads)
+    monkeypatch.setattr(keys_files, "loads_key_ring", counting_loads)
     return loaded
 
 

@@ -11,7 +11,6 @@ from typing import Any
 import cedarpy
 import pytest
 
-from gateway import policy
 from gateway.policy import (
     LEVELS,
     PersonFacts,
@@ -24,6 +23,7 @@ from gateway.policy import (
     known_level,
     level_rank,
 )
+from gateway.policy import engine as policy_engine
 from gateway.registry import Names, Portal
 
 NOW = datetime.datetime(2025, 3, 1, 8, 0, tzinfo=datetime.UTC)
@@ -609,7 +609,7 @@ def test_a_decision_with_errors_is_not_cached(
 def test_a_full_cache_is_emptied_and_fills_again(
     engine: PolicyEngine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(policy, "DECISION_CACHE_SIZE", 2)
+    monkeypatch.setattr(policy_engine, "DECISION_CACHE_SIZE", 2)
     portals = [_portal(client_id=f"portal-{n}") for n in range(3)]
     for portal in portals:
         engine.may_enter(_person(), portal)
