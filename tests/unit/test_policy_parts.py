@@ -132,7 +132,7 @@ def test_an_answer_with_errors_is_never_remembered(shipped: LoadedPolicySet) -> 
 def test_a_full_cache_starts_again_from_empty(
     shipped: LoadedPolicySet, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("gateway.policy.DECISION_CACHE_SIZE", 2)
+    monkeypatch.setattr("gateway.policy.engine.DECISION_CACHE_SIZE", 2)
     cache = DecisionCache(shipped)
     keys = [cache.key("enter", (), replace(PORTAL, client_id=f"p{n}"), PERSON) for n in range(3)]
     for key in keys:
