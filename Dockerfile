@@ -39,6 +39,7 @@ COPY realms realms
 COPY operator/realm_operator operator/realm_operator
 COPY operator/crds operator/crds
 COPY tongxing_demo tongxing_demo
+COPY tongxing_api tongxing_api
 RUN /opt/build/bin/pip wheel --no-deps --no-build-isolation --no-index --wheel-dir /wheels . \
     && /opt/tongxing/bin/pip install --no-deps --no-index /wheels/tongxing-*.whl \
     && /opt/tongxing/bin/pip check \

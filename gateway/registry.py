@@ -3,22 +3,21 @@
 A new region is data, not code: everything the broker needs to reach a province's IdP is in a
 :class:`Region`, and everything the provider needs to serve a portal is in a :class:`Portal`.
 Both are validated here, before anything is stored, so the admin API can answer bad input with
-field-level messages. Protocol-free: no Flask.
+field-level messages. The words they share with the operator (codes, client ids, levels, region
+kinds, auth methods, owners, the redirect-URI rule) are :mod:`tongxing_api.vocabulary`'s.
+Protocol-free: no Flask.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
-import ipaddress
-import re
 import secrets
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from enum import StrEnum
 from typing import Annotated, Any, Generic, Literal, Self, TypeVar
 from urllib.parse import urlsplit
 
@@ -27,71 +26,31 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, m
 from gateway.identity import pairwise_subject
 from gateway.store.contract import RegistryKind, Store
 
-CODE_PATTERN = r"^[a-z][a-z0-9-]{1,31}$"
-CLIENT_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{2,63}$"
-#: The name of an admin API principal (the settings' tokens and ``admin_clients``).
-PRINCIPAL_PATTERN = r"^[a-z][a-z0-9-]{1,62}$"
-#: Kubernetes object names: a namespace is a DNS label, a Region or Portal a DNS subdomain.
-NAMESPACE_PATTERN = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
-RESOURCE_NAME_PATTERN = r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$"
-LOOPBACK_HOSTS = {"localhost", "127.0.0.1", "::1"}
-Level = Literal["loa1", "loa2", "loa3"]
+# The rest of the gateway knows these by this module (``as``: re-exported).
+from tongxing_api.vocabulary import CLIENT_ID_PATTERN as CLIENT_ID_PATTERN
+from tongxing_api.vocabulary import CODE_PATTERN as CODE_PATTERN
+from tongxing_api.vocabulary import (
+    NAMESPACE_PATTERN,
+    RESOURCE_NAME_PATTERN,
+    SECTOR_PATTERN,
+    UID_PATTERN,
+    ConsentClaim,
+    OwnerKind,
+    SubjectType,
+    check_redirect_uri,
+)
+from tongxing_api.vocabulary import PRINCIPAL_PATTERN as PRINCIPAL_PATTERN
+from tongxing_api.vocabulary import AuthMethod as AuthMethod
+from tongxing_api.vocabulary import Level as Level
+from tongxing_api.vocabulary import Names as Names
+from tongxing_api.vocabulary import RegionKind as RegionKind
+from tongxing_api.vocabulary import check_absolute_url as check_absolute_url
+
 GrantType = Literal["authorization_code", "refresh_token", "client_credentials"]
 
 
 def _default_grants() -> list[GrantType]:
     return ["authorization_code", "refresh_token"]
-
-
-class RegionKind(StrEnum):
-    PROVINCE = "province"
-    MUNICIPALITY = "municipality"
-    AUTONOMOUS_REGION = "autonomous-region"
-    SAR = "sar"
-    CORPS = "corps"
-    DEPARTMENT = "department"
-
-
-class Names(BaseModel):
-    """Display names: zh-CN first, English second."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    zh: Annotated[str, Field(min_length=1, max_length=64)]
-    en: Annotated[str, Field(min_length=1, max_length=64)]
-
-
-def _is_loopback(host: str) -> bool:
-    if host in LOOPBACK_HOSTS:
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def check_absolute_url(value: str, *, what: str, allow_query: bool = True) -> str:
-    """An absolute https URL (http only on loopback) with no userinfo, fragment or wildcard.
-
-    RFC 9700 §2.1 and §4.1.3: registered redirect URIs are compared exactly, so anything that
-    makes a pattern out of them (wildcards) or hides the real host (userinfo) is refused.
-    """
-    if any(ch.isspace() for ch in value) or "*" in value:
-        raise ValueError(f"{what} must not contain whitespace or wildcards")
-    parts = urlsplit(value)
-    if parts.scheme not in ("https", "http") or not parts.hostname:
-        raise ValueError(f"{what} must be an absolute https URL")
-    if parts.scheme == "http" and not _is_loopback(parts.hostname):
-        raise ValueError(f"{what} must use https (http is allowed on loopback only)")
-    if parts.username is not None or parts.password is not None or "@" in parts.netloc:
-        raise ValueError(f"{what} must not contain userinfo")
-    if parts.fragment or value.endswith("#"):
-        raise ValueError(f"{what} must not contain a fragment")
-    if parts.query and not allow_query:
-        raise ValueError(f"{what} must not contain a query")
-    if re.search(r"(^|/)\.\.?(;[^/]*)?(/|$)", parts.path):
-        raise ValueError(f"{what} must not contain dot segments")
-    return value
 
 
 class ManagedBy(BaseModel):
@@ -107,10 +66,10 @@ class ManagedBy(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     principal: Annotated[str, Field(pattern=PRINCIPAL_PATTERN)]
-    kind: Literal["Region", "Portal"] | None = None
+    kind: OwnerKind | None = None
     namespace: Annotated[str, Field(pattern=NAMESPACE_PATTERN)] | None = None
     name: Annotated[str, Field(pattern=RESOURCE_NAME_PATTERN)] | None = None
-    uid: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")] | None = None
+    uid: Annotated[str, Field(pattern=UID_PATTERN)] | None = None
 
     @property
     def resource(self) -> tuple[str | None, str | None, str | None]:
@@ -168,13 +127,6 @@ class Region(BaseModel):
         return data
 
 
-class AuthMethod(StrEnum):
-    CLIENT_SECRET_BASIC = "client_secret_basic"  # noqa: S105 - a method name, not a secret
-    CLIENT_SECRET_POST = "client_secret_post"  # noqa: S105
-    PRIVATE_KEY_JWT = "private_key_jwt"
-    NONE = "none"  # public clients (PKCE required)
-
-
 class Portal(BaseModel):
     """A relying party: a provincial or departmental portal that delegates login."""
 
@@ -192,17 +144,15 @@ class Portal(BaseModel):
     jwks: dict[str, Any] | None = None
     grant_types: list[GrantType] = Field(default_factory=_default_grants)
     scopes: list[str] = Field(default_factory=lambda: ["openid", "profile"])
-    subject_type: Literal["public", "pairwise"] = "public"
+    subject_type: SubjectType = "public"
     # OIDC Dynamic Client Registration §2: the ID token's algorithm for this portal.
     id_token_signed_response_alg: Literal["RS256", "ES256"] = "RS256"  # noqa: S105 - an alg
     minimum_level: Level = "loa1"
     # What policies know of the portal (policies/schema.cedarschema).
-    sector: Annotated[str, Field(pattern=r"^[a-z][a-z0-9-]{1,31}$")] = "general"
+    sector: Annotated[str, Field(pattern=SECTOR_PATTERN)] = "general"
     may_receive_id_number: bool = False
     # Claims released only after the person agreed, on a consent page (remembered, revocable).
-    consent_claims: list[Literal["name", "phone_number", "id_number", "home_region"]] = Field(
-        default_factory=list
-    )
+    consent_claims: list[ConsentClaim] = Field(default_factory=list)
     allowed_home_regions: list[Annotated[str, Field(pattern=CODE_PATTERN)]] | None = None
     enabled: bool = True
     managed_by: ManagedBy | None = None
@@ -211,21 +161,20 @@ class Portal(BaseModel):
     @classmethod
     def _uris(cls, value: list[str]) -> list[str]:
         for uri in value:
-            check_absolute_url(uri, what="redirect URI")
+            check_redirect_uri(uri)
         return list(dict.fromkeys(value))
 
     @field_validator("backchannel_logout_uri")
     @classmethod
     def _backchannel(cls, value: str | None) -> str | None:
         if value is not None:
-            check_absolute_url(value, what="backchannel_logout_uri")
+            check_redirect_uri(value, what="backchannel_logout_uri")
         return value
 
     @model_validator(mode="after")
     def _credentials_match_the_method(self) -> Self:
         method = self.token_endpoint_auth_method
-        secret_methods = (AuthMethod.CLIENT_SECRET_BASIC, AuthMethod.CLIENT_SECRET_POST)
-        if method in secret_methods and not self.client_secret_hash:
+        if method.uses_secret and not self.client_secret_hash:
             raise ValueError(f"{method} needs a client secret")
         if method is AuthMethod.PRIVATE_KEY_JWT and not (self.jwks and self.jwks.get("keys")):
             raise ValueError("private_key_jwt needs jwks with at least one public key")

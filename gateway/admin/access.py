@@ -18,14 +18,14 @@ from typing import Any, Final
 from pydantic import ValidationError
 
 from gateway.errors import FieldError, InvalidDocument, RoleRefused
-from gateway.policy import level_rank
-from gateway.registry import Level, ManagedBy
+from gateway.registry import ManagedBy
 from gateway.settings import (
     MIN_SECRET_LENGTH,
     OPERATOR_PRINCIPAL,
     PLATFORM_PRINCIPAL,
     Settings,
 )
+from tongxing_api.vocabulary import OWNER_FIELDS, RESOURCE_FIELDS, Level, above
 
 
 class Role(StrEnum):
@@ -149,8 +149,8 @@ def authorize(principal: Principal, operation: Operation) -> None:
 
 # --- owners of registrations ---------------------------------------------------------------------
 
-#: What an operator must name about the custom resource it writes a registration for.
-RESOURCE_FIELDS: Final = ("kind", "namespace", "name", "uid")
+# What an operator names about the custom resource it acts for (RESOURCE_FIELDS: in managed_by
+# of a PUT, in the query of a GET or DELETE); OWNER_FIELDS are those a GET or DELETE must name.
 
 
 def _needs_resource(fields: Iterable[str]) -> InvalidDocument:
@@ -207,7 +207,7 @@ def resource_of(principal: Principal, query: Mapping[str, str]) -> ManagedBy | N
     given = {name: query[name] for name in RESOURCE_FIELDS if query.get(name)}
     if not given:
         return None
-    missing = [name for name in RESOURCE_FIELDS[:3] if name not in given]
+    missing = [name for name in OWNER_FIELDS if name not in given]
     if missing:
         raise _needs_resource(missing)
     try:
@@ -241,7 +241,7 @@ def may_delete(principal: Principal, current: ManagedBy | None, resource: Manage
     if current is None or current.principal != principal.name:
         return False
     if resource is None:
-        raise _needs_resource(RESOURCE_FIELDS[:3])
+        raise _needs_resource(OWNER_FIELDS)
     return current.same_owner(resource)
 
 
@@ -256,5 +256,5 @@ def levels_above_ceiling(acr_mapping: Mapping[str, Level], ceiling: Level) -> li
             "message": f"{level} is above the ceiling {ceiling} the platform set for this region",
         }
         for acr, level in acr_mapping.items()
-        if level_rank(level) > level_rank(ceiling)
+        if above(level, ceiling)
     ]

@@ -30,8 +30,9 @@ from gateway.errors import InvalidDocument, InvalidPolicySet, InvalidToken, NoRo
 from gateway.policy import PolicySetError, PolicySetInfo
 from gateway.registry import Portal, Region
 from gateway.services import current_services
+from tongxing_api.vocabulary import API_PATH, RESOURCE_FIELDS
 
-blueprint = Blueprint("admin", __name__, url_prefix="/admin/v1")
+blueprint = Blueprint("admin", __name__, url_prefix=API_PATH)
 REALM: Final = "tongxing-admin"
 
 #: What each endpoint does; roles are checked against it before the view runs. An endpoint not
@@ -224,7 +225,7 @@ RESOURCE_PARAMETERS: Final = [
             "and name required on DELETE); ignored for other roles"
         ),
     }
-    for name in ("kind", "namespace", "name", "uid")
+    for name in RESOURCE_FIELDS
 ]
 
 
@@ -389,7 +390,7 @@ def openapi_document() -> dict[str, Any]:
             "version": "v1",
             "description": _roles_description(),
         },
-        "servers": [{"url": "/admin/v1"}],
+        "servers": [{"url": API_PATH}],
         "security": [{"bearer": []}],
         "paths": {
             **_operations("regions", "code", "Region"),

@@ -46,9 +46,9 @@ from gateway.registry import (
     new_client_secret,
 )
 from gateway.store.contract import RevisionConflictError
+from tongxing_api.vocabulary import SECRET_AUTH_METHODS
 
 M = TypeVar("M", bound=BaseModel)
-SECRET_METHODS: Final = {AuthMethod.CLIENT_SECRET_BASIC.value, AuthMethod.CLIENT_SECRET_POST.value}
 MIN_CLIENT_SECRET_LENGTH: Final = 32
 
 
@@ -175,7 +175,9 @@ class Registrations:
         )
         method = document.get("token_endpoint_auth_method", AuthMethod.CLIENT_SECRET_BASIC.value)
         issued: str | None = None
-        if method in SECRET_METHODS:
+        # Validation comes later: a method that is not a string (a list, say) is simply not
+        # a secret method here, and the model refuses it with a field message.
+        if isinstance(method, str) and method in SECRET_AUTH_METHODS:
             if secret is None and stored is not None and stored.value.client_secret_hash:
                 document["client_secret_hash"] = stored.value.client_secret_hash
             else:

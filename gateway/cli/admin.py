@@ -1,4 +1,10 @@
-"""``tongxing admin regions|portals list|get|put|delete``: the registry over the admin API."""
+"""``tongxing admin regions|portals list|get|put|delete``: the registry over the admin API.
+
+The calls are :class:`tongxing_api.client.GatewayClient`'s, the operator's client; what a person
+reads is said here: the API's field-level messages for a 400, the refused token for a 401, "no
+region zj" for a 404, the network error when the gateway cannot be reached. The bearer token
+never appears in a message.
+"""
 
 from __future__ import annotations
 
@@ -6,13 +12,14 @@ import argparse
 import json
 import os
 import sys
+from http import HTTPStatus
 from pathlib import Path
 from typing import Any, cast
 
 import requests
 import yaml
+from pydantic import SecretStr
 
-from gateway.admin.client import KEY_FIELDS, SINGULAR, AdminClient, AdminError, Kind
 from gateway.cli.base import (
     EXIT_USAGE,
     CliError,
@@ -21,6 +28,15 @@ from gateway.cli.base import (
     print_json,
     print_table,
 )
+from tongxing_api.client import (
+    GatewayClient,
+    GatewayError,
+    GatewayRefusalError,
+    GatewayUnauthorizedError,
+    GatewayUnavailableError,
+    InvalidKeyError,
+)
+from tongxing_api.vocabulary import COLLECTIONS, KEY_FIELDS, SINGULAR, Collection
 
 REGION_COLUMNS = ("code", "kind", "zh", "en", "enabled", "issuer")
 PORTAL_COLUMNS = ("client_id", "owner", "zh", "en", "subject_type", "enabled")
@@ -31,7 +47,7 @@ def admin_session() -> requests.Session:
     return requests.Session()
 
 
-def _admin_client(args: argparse.Namespace) -> AdminClient:
+def _admin_client(args: argparse.Namespace) -> GatewayClient:
     url = args.url or os.environ.get(env_name("admin_url"))
     token = args.token or os.environ.get(env_name("admin_token"))
     if not url:
@@ -41,9 +57,9 @@ def _admin_client(args: argparse.Namespace) -> AdminClient:
             f"give the admin token with {env_name('admin_token')} (or --token)", EXIT_USAGE
         )
     try:
-        return AdminClient(url, token, session=admin_session(), timeout=args.timeout)
-    except AdminError as error:
-        raise CliError(error.explain(), EXIT_USAGE) from None
+        return GatewayClient(url, SecretStr(token), timeout=args.timeout, session=admin_session())
+    except ValueError as error:
+        raise CliError(str(error), EXIT_USAGE) from None
 
 
 def _read_document(name: str) -> dict[str, Any]:
@@ -75,10 +91,41 @@ def _summary(document: dict[str, Any]) -> dict[str, str | None]:
     return row
 
 
+def _phrase(status: int | None) -> str:
+    try:
+        return HTTPStatus(status or 0).phrase
+    except ValueError:
+        return "an unknown status"
+
+
+def _explain(error: GatewayError, client: GatewayClient, what: str) -> str:
+    """What a person reads about a failed call: the message, then one line per field the API
+    complained about."""
+    if isinstance(error, GatewayUnauthorizedError):
+        message = f"the admin token was refused (check --token or {env_name('admin_token')})"
+    elif isinstance(error, GatewayRefusalError) and error.status == 400:
+        message = f"the gateway refused the {what}:"
+    elif isinstance(error, GatewayUnavailableError) and error.status is None:
+        message = f"cannot reach the admin API at {client.api_url} ({error.cause})"
+    elif error.status is not None and error.status < 300:
+        message = (
+            f"the admin API answered {error.status} without the JSON it documents "
+            f"(is {client.url} a Tongxing gateway?)"
+        )
+    else:
+        code = error.code if isinstance(error, GatewayRefusalError) else None
+        message = f"the admin API answered {error.status}: {code or _phrase(error.status)}"
+    fields = error.fields if isinstance(error, GatewayRefusalError) else []
+    lines = [message]
+    lines.extend(f"  {item['field'] or '(document)'}: {item['message']}" for item in fields)
+    return "\n".join(lines)
+
+
 def command_admin(args: argparse.Namespace) -> int:
-    kind: Kind = args.kind
+    kind: Collection = args.kind
     what = SINGULAR[kind]
     client = _admin_client(args)
+    one = what if getattr(args, "key", None) is None else f"{what} {args.key}"
     try:
         if args.action == "list":
             documents = client.list_all(kind)
@@ -89,7 +136,10 @@ def command_admin(args: argparse.Namespace) -> int:
                 headers = [c.upper().replace("_", " ") for c in columns]
                 print_table(headers, [_summary(d) for d in documents], columns)
         elif args.action == "get":
-            print_json(client.get(kind, args.key))
+            found = client.get(kind, args.key)
+            if found is None:
+                raise CliError(f"no {one}")
+            print_json(found)
         elif args.action == "put":
             document = _read_document(args.file)
             key = document.get(KEY_FIELDS[kind])
@@ -97,16 +147,22 @@ def command_admin(args: argparse.Namespace) -> int:
                 raise CliError(
                     f"{args.file} has no {KEY_FIELDS[kind]!r}: it names the {what}", EXIT_USAGE
                 )
+            one = f"{what} {key}"
             result = client.put(kind, key, document)
-            print(f"{'created' if result.created else 'replaced'} {what} {key}")
+            if result.document is None:
+                raise CliError("the admin API answered something other than a JSON object")
+            print(f"{'created' if result.created else 'replaced'} {one}")
             secret = result.document.get("client_secret")
             if isinstance(secret, str):
                 print(f"client secret (shown this once, store it now): {secret}")
         else:
-            client.delete(kind, args.key)
-            print(f"deleted {what} {args.key}")
-    except AdminError as error:
-        raise CliError(error.explain()) from None
+            if not client.delete(kind, args.key):
+                raise CliError(f"no {one}")
+            print(f"deleted {one}")
+    except GatewayError as error:
+        raise CliError(_explain(error, client, one)) from None
+    except InvalidKeyError as error:
+        raise CliError(str(error)) from None
     return 0
 
 
@@ -124,8 +180,7 @@ def add_parser(commands: Commands) -> None:
         help=f"the admin bearer token; prefer {env_name('admin_token')}, which no `ps` shows",
     )
     common.add_argument("--timeout", type=float, default=10.0, help="seconds per request [10]")
-    kind: Kind
-    for kind in ("regions", "portals"):
+    for kind in COLLECTIONS:
         key = KEY_FIELDS[kind].upper()
         parser = kinds.add_parser(kind, help=f"{SINGULAR[kind]} registrations")
         actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)

@@ -20,7 +20,6 @@ from typing import Any
 import kopf
 
 from realm_operator.cluster import Secrets, api_client
-from realm_operator.gateway_client import GatewayClient
 from realm_operator.models import (
     FINALIZER,
     GROUP,
@@ -43,6 +42,7 @@ from realm_operator.reconcile import (
 )
 from realm_operator.settings import OperatorSettings
 from realm_operator.templates import RealmTemplates
+from tongxing_api.client import GatewayClient
 
 REGIONS = (GROUP, VERSION, "regions")
 PORTALS = (GROUP, VERSION, "portals")

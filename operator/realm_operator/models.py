@@ -2,18 +2,20 @@
 
 The CRDs in ``operator/crds/`` refuse most bad specs before they are stored; these models parse
 what the API server accepted (camelCase in, snake_case attributes) and check what a schema cannot
-say. Their patterns and enumerations are the CRDs' (a unit test keeps the two equal).
+say. Whatever the specs share with the gateway's admin API (region codes, client ids, levels,
+region kinds, auth methods, claims, redirect URIs) is :mod:`tongxing_api.vocabulary`'s; the rest
+(realms, Secrets, acr values, overrides) is the operator's own. A unit test keeps the CRDs equal
+to both.
 Conditions follow the Kubernetes API conventions (``metav1.Condition``): type, status, reason,
 message, ``observedGeneration`` and ``lastTransitionTime``, which moves only when status changes.
 """
 
 from __future__ import annotations
 
-import ipaddress
 import re
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Final, Literal
 from urllib.parse import urlsplit
 
 from pydantic import (
@@ -26,38 +28,33 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
+from tongxing_api.vocabulary import (
+    CLAIM_SCOPES,
+    CLIENT_ID_PATTERN,
+    CODE_PATTERN,
+    SECTOR_PATTERN,
+    AuthMethod,
+    Claim,
+    SubjectType,
+)
+
+# Other modules know these by this module (``as``: re-exported).
+from tongxing_api.vocabulary import Level as Level
+from tongxing_api.vocabulary import Names as Names
+from tongxing_api.vocabulary import RegionKind as RegionKind
+from tongxing_api.vocabulary import check_redirect_uri as check_redirect_uri
+
 GROUP = "tongxing.io"
 VERSION = "v1alpha1"
 API_VERSION = f"{GROUP}/{VERSION}"
 FINALIZER = "tongxing.io/cleanup"
 
-CODE_PATTERN = r"^[a-z][a-z0-9-]{1,31}$"
 REALM_PATTERN = r"^[a-z][a-z0-9-]{1,63}$"
-CLIENT_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{2,63}$"
 ACR_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9:._/-]{0,63}$"
 SECRET_NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"  # noqa: S105
 TEMPLATE_PATTERN = r"^[a-z][a-z0-9-]{1,62}$"
-NAMESPACE_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 THEME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 LOCALE_PATTERN = r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$"
-LOOPBACK_HOSTS = {"localhost", "127.0.0.1", "::1"}
-
-Level = Literal["loa1", "loa2", "loa3"]
-LEVELS: tuple[Level, ...] = ("loa1", "loa2", "loa3")
-
-
-def above(level: Level, ceiling: Level) -> bool:
-    """Whether ``level`` is a higher level of assurance than ``ceiling`` (loa1 < loa2 < loa3)."""
-    return LEVELS.index(level) > LEVELS.index(ceiling)
-
-
-class RegionKind(StrEnum):
-    PROVINCE = "province"
-    MUNICIPALITY = "municipality"
-    AUTONOMOUS_REGION = "autonomous-region"
-    SAR = "sar"
-    CORPS = "corps"
-    DEPARTMENT = "department"
 
 
 class DeletionPolicy(StrEnum):
@@ -72,29 +69,12 @@ class OtpPolicy(StrEnum):
     REQUIRED = "required"  # every new account enrols TOTP at its first sign-in
 
 
-class Claim(StrEnum):
-    """Claims a portal may request; each is released through the gateway scope that carries it."""
-
-    NAME = "name"
-    HOME_REGION = "home_region"
-    PHONE_NUMBER = "phone_number"
-
-
-CLAIM_SCOPES: dict[Claim, str] = {
-    Claim.NAME: "profile",
-    Claim.HOME_REGION: "profile",
-    Claim.PHONE_NUMBER: "phone",
-}
-
-
-class AuthMethod(StrEnum):
-    CLIENT_SECRET_BASIC = "client_secret_basic"  # noqa: S105 - a method name, not a secret
-    CLIENT_SECRET_POST = "client_secret_post"  # noqa: S105
-    NONE = "none"
-
-    @property
-    def uses_secret(self) -> bool:
-        return self is not AuthMethod.NONE
+#: How a Portal may authenticate: a resource carries no keys, so not ``private_key_jwt``.
+PORTAL_AUTH_METHODS: Final = (
+    AuthMethod.CLIENT_SECRET_BASIC,
+    AuthMethod.CLIENT_SECRET_POST,
+    AuthMethod.NONE,
+)
 
 
 class _Spec(BaseModel):
@@ -103,35 +83,6 @@ class _Spec(BaseModel):
     model_config = ConfigDict(
         alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True
     )
-
-
-def _is_loopback(host: str) -> bool:
-    if host in LOOPBACK_HOSTS:
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def check_redirect_uri(value: str, *, what: str = "redirect URI") -> str:
-    """An absolute https URL (http on loopback only): no wildcard, userinfo or fragment.
-
-    RFC 9700 §4.1.3 (redirect URIs are compared exactly, so patterns are refused) and
-    OAuth 2.0 for Native Apps (RFC 8252 §7.3, loopback). The same rule as the CRD's pattern.
-    """
-    if any(ch.isspace() for ch in value) or "*" in value:
-        raise ValueError(f"{what} must not contain whitespace or wildcards")
-    parts = urlsplit(value)
-    if parts.scheme not in ("https", "http") or not parts.hostname:
-        raise ValueError(f"{what} must be an absolute https URL")
-    if parts.scheme == "http" and not _is_loopback(parts.hostname):
-        raise ValueError(f"{what} must use https (http is allowed on loopback only)")
-    if "@" in parts.netloc:
-        raise ValueError(f"{what} must not contain userinfo")
-    if parts.fragment or "#" in value:
-        raise ValueError(f"{what} must not contain a fragment")
-    return value
 
 
 def normalise_service_url(value: str, *, what: str) -> str:
@@ -158,13 +109,6 @@ def normalise_service_url(value: str, *, what: str) -> str:
 def check_service_url(value: str, *, what: str) -> str:
     """An http(s) base URL of a service (Keycloak inside the cluster may be plain http)."""
     return normalise_service_url(value, what=what)
-
-
-class Names(_Spec):
-    """Display names: zh-CN first, English second."""
-
-    zh: Annotated[str, Field(min_length=1, max_length=64)]
-    en: Annotated[str, Field(min_length=1, max_length=64)]
 
 
 class KeycloakConnection(_Spec):
@@ -476,8 +420,8 @@ class PortalSpec(_Spec):
     backchannel_logout_uri: str | None = None
     requested_claims: list[Claim] = Field(default_factory=lambda: [Claim.NAME])
     minimum_level: Level = "loa1"
-    sector: Annotated[str | None, Field(pattern=CODE_PATTERN)] = None
-    subject_type: Literal["public", "pairwise"] = "public"
+    sector: Annotated[str | None, Field(pattern=SECTOR_PATTERN)] = None
+    subject_type: SubjectType = "public"
     token_endpoint_auth_method: AuthMethod = AuthMethod.CLIENT_SECRET_BASIC
     secret_name: Annotated[str, Field(pattern=SECRET_NAME_PATTERN, max_length=253)]
     enabled: bool = True
@@ -493,6 +437,14 @@ class PortalSpec(_Spec):
     @classmethod
     def _backchannel(cls, value: str | None) -> str | None:
         return None if value is None else check_redirect_uri(value, what="backchannelLogoutUri")
+
+    @field_validator("token_endpoint_auth_method")
+    @classmethod
+    def _method_without_keys(cls, value: AuthMethod) -> AuthMethod:
+        if value not in PORTAL_AUTH_METHODS:
+            allowed = ", ".join(method.value for method in PORTAL_AUTH_METHODS)
+            raise ValueError(f"a Portal carries no keys: use one of {allowed}")
+        return value
 
     def client_id_for(self, name: str) -> str:
         """The gateway client id: ``clientId``, or the resource's name."""

@@ -26,14 +26,6 @@ from pydantic import BaseModel, SecretStr, ValidationError
 
 from realm_operator import diff
 from realm_operator.cluster import ClusterUnavailableError, Owner, Secrets
-from realm_operator.gateway_client import (
-    GatewayClient,
-    GatewayConflictError,
-    GatewayForbiddenError,
-    GatewayRejectedError,
-    GatewayUnauthorizedError,
-    GatewayUnavailableError,
-)
 from realm_operator.keycloak import (
     AdminCredentials,
     KeycloakRejectedError,
@@ -50,7 +42,6 @@ from realm_operator.models import (
     OverrideError,
     PortalSpec,
     RegionSpec,
-    above,
     check_overrides,
     condition,
     dump_conditions,
@@ -65,6 +56,15 @@ from realm_operator.templates import (
     RealmTemplates,
     TemplateError,
 )
+from tongxing_api.client import (
+    GatewayClient,
+    GatewayConflictError,
+    GatewayForbiddenError,
+    GatewayRejectedError,
+    GatewayUnauthorizedError,
+    GatewayUnavailableError,
+)
+from tongxing_api.vocabulary import OWNER_FIELDS, above
 
 INVALID_SPEC = "InvalidSpec"
 KEYCLOAK_NOT_ALLOWED = "KeycloakNotAllowed"
@@ -577,9 +577,7 @@ def _check_owner(actual: dict[str, Any] | None, ref: ObjectRef, what: str) -> No
         return
     owner = actual.get("managed_by")
     mine = managed_by(ref)
-    if not isinstance(owner, dict) or any(
-        owner.get(key) != mine[key] for key in ("kind", "namespace", "name")
-    ):
+    if not isinstance(owner, dict) or any(owner.get(key) != mine[key] for key in OWNER_FIELDS):
         raise GatewayConflictError(
             f"{what} is registered with the gateway by another owner",
             [{"field": what, "message": "managed by another owner"}],

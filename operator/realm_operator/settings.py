@@ -17,13 +17,8 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from pydantic.alias_generators import to_camel
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from realm_operator.models import (
-    CODE_PATTERN,
-    NAMESPACE_PATTERN,
-    SECRET_NAME_PATTERN,
-    Level,
-    normalise_service_url,
-)
+from realm_operator.models import SECRET_NAME_PATTERN, normalise_service_url
+from tongxing_api.vocabulary import CODE_PATTERN, NAMESPACE_PATTERN, Level
 
 ALL_NAMESPACES = "*"
 

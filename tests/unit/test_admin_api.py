@@ -122,6 +122,15 @@ def test_bad_input_gets_field_level_messages(client: FlaskClient) -> None:
     assert client.get("/admin/v1/regions/zj", headers=auth()).status_code == 404
 
 
+def test_an_auth_method_that_is_not_a_string_gets_a_field_message_not_a_500(
+    client: FlaskClient,
+) -> None:
+    bad = {**PORTAL, "token_endpoint_auth_method": ["client_secret_basic"]}
+    response = client.put("/admin/v1/portals/zj-services", json=bad, headers=auth())
+    assert response.status_code == 400
+    assert [f["field"] for f in response.get_json()["fields"]] == ["token_endpoint_auth_method"]
+
+
 def test_the_key_in_the_url_must_match_the_body(client: FlaskClient) -> None:
     response = client.put("/admin/v1/regions/zj", json={**REGION, "code": "sh"}, headers=auth())
     assert response.status_code == 400

@@ -1,4 +1,6 @@
-"""The CRDs and the operator's models agree: patterns, enumerations, required fields, columns."""
+"""The CRDs agree with what they declare: the admin API's shared vocabulary (codes, client ids,
+levels, region kinds, claims, auth methods, redirect URIs: tongxing_api.vocabulary) and the
+operator's own models (realms, Secrets, acr values, overrides, status)."""
 
 from __future__ import annotations
 
@@ -10,6 +12,8 @@ import pytest
 import yaml
 from realm_operator import models
 from realm_operator.templates import RealmTemplates
+
+from tongxing_api import vocabulary
 
 REPO = Path(__file__).resolve().parents[2]
 OPERATOR = REPO / "operator"
@@ -59,14 +63,14 @@ def test_printer_columns_show_ready_the_issuer_or_client_and_age() -> None:
 def test_region_patterns_and_enumerations_match_the_models() -> None:
     schema = spec_schema("region")
     fields = schema["properties"]
-    assert fields["code"]["pattern"] == models.CODE_PATTERN
-    assert fields["kind"]["enum"] == [k.value for k in models.RegionKind]
+    assert fields["code"]["pattern"] == vocabulary.CODE_PATTERN
+    assert fields["kind"]["enum"] == [k.value for k in vocabulary.RegionKind]
     assert fields["keycloak"]["properties"]["realm"]["pattern"] == models.REALM_PATTERN
     secret = fields["keycloak"]["properties"]["adminSecretRef"]["properties"]["name"]
     assert secret["pattern"] == models.SECRET_NAME_PATTERN
     acr = fields["acrMapping"]["items"]["properties"]
     assert acr["acr"]["pattern"] == models.ACR_PATTERN
-    assert acr["level"]["enum"] == ["loa1", "loa2", "loa3"]
+    assert acr["level"]["enum"] == list(vocabulary.LEVELS) == ["loa1", "loa2", "loa3"]
     assert fields["deletionPolicy"]["enum"] == [p.value for p in models.DeletionPolicy]
     assert fields["mfa"]["properties"]["otp"]["enum"] == [p.value for p in models.OtpPolicy]
     assert set(schema["required"]) == {"code", "names", "kind", "keycloak"}
@@ -115,14 +119,23 @@ def test_the_template_enumeration_is_the_templates_in_realms() -> None:
 def test_portal_patterns_and_enumerations_match_the_models() -> None:
     schema = spec_schema("portal")
     fields = schema["properties"]
-    assert fields["region"]["pattern"] == models.CODE_PATTERN
-    assert fields["clientId"]["pattern"] == models.CLIENT_ID_PATTERN
+    assert fields["region"]["pattern"] == vocabulary.CODE_PATTERN
+    assert fields["clientId"]["pattern"] == vocabulary.CLIENT_ID_PATTERN
     assert fields["secretName"]["pattern"] == models.SECRET_NAME_PATTERN
-    assert fields["requestedClaims"]["items"]["enum"] == [c.value for c in models.Claim]
-    assert fields["tokenEndpointAuthMethod"]["enum"] == [m.value for m in models.AuthMethod]
+    assert fields["requestedClaims"]["items"]["enum"] == [c.value for c in vocabulary.Claim]
+    assert fields["minimumLevel"]["enum"] == list(vocabulary.LEVELS)
+    assert fields["sector"]["pattern"] == vocabulary.SECTOR_PATTERN
+    assert fields["subjectType"]["enum"] == list(vocabulary.SUBJECT_TYPES)
+    # A Portal carries no keys: every auth method of the API but private_key_jwt.
+    methods = [m.value for m in models.PORTAL_AUTH_METHODS]
+    assert fields["tokenEndpointAuthMethod"]["enum"] == methods
+    assert set(vocabulary.AuthMethod) - set(models.PORTAL_AUTH_METHODS) == {
+        vocabulary.AuthMethod.PRIVATE_KEY_JWT
+    }
     assert set(schema["required"]) == {"region", "names", "redirectUris", "secretName"}
     uri = fields["redirectUris"]["items"]
     assert uri["format"] == "uri"
+    assert uri["pattern"] == vocabulary.REDIRECT_URI_PATTERN
     assert fields["postLogoutRedirectUris"]["items"] == uri
     assert fields["backchannelLogoutUri"] == uri
 
@@ -151,6 +164,14 @@ def test_the_crd_redirect_uri_pattern_agrees_with_the_model(uri: str, accepted: 
     except ValueError:
         by_model = False
     assert by_model is accepted
+
+
+def test_display_names_have_the_vocabularys_bounds_in_both_kinds() -> None:
+    bounds = {"type": "string", "minLength": 1, "maxLength": vocabulary.NAME_MAX_LENGTH}
+    for name in ("region", "portal"):
+        names = spec_schema(name)["properties"]["names"]
+        assert names["required"] == ["zh", "en"]
+        assert names["properties"] == {"zh": bounds, "en": bounds}
 
 
 def test_status_conditions_carry_what_kubectl_wait_and_people_need() -> None:

@@ -21,13 +21,6 @@ import requests
 from keycloak.exceptions import KeycloakAuthenticationError, KeycloakGetError
 from pydantic import SecretStr
 from realm_operator.cluster import Owner, Secrets, StoredSecret
-from realm_operator.gateway_client import (
-    GatewayClient,
-    GatewayConflictError,
-    GatewayForbiddenError,
-    GatewayRejectedError,
-)
-from realm_operator.gateway_client import Owner as Resource
 from realm_operator.keycloak import (
     AdminCredentials,
     KeycloakAdminError,
@@ -47,6 +40,14 @@ from realm_operator.reconcile import (
 )
 from realm_operator.settings import OperatorSettings
 from realm_operator.templates import OWNER_ATTRIBUTE, RealmTemplates
+
+from tongxing_api.client import (
+    GatewayClient,
+    GatewayConflictError,
+    GatewayForbiddenError,
+    GatewayRejectedError,
+)
+from tongxing_api.client import Owner as Resource
 
 KEYCLOAK = "http://keycloak.kc.svc:8080"
 PUBLIC = "https://id.example.gov.cn"

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[2]
-ROOTS = ("gateway", "realm_operator", "tongxing_demo")
+ROOTS = ("gateway", "realm_operator", "tongxing_api", "tongxing_demo")
 
 
 def setuptools_config() -> dict[str, Any]:
