@@ -10,6 +10,7 @@ from gateway.store import migrations
 from gateway.store.contract import (
     AccessTokenRecord,
     AttemptStore,
+    AuthorizationRequest,
     CodeNotFoundError,
     CodeRecord,
     CodeReplayedError,
@@ -24,6 +25,10 @@ from gateway.store.contract import (
     LoginTransaction,
     LoginTransactionNotFoundError,
     LoginTransactionStore,
+    PendingAuthorization,
+    PendingAuthorizationNotFoundError,
+    PendingAuthorizationStore,
+    PendingStage,
     RecordNotFoundError,
     RecoveryCode,
     RefreshTokenNotFoundError,
@@ -52,6 +57,7 @@ from gateway.store.contract import (
     SubjectStore,
     TokenStore,
     TotpCredential,
+    UpstreamLeg,
     token_hash,
 )
 from gateway.store.migrations import upgrade
@@ -60,6 +66,7 @@ from gateway.store.sql import SqlStore
 __all__ = [
     "AccessTokenRecord",
     "AttemptStore",
+    "AuthorizationRequest",
     "CodeNotFoundError",
     "CodeRecord",
     "CodeReplayedError",
@@ -74,6 +81,10 @@ __all__ = [
     "LoginTransaction",
     "LoginTransactionNotFoundError",
     "LoginTransactionStore",
+    "PendingAuthorization",
+    "PendingAuthorizationNotFoundError",
+    "PendingAuthorizationStore",
+    "PendingStage",
     "RecordNotFoundError",
     "RecoveryCode",
     "RefreshTokenNotFoundError",
@@ -103,6 +114,7 @@ __all__ = [
     "SubjectStore",
     "TokenStore",
     "TotpCredential",
+    "UpstreamLeg",
     "migrations",
     "token_hash",
     "upgrade",

@@ -330,3 +330,23 @@ consents = Table(
     Column("granted_at", UtcDateTime(), nullable=False),
     Column("revoked_at", UtcDateTime(), nullable=True),
 )
+
+# --- pending authorizations (revision 0005) ------------------------------------------------------
+
+# A portal's authorization request from /authorize to its answer (the sign-in's one record), by
+# hash of the opaque id the browser's cookie holds. upstream_state_hash is the region's answer's
+# lookup key while the person is at their region (unique: one record per state); request, upstream
+# and consent_claims are bounded by the store (MAX_RECORD_BYTES). A record is deleted when the
+# portal is answered, or purged once expired.
+pending_authorizations = Table(
+    "pending_authorizations",
+    metadata,
+    Column("id_hash", String(HASH), primary_key=True),
+    Column("stage", String(16), nullable=False),
+    Column("request", json_type(), nullable=False),
+    Column("upstream_state_hash", String(HASH), nullable=True, unique=True),
+    Column("upstream", json_type(), nullable=True),
+    Column("session_hash", String(HASH), nullable=True),
+    Column("consent_claims", json_type(), nullable=False),
+    Column("expires_at", UtcDateTime(), nullable=False, index=True),
+)

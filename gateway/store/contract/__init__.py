@@ -7,6 +7,8 @@ One module per aggregate, each with its records, its errors and its protocol:
 * :mod:`.tokens` (:class:`TokenStore`): grants, authorization codes, access and refresh tokens;
 * :mod:`.sessions` (:class:`SessionStore`): SSO sessions, participants, logout;
 * :mod:`.login_transactions` (:class:`LoginTransactionStore`): the broker's round trips;
+* :mod:`.pending_authorizations` (:class:`PendingAuthorizationStore`): a portal's request from
+  ``/authorize`` to its answer (the sign-in's one record);
 * :mod:`.second_factors` (:class:`SecondFactorStore`): TOTP credentials, recovery codes;
 * :mod:`.attempts` (:class:`AttemptStore`): failed-attempt counters and lock-outs;
 * :mod:`.consents` (:class:`ConsentStore`): claims released with a person's consent;
@@ -40,6 +42,14 @@ from gateway.store.contract.login_transactions import (
     LoginTransaction,
     LoginTransactionNotFoundError,
     LoginTransactionStore,
+)
+from gateway.store.contract.pending_authorizations import (
+    AuthorizationRequest,
+    PendingAuthorization,
+    PendingAuthorizationNotFoundError,
+    PendingAuthorizationStore,
+    PendingStage,
+    UpstreamLeg,
 )
 from gateway.store.contract.registry import (
     RegistryDocument,
@@ -83,6 +93,7 @@ from gateway.store.contract.tokens import (
 __all__ = [
     "AccessTokenRecord",
     "AttemptStore",
+    "AuthorizationRequest",
     "CodeNotFoundError",
     "CodeRecord",
     "CodeReplayedError",
@@ -97,6 +108,10 @@ __all__ = [
     "LoginTransaction",
     "LoginTransactionNotFoundError",
     "LoginTransactionStore",
+    "PendingAuthorization",
+    "PendingAuthorizationNotFoundError",
+    "PendingAuthorizationStore",
+    "PendingStage",
     "RecordNotFoundError",
     "RecoveryCode",
     "RefreshTokenNotFoundError",
@@ -125,5 +140,6 @@ __all__ = [
     "SubjectStore",
     "TokenStore",
     "TotpCredential",
+    "UpstreamLeg",
     "token_hash",
 ]

@@ -8,6 +8,7 @@ from typing import Protocol
 from gateway.store.contract.attempts import AttemptStore
 from gateway.store.contract.consents import ConsentStore
 from gateway.store.contract.login_transactions import LoginTransactionStore
+from gateway.store.contract.pending_authorizations import PendingAuthorizationStore
 from gateway.store.contract.registry import RegistryStore
 from gateway.store.contract.replay import ReplayStore
 from gateway.store.contract.second_factors import SecondFactorStore
@@ -46,6 +47,7 @@ class Store(
     TokenStore,
     SessionStore,
     LoginTransactionStore,
+    PendingAuthorizationStore,
     SecondFactorStore,
     AttemptStore,
     ConsentStore,

@@ -23,6 +23,7 @@ from gateway.store.schema import (
     authorization_codes,
     grants,
     login_transactions,
+    pending_authorizations,
     refresh_tokens,
     session_participants,
     sso_sessions,
@@ -32,6 +33,7 @@ from gateway.store.sql.attempts import SqlAttempts
 from gateway.store.sql.base import require_aware, unavailable
 from gateway.store.sql.consents import SqlConsents
 from gateway.store.sql.login_transactions import SqlLoginTransactions
+from gateway.store.sql.pending_authorizations import SqlPendingAuthorizations
 from gateway.store.sql.registry import SqlRegistry
 from gateway.store.sql.replay import SqlReplay
 from gateway.store.sql.second_factors import SqlSecondFactors
@@ -46,6 +48,7 @@ class SqlStore(
     SqlTokens,
     SqlSessions,
     SqlLoginTransactions,
+    SqlPendingAuthorizations,
     SqlSecondFactors,
     SqlAttempts,
     SqlConsents,
@@ -99,8 +102,8 @@ class SqlStore(
         self._engine.dispose()
 
     def purge_expired(self, now: datetime.datetime) -> int:
-        """Delete expired codes, transactions, tokens, sessions, attempt counters and used
-        assertions, and spent revoked grants.
+        """Delete expired codes, transactions, pending authorizations, tokens, sessions,
+        attempt counters and used assertions, and spent revoked grants.
 
         Participants are deleted with their session and counted. A revoked grant goes once no
         code or token refers to it; a live grant stays (its session may still issue tokens).
@@ -112,6 +115,7 @@ class SqlStore(
         statements = [
             delete(authorization_codes).where(authorization_codes.c.expires_at <= now),
             delete(login_transactions).where(login_transactions.c.expires_at <= now),
+            delete(pending_authorizations).where(pending_authorizations.c.expires_at <= now),
             delete(access_tokens).where(access_tokens.c.expires_at <= now),
             delete(refresh_tokens).where(refresh_tokens.c.expires_at <= now),
             delete(session_participants).where(
