@@ -15,7 +15,7 @@ from gateway.provider.authorize import blueprint as authorize
 from gateway.provider.consents import blueprint as consents
 from gateway.provider.discovery import blueprint as discovery
 from gateway.provider.logout import blueprint as logout
-from gateway.provider.server import build_authorization_server
+from gateway.provider.oauth import EXTENSION, build_oauth_server
 from gateway.provider.stepup import blueprint as stepup
 from gateway.provider.token import blueprint as token
 from gateway.provider.userinfo import blueprint as userinfo
@@ -52,7 +52,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
             app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops, x_port=hops, x_prefix=hops
         )
 
-    app.extensions["tongxing.oauth"] = build_authorization_server(services)
+    app.extensions[EXTENSION] = build_oauth_server(services.tokens)
     blueprints = (discovery, authorize, stepup, consents, token, userinfo, logout, health, admin)
     for blueprint in blueprints:
         app.register_blueprint(blueprint)

@@ -7,6 +7,8 @@ from datetime import UTC, datetime
 
 from flask import current_app
 
+from gateway.assurance import Assurance
+from gateway.broker import RegionClient
 from gateway.broker.metadata import MetadataCache
 from gateway.broker.transport import HttpLimits
 from gateway.keys import KEY_FILE_CHECK_INTERVAL, KeyRing, load_or_create
@@ -16,8 +18,10 @@ from gateway.registry import Registry
 from gateway.sealing import IdentitySealer, SecretCipher
 from gateway.sessions import Sessions
 from gateway.settings import Settings
+from gateway.signin import SignIn
 from gateway.store.contract import Store
 from gateway.store.sql import SqlStore
+from gateway.tokens import TokenService
 
 
 @dataclass
@@ -33,6 +37,8 @@ class Services:
     policy: PolicyEngine
     totp: TotpService
     sealer: IdentitySealer
+    tokens: TokenService
+    signin: SignIn
 
     def close(self) -> None:
         self.regions.close()
@@ -68,9 +74,24 @@ def wire(settings: Settings, store: Store, keys: KeyRing) -> Services:
         settings.pairwise_secret.get_secret_value().encode(),
     )
     cipher = SecretCipher.from_secrets(settings.mfa_secret)
+    sealer = IdentitySealer(cipher)
     timeout = settings.upstream_timeout
     limits = HttpLimits(
         connect_timeout=min(2.0, timeout / 2), read_timeout=timeout / 2, total_timeout=timeout
+    )
+    regions = MetadataCache(limits=limits)
+    policy = PolicyEngine(settings.policy_dir)
+    assurance = Assurance(policy)
+    tokens = TokenService(settings, store, registry, keys, sealer, assurance)
+    signin = SignIn(
+        settings=settings,
+        store=store,
+        registry=registry,
+        sessions=sessions,
+        tokens=tokens,
+        assurance=assurance,
+        sealer=sealer,
+        broker=lambda region: RegionClient(region, regions),
     )
     return Services(
         settings=settings,
@@ -78,10 +99,12 @@ def wire(settings: Settings, store: Store, keys: KeyRing) -> Services:
         keys=keys,
         registry=registry,
         sessions=sessions,
-        regions=MetadataCache(limits=limits),
-        policy=PolicyEngine(settings.policy_dir),
+        regions=regions,
+        policy=policy,
         totp=TotpService(store, cipher),
-        sealer=IdentitySealer(cipher),
+        sealer=sealer,
+        tokens=tokens,
+        signin=signin,
     )
 
 

@@ -11,7 +11,7 @@ import logging
 import secrets
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import requests
@@ -137,7 +137,3 @@ class Sessions:
             log.warning("back-channel logout to %s answered %s", uri, response.status_code)
             return False
         return True
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)

@@ -1,7 +1,7 @@
 """The OIDC broker: the gateway as a confidential client of each region's identity provider.
 
-No Flask here: the views parse the request, call :class:`RegionClient`, and render the
-:class:`~gateway.broker.errors.BrokerError` they may get.
+No Flask here: the sign-in (:mod:`gateway.signin`) calls :class:`RegionClient`, and the views
+render the :class:`~gateway.broker.errors.BrokerError` it may raise.
 
 * :mod:`~gateway.broker.metadata`: discovery and JWK Set cache (OIDC Discovery §4, RFC 7517)
 * :mod:`~gateway.broker.client`: authentication request, callback, code exchange (OIDC Core §3.1)

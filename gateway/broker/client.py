@@ -1,7 +1,8 @@
 """The gateway as a confidential OpenID Connect client of one region (the relying-party face).
 
-A sign-in at a region has two halves, with the caller (a Flask view) storing the transaction in
-between, bound to the browser and used once:
+A sign-in at a region has two halves, with the caller (the sign-in, :mod:`gateway.signin`)
+keeping the transaction in between, in its pending authorization, bound to the browser and
+answered once:
 
 1. :meth:`RegionClient.start_login` makes an Authentication Request (OIDC Core §3.1.2.1) with a
    fresh ``state`` (RFC 6749 §10.12), ``nonce`` (OIDC Core §15.5.2) and PKCE S256 challenge
@@ -77,8 +78,11 @@ CHINA_STANDARD_TIME = datetime.timezone(datetime.timedelta(hours=8))
 class LoginTransaction:
     """What the gateway must remember between sending a person to a region and their return.
 
-    The caller stores it server-side, bound to the browser, and deletes it when it is loaded
-    (single use): a replayed callback then finds no transaction.
+    The sign-in keeps it server-side (:class:`~gateway.store.contract.UpstreamLeg`, ``state``
+    by its hash only), bound to the browser, and takes it once when the region answers: a
+    replayed callback then finds no transaction. It rebuilds this object for
+    :meth:`RegionClient.finish_login` with the ``state`` the callback carried, whose hash found
+    the leg. :meth:`to_dict` and :meth:`from_dict` serve callers that keep it whole.
     """
 
     region: str

@@ -13,7 +13,7 @@ from werkzeug.wrappers import Response
 
 from gateway.errors import LoginRequired
 from gateway.provider import csrf
-from gateway.provider.authorize import CLAIM_LABELS
+from gateway.provider.labels import CLAIM_LABELS
 from gateway.services import current_services
 from gateway.sessions import SESSION_COOKIE
 from gateway.store.contract import SsoSession

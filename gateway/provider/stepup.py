@@ -1,25 +1,23 @@
 """Step-up pages: enrol a TOTP authenticator or use it, then resume the authorization request.
 
 Plain HTML forms (no JavaScript), zh-CN first and English second. Every form carries a CSRF
-token; the request to resume is kept in the signed Flask session, never taken from the URL, so
-these pages cannot be turned into an open redirect. Throttling and lock-out live in
+token; the request to resume is the browser's pending authorization, bound to its SSO session
+(:meth:`gateway.signin.SignIn.step_up_session`), never taken from the URL, so these pages
+cannot be turned into an open redirect. Throttling and lock-out live in
 :class:`gateway.mfa.TotpService` and its store, so they hold on every path and every replica.
 """
 
 from __future__ import annotations
 
 import base64
-from datetime import UTC, datetime
 
-from flask import Blueprint, redirect, render_template, request, session, url_for
+from flask import Blueprint, render_template, request, url_for
 from werkzeug.wrappers import Response
 
-from gateway.errors import LoginExpired
 from gateway.mfa import MfaError
 from gateway.provider import csrf
-from gateway.provider.authorize import STEP_UP_CONTINUE
+from gateway.provider.answers import pending_id, render, session_id
 from gateway.services import Services, current_services
-from gateway.sessions import SESSION_COOKIE
 from gateway.store.contract import SsoSession
 
 blueprint = Blueprint("stepup", __name__)
@@ -27,10 +25,7 @@ FORM = "stepup"  # the CSRF purpose of the enrol and verify forms
 
 
 def _sso(services: Services) -> SsoSession:
-    sso = services.sessions.find(request.cookies.get(SESSION_COOKIE), datetime.now(UTC))
-    if sso is None or not session.get(STEP_UP_CONTINUE):
-        raise LoginExpired("no SSO session or no authorization request to step up for")
-    return sso
+    return services.signin.step_up_session(pending_id(), session_id())
 
 
 def _client_ip() -> str:
@@ -68,11 +63,6 @@ def second_factor() -> tuple[str, int]:
     return _form(services, _sso(services))
 
 
-def _stepped_up(services: Services, sso: SsoSession, amr: tuple[str, ...]) -> None:
-    methods = tuple(dict.fromkeys((*sso.amr, *amr, "mfa")))
-    services.store.raise_session_assurance(sso.session_hash, "loa2", methods, datetime.now(UTC))
-
-
 @blueprint.post("/mfa/enrol")
 def enrol() -> tuple[str, int] | Response:
     services = current_services()
@@ -84,7 +74,7 @@ def enrol() -> tuple[str, int] | Response:
         )
     except MfaError as error:
         return _form(services, sso, error)
-    _stepped_up(services, sso, ("otp",))
+    services.signin.stepped_up(sso, ("otp",))
     page = render_template("mfa_recovery.html", codes=codes, next=url_for("stepup.resume"))
     return page, 200
 
@@ -102,13 +92,11 @@ def verify() -> tuple[str, int] | Response:
             verified = services.totp.verify(sso.subject, request.form.get("code", ""), _client_ip())
     except MfaError as error:
         return _form(services, sso, error)
-    _stepped_up(services, sso, verified.amr)
+    services.signin.stepped_up(sso, verified.amr)
     return resume()
 
 
 @blueprint.route("/mfa/continue", methods=["GET", "POST"])
 def resume() -> Response:
-    target = session.pop(STEP_UP_CONTINUE, None)
-    if not isinstance(target, str) or not target.startswith("/authorize?"):
-        raise LoginExpired("no authorization request to resume after the step-up")
-    return redirect(target, code=303)
+    """The portal's request, answered with the raised session."""
+    return render(current_services().signin.resume(pending_id(), session_id()))

@@ -4,27 +4,21 @@ from __future__ import annotations
 
 from flask import Blueprint, Response
 
-from gateway.provider.authorize import oauth
+from gateway.provider.oauth import current_oauth
 
 blueprint = Blueprint("token", __name__)
 
 
 @blueprint.post("/token")
 def token() -> Response:
-    server, _ = oauth()
-    response: Response = server.create_token_response()
-    return response
+    return current_oauth().token_response()
 
 
 @blueprint.post("/revoke")
 def revoke() -> Response:
-    server, _ = oauth()
-    response: Response = server.create_endpoint_response("revocation")
-    return response
+    return current_oauth().revocation_response()
 
 
 @blueprint.post("/introspect")
 def introspect() -> Response:
-    server, _ = oauth()
-    response: Response = server.create_endpoint_response("introspection")
-    return response
+    return current_oauth().introspection_response()

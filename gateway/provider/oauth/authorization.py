@@ -1,0 +1,111 @@
+"""The authorization request (RFC 6749 §4.1.1, OIDC Core §3.1.2.1-2), validated once.
+
+Authlib checks the client, the exact redirect URI, the response type, the scope, the nonce and
+PKCE; this module adds what the gateway asks on top (``prompt`` values, ``max_age``, bounded
+parameters) and returns the request as the sign-in keeps it: a typed
+:class:`~gateway.store.contract.AuthorizationRequest`. From there on the request is never
+parsed again; the sign-in resumes it from its record.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from authlib.oauth2 import OAuth2Error
+from authlib.oauth2.rfc6749.errors import InvalidClientError
+
+from gateway.errors import (
+    UnknownClient,
+    UnregisteredRedirectUri,
+    UnsupportedResponseType,
+    UnverifiedClient,
+)
+from gateway.signin import RefusedRequest
+from gateway.store.contract import AuthorizationRequest
+
+if TYPE_CHECKING:
+    from .server import OAuthServer
+
+MAX_PARAMETER_LENGTH = 2048
+"""The longest value of a parameter the gateway keeps for the answer (bad input costs a
+refusal, never an unbounded record: THREAT_MODEL row 7)."""
+KEPT = (
+    "scope",
+    "state",
+    "nonce",
+    "prompt",
+    "max_age",
+    "login_hint",
+    "acr_values",
+    "ui_locales",
+    "id_token_hint",
+    "region",
+)
+
+_UNVERIFIED: dict[str, type[UnverifiedClient]] = {
+    cls.code: cls for cls in (UnknownClient, UnregisteredRedirectUri, UnsupportedResponseType)
+}
+
+
+def parse_authorization_request(server: OAuthServer) -> AuthorizationRequest:
+    """The current HTTP request to ``/authorize``, validated.
+
+    Raises an :class:`~gateway.errors.UnverifiedClient` when the client or redirect URI cannot
+    be verified (a page for the person: no redirect to an unverified URI, RFC 6749 §4.1.2.1),
+    and :class:`~gateway.signin.RefusedRequest` for any other error (for the portal).
+    """
+    oauth_request = server.create_oauth2_request(None)
+    payload = oauth_request.payload
+    try:
+        grant = server.get_authorization_grant(oauth_request)
+        grant.validate_no_multiple_request_parameter(oauth_request)
+        redirect_uri: str = grant.validate_authorization_request()
+    except InvalidClientError as error:
+        raise _unverified(error) from None
+    except OAuth2Error as error:
+        if error.redirect_uri is None:
+            raise _unverified(error) from None
+        raise RefusedRequest(
+            error.error, error.description or None, error.redirect_uri, payload.state
+        ) from None
+    values: dict[str, str] = {k: v for k in KEPT if (v := payload.data.get(k)) is not None}
+
+    def refuse(description: str) -> RefusedRequest:
+        return RefusedRequest("invalid_request", description, redirect_uri, payload.state)
+
+    too_long = sorted(k for k, v in values.items() if len(v) > MAX_PARAMETER_LENGTH)
+    if too_long:
+        raise refuse(f"{too_long[0]} is longer than {MAX_PARAMETER_LENGTH} characters")
+    prompt = tuple(values.get("prompt", "").split())
+    if "none" in prompt and len(prompt) > 1:  # OIDC Core §3.1.2.1
+        raise refuse("Invalid 'prompt' parameter.")
+    max_age = values.get("max_age")
+    if max_age is not None and (not max_age.isdigit() or len(max_age) > 10):
+        raise refuse("max_age must be a non-negative integer")
+    hint = values.get("id_token_hint")
+    return AuthorizationRequest(
+        client_id=grant.request.client.client_id,
+        redirect_uri=redirect_uri,
+        scope=values.get("scope", ""),
+        state=values.get("state"),
+        nonce=values.get("nonce"),
+        code_challenge=payload.data.get("code_challenge"),
+        code_challenge_method=payload.data.get("code_challenge_method"),
+        prompt=prompt,
+        max_age=int(max_age) if max_age is not None else None,
+        login_hint=values.get("login_hint"),
+        acr_values=values.get("acr_values"),
+        ui_locales=values.get("ui_locales"),
+        hinted_subject=server.tokens.hinted_subject(hint) if hint else None,
+        region=values.get("region"),
+    )
+
+
+def _unverified(error: OAuth2Error) -> UnverifiedClient:
+    """A page for the person, named after the OAuth error Authlib raised (any other is
+    reported as the redirect URI it could not verify)."""
+    page = _UNVERIFIED.get(error.error, UnregisteredRedirectUri)
+    return page(f"{error.error}: {error.description or 'no description'}"[:300])
+
+
+__all__ = ["MAX_PARAMETER_LENGTH", "parse_authorization_request"]

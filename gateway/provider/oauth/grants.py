@@ -1,0 +1,282 @@
+"""The grants at the token endpoint: authorization code (RFC 6749 §4.1, OIDC Core §3.1.3),
+refresh token (RFC 6749 §6) and client credentials (RFC 6749 §4.4).
+
+Authlib validates each token request and authenticates the client; what a grant issues comes
+from :class:`~gateway.tokens.TokenService`, which every grant reaches through the server that
+made it (``self.server.tokens``): Authlib makes a grant per request, from the registered class,
+with the server instance, so nothing is kept on the classes.
+
+The authorization half of the code grant is not here: the sign-in (:mod:`gateway.signin`)
+answers the portal's validated request with :meth:`TokenService.issue_code`. This module starts
+where the portal comes back with that code.
+"""
+
+from __future__ import annotations
+
+import secrets
+from datetime import UTC, datetime
+from typing import Any, ClassVar
+
+from authlib.oauth2 import OAuth2Request
+from authlib.oauth2.rfc6749 import grants
+from authlib.oauth2.rfc6749.errors import InvalidGrantError, InvalidRequestError
+from authlib.oauth2.rfc7636 import CodeChallenge
+from authlib.oidc.core.grants import OpenIDCode
+
+from gateway.store.contract import (
+    CodeNotFoundError,
+    CodeRecord,
+    CodeReplayedError,
+    GrantNotFoundError,
+    RefreshTokenNotFoundError,
+    RefreshTokenReuseError,
+    token_hash,
+)
+from gateway.tokens import ACCESS_TOKEN_BYTES, TokenService, User
+
+from .adapters import PortalClient, StoredCode, StoredRefreshToken
+
+TOKEN_AUTH_METHODS = ["client_secret_basic", "client_secret_post", "none", "private_key_jwt"]
+
+
+class ServedGrant:
+    """What every grant here shares: the token service, reached through its server."""
+
+    server: Any  # the OAuthServer that made this grant (Authlib sets it per request)
+
+    @property
+    def tokens(self) -> TokenService:
+        tokens: TokenService = self.server.tokens
+        return tokens
+
+
+class S256Only(CodeChallenge):  # type: ignore[misc]
+    """PKCE with S256 only (RFC 9700 §2.1.1): ``plain`` is refused, public clients must use it.
+
+    Checked when the authorization request is validated (RFC 7636 §4.4.1) and again when the
+    code is redeemed (§4.6).
+    """
+
+    SUPPORTED_CODE_CHALLENGE_METHOD: ClassVar[list[str]] = ["S256"]
+    DEFAULT_CODE_CHALLENGE_METHOD = "S256"
+
+    def validate_code_challenge(self, grant: Any, redirect_uri: str) -> None:
+        request: OAuth2Request = grant.request
+        data = request.payload.data
+        if data.get("code_challenge") and data.get("code_challenge_method") != "S256":
+            raise InvalidRequestError("code_challenge_method must be S256")
+        if request.client.portal.is_public and not data.get("code_challenge"):
+            raise InvalidRequestError("PKCE (code_challenge with S256) is required")
+        super().validate_code_challenge(grant, redirect_uri)
+
+    def get_authorization_code_challenge(self, authorization_code: StoredCode) -> str | None:
+        return authorization_code.record.code_challenge
+
+    def get_authorization_code_challenge_method(self, authorization_code: StoredCode) -> str:
+        return authorization_code.record.code_challenge_method or "S256"
+
+
+class OpenIDCodeExtension(OpenIDCode):  # type: ignore[misc]
+    """Adds the ID token to the code grant's token response (OIDC Core §3.1.3.3)."""
+
+    def __init__(self) -> None:
+        super().__init__(require_nonce=False)
+
+    def exists_nonce(self, nonce: str, request: OAuth2Request) -> bool:
+        return False  # codes are single-use; a nonce is bound to its code
+
+    def process_token(self, grant: CodeGrant, response: Any) -> dict[str, Any]:
+        _, token, _ = response
+        if "openid" not in token.get("scope", "").split():
+            return dict(token)
+        request = grant.request
+        record: CodeRecord = request.authorization_code.record
+        token["id_token"] = grant.tokens.issue_id_token(
+            request.client.portal,
+            request.user,
+            token["scope"],
+            nonce=record.nonce,
+            access_token=token["access_token"],
+            sid=record.claims.get("sid"),
+        )
+        return dict(token)
+
+
+class CodeGrant(ServedGrant, grants.AuthorizationCodeGrant):  # type: ignore[misc]
+    """RFC 6749 §4.1.3-4.1.4: single-use codes, whose replay revokes the grant (§4.1.2)."""
+
+    TOKEN_ENDPOINT_AUTH_METHODS: ClassVar[list[str]] = list(TOKEN_AUTH_METHODS)
+
+    def save_authorization_code(self, code: str, request: OAuth2Request) -> None:
+        raise RuntimeError("codes are issued by the sign-in: TokenService.issue_code")
+
+    def query_authorization_code(self, code: str, client: PortalClient) -> StoredCode | None:
+        """Redeem atomically: the first caller wins, a replay revokes the grant."""
+        now = self.tokens.clock()
+        store = self.tokens.store
+        try:
+            record = store.redeem_code(token_hash(code), now)
+        except CodeReplayedError:
+            raise InvalidGrantError(
+                "authorization code already used; its tokens are revoked"
+            ) from None
+        except CodeNotFoundError:
+            return None
+        if record.client_id != client.client_id:
+            # A code presented by another client is burnt: RFC 6749 §4.1.3.
+            store.revoke_grant(record.grant_id, now)
+            return None
+        return StoredCode(record)
+
+    def delete_authorization_code(self, authorization_code: StoredCode) -> None:
+        """Nothing to do: :meth:`query_authorization_code` already marked it redeemed."""
+
+    def authenticate_user(self, authorization_code: StoredCode) -> User:
+        """The person the code was issued to, with the facts of the sign-in it recorded."""
+        grant, user = self.tokens.grant_user(authorization_code.record.grant_id, "-")
+        if grant is None or grant.revoked_at is not None:
+            raise InvalidGrantError("the grant was revoked") from None
+        claims = authorization_code.record.claims
+        return User(
+            user.subject,
+            grant.session_hash,
+            datetime.fromtimestamp(claims["auth_time"], UTC)
+            if claims.get("auth_time")
+            else user.auth_time,
+            claims.get("acr"),
+            tuple(claims.get("amr") or ()),
+            user.claims,
+        )
+
+    def generate_token(
+        self,
+        user: User | None = None,
+        scope: str | None = None,
+        grant_type: str | None = None,
+        expires_in: int | None = None,
+        include_refresh_token: bool = True,
+    ) -> dict[str, Any]:
+        """The access token, and a refresh token when the portal may refresh (RFC 6749 §5.1):
+        both stored in one transaction (the grant row is locked once)."""
+        assert user is not None  # noqa: S101 - the code grant always has a user
+        tokens = self.tokens
+        record: CodeRecord = self.request.authorization_code.record
+        scope = scope or ""
+        token, access = tokens.new_access_token(
+            record.client_id, record.grant_id, user.subject, scope
+        )
+        if not include_refresh_token:
+            tokens.store.save_access_token(access)
+            return token
+        value = secrets.token_urlsafe(ACCESS_TOKEN_BYTES)
+        refresh = tokens.refresh_record(
+            value, record.client_id, record.grant_id, user.subject, scope
+        )
+        tokens.store.save_refresh_token(refresh, access_token=access)
+        token["refresh_token"] = value
+        return token
+
+
+class RefreshGrant(ServedGrant, grants.RefreshTokenGrant):  # type: ignore[misc]
+    """RFC 6749 §6 with rotation and reuse detection (RFC 9700 §4.14.2)."""
+
+    TOKEN_ENDPOINT_AUTH_METHODS: ClassVar[list[str]] = list(TOKEN_AUTH_METHODS)
+    INCLUDE_NEW_REFRESH_TOKEN = True
+
+    def authenticate_refresh_token(self, refresh_token: str) -> StoredRefreshToken | None:
+        tokens = self.tokens
+        now = tokens.clock()
+        hashed = token_hash(refresh_token)
+        found = tokens.store.get_refresh_token_session(hashed, now)
+        if found is None:
+            self._detect_reuse(hashed, now)
+            return None
+        record, session = found
+        user = tokens.session_user(record.subject, session)
+        return StoredRefreshToken(record, refresh_token, user, now)
+
+    def _detect_reuse(self, hashed: str, now: datetime) -> None:
+        """A rotated token presented again revokes its family (RFC 9700 §4.14.2).
+
+        ``get_refresh_token_session`` sees live tokens only; the store says what became of any
+        other (``refresh_token_status``): a rotated one is a reuse, the rest (revoked, expired,
+        unknown) is just an invalid grant.
+        """
+        store = self.tokens.store
+        standing = store.refresh_token_status(hashed, now)
+        if standing.reused and standing.grant_id is not None:
+            store.revoke_grant(standing.grant_id, now)
+            raise InvalidGrantError("refresh token reused; every token of its grant is revoked")
+
+    def authenticate_user(self, refresh_token: StoredRefreshToken) -> User:
+        """The user read with the token (one store read for both)."""
+        return refresh_token.user
+
+    def create_token_response(self) -> tuple[int, dict[str, Any], list[tuple[str, str]]]:
+        """Rotate: a new refresh token and access token for the old one, in one transaction,
+        and a new ID token when the scope has ``openid`` (OIDC Core §12.2)."""
+        tokens = self.tokens
+        old: StoredRefreshToken = self.request.refresh_token
+        user = self.authenticate_user(old)
+        self.request.user = user
+        scope = self.request.payload.scope or old.record.scope
+        new_value = secrets.token_urlsafe(ACCESS_TOKEN_BYTES)
+        new = tokens.refresh_record(
+            new_value, old.record.client_id, old.record.grant_id, old.record.subject, scope
+        )
+        token, access = tokens.new_access_token(
+            old.record.client_id, old.record.grant_id, old.record.subject, scope
+        )
+        try:
+            # One transaction: the client gets both new tokens, or neither and keeps the old one.
+            tokens.store.rotate_refresh_token(
+                old.record.token_hash, new, tokens.clock(), access_token=access
+            )
+        except RefreshTokenReuseError:
+            raise InvalidGrantError(
+                "refresh token reused; every token of its grant is revoked"
+            ) from None
+        except (RefreshTokenNotFoundError, GrantNotFoundError):
+            raise InvalidGrantError("refresh token is not valid") from None
+        token["refresh_token"] = new_value
+        if "openid" in scope.split():
+            token["id_token"] = tokens.issue_id_token(
+                self.request.client.portal,
+                user,
+                scope,
+                nonce=None,
+                access_token=token["access_token"],
+                sid=None,
+            )
+        return 200, token, self.TOKEN_RESPONSE_HEADER
+
+
+class PortalCredentialsGrant(ServedGrant, grants.ClientCredentialsGrant):  # type: ignore[misc]
+    """RFC 6749 §4.4 for portal back ends: the token's subject is the portal itself."""
+
+    TOKEN_ENDPOINT_AUTH_METHODS: ClassVar[list[str]] = [
+        "client_secret_basic",
+        "client_secret_post",
+        "private_key_jwt",
+    ]
+
+    def create_token_response(self) -> tuple[int, dict[str, Any], list[tuple[str, str]]]:
+        tokens = self.tokens
+        client: PortalClient = self.request.client
+        scope = client.get_allowed_scope(self.request.payload.scope or "")
+        scope = " ".join(s for s in scope.split() if s not in ("openid", "offline_access"))
+        grant = tokens.store.create_grant(client.client_id, client.client_id, tokens.clock())
+        token = tokens.issue_tokens(
+            client.client_id, grant.grant_id, client.client_id, scope, include_refresh_token=False
+        )
+        return 200, token, self.TOKEN_RESPONSE_HEADER
+
+
+__all__ = [
+    "CodeGrant",
+    "OpenIDCodeExtension",
+    "PortalCredentialsGrant",
+    "RefreshGrant",
+    "S256Only",
+    "ServedGrant",
+]

@@ -1,0 +1,331 @@
+"""What the OpenID Provider issues to portals: codes, tokens, ID tokens, and the claims in them.
+
+Protocol-free (no Flask, no Authlib): the sign-in (:mod:`gateway.signin`) issues a code here,
+and the grants of :mod:`gateway.provider.oauth` redeem it, rotate refresh tokens and sign ID
+tokens here. Every secret handed out (code, access token, refresh token) is stored by its hash
+only (:func:`~gateway.store.contract.token_hash`).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import secrets
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+from gateway.assurance import Assurance, SignIn
+from gateway.clock import Clock, utc_now
+from gateway.keys import KeyRing, TokenRejectedError
+from gateway.policy import ID_NUMBER_CLAIM, SCOPE_CLAIMS
+from gateway.registry import Portal, Registry
+from gateway.sealing import IdentitySealer
+from gateway.sessions import SEALED_ID_NUMBER
+from gateway.settings import Settings
+from gateway.store.contract import (
+    AccessTokenRecord,
+    AuthorizationRequest,
+    CodeRecord,
+    ConsentStore,
+    Grant,
+    RefreshTokenRecord,
+    ReplayStore,
+    SsoSession,
+    TokenStore,
+    token_hash,
+)
+
+ACCESS_TOKEN_BYTES = 32
+CODE_BYTES = 36  # 48 URL-safe characters, the length Authlib gave codes
+
+
+class TokenServiceStore(TokenStore, ConsentStore, ReplayStore, Protocol):
+    """What the token side keeps: grants and tokens, consents, used client assertions."""
+
+
+@dataclass(frozen=True)
+class User:
+    """The person behind a grant, as the provider needs them for one portal."""
+
+    subject: str
+    session_hash: str | None = None
+    auth_time: datetime | None = None
+    acr: str | None = None
+    amr: tuple[str, ...] = ()
+    claims: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_session(cls, session: SsoSession) -> User:
+        return cls(
+            session.subject,
+            session.session_hash,
+            session.auth_time,
+            session.acr,
+            session.amr,
+            dict(session.claims),
+        )
+
+    def get_user_id(self) -> str:
+        return self.subject
+
+    def sign_in(self) -> SignIn:
+        """What policies may know of this sign-in."""
+        home = self.claims.get("home_region")
+        return SignIn(self.subject, home if isinstance(home, str) else "", self.acr, self.amr)
+
+
+@dataclass(frozen=True)
+class BearerRefusal:
+    """Why a bearer token gets no answer (RFC 6750 §3.1): error code, text, HTTP status."""
+
+    error: str
+    description: str
+    status: int
+
+
+class TokenService:
+    """The token side of the OpenID Provider: issuing, rotating, revoking, introspecting."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: TokenServiceStore,
+        registry: Registry,
+        keys: KeyRing,
+        sealer: IdentitySealer,
+        assurance: Assurance,
+        clock: Clock = utc_now,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.registry = registry
+        self.keys = keys
+        self.sealer = sealer
+        self.assurance = assurance
+        self.clock = clock
+        self._pairwise = settings.pairwise_secret.get_secret_value().encode()
+
+    # -- portals and people ------------------------------------------------------------------
+
+    def portal(self, client_id: str | None) -> Portal | None:
+        """The registered, enabled portal ``client_id`` names, if any."""
+        if not client_id:
+            return None
+        portal = self.registry.portal(client_id)
+        if portal is None or not portal.enabled:
+            return None
+        return portal
+
+    def subject_for(self, portal: Portal, subject: str) -> str:
+        """The ``sub`` a portal sees: the national subject, or pairwise (OIDC Core §8)."""
+        return portal.subject_for(subject, self._pairwise)
+
+    def hinted_subject(self, id_token_hint: str) -> str:
+        """The ``sub`` an ``id_token_hint`` names (OIDC Core §3.1.2.1), ``""`` when the hint is
+        not a token this gateway signed: such a hint names nobody. Only the signature counts;
+        a hint may have expired."""
+        try:
+            sub = self.keys.verify(id_token_hint).get("sub")
+        except TokenRejectedError:
+            return ""
+        return sub if isinstance(sub, str) else ""
+
+    # -- claims ------------------------------------------------------------------------------
+
+    def releasable(self, portal: Portal, user: User, scope: str) -> set[str]:
+        """The claims (names) the scopes ask for, the session holds and the policies release."""
+        held = set(user.claims) | ({ID_NUMBER_CLAIM} if SEALED_ID_NUMBER in user.claims else set())
+        wanted = {
+            claim for name in scope.split() for claim in SCOPE_CLAIMS.get(name, ()) if claim in held
+        }
+        if not wanted:
+            return set()
+        return self.assurance.released(user.sign_in(), portal, wanted)
+
+    def missing_consent(self, portal: Portal, user: User, released: set[str]) -> set[str]:
+        """Claims of ``released`` the registration reserves for consent not (yet) given."""
+        reserved = released & set(portal.consent_claims)
+        if not reserved:
+            return set()
+        consent = self.store.get_consent(user.subject, portal.client_id)
+        return reserved - (consent.claims if consent is not None else frozenset())
+
+    def user_claims(self, portal: Portal, user: User, scope: str) -> dict[str, Any]:
+        """Claims for the ID token and userinfo (OIDC Core §5.4): what the scopes ask for, the
+        session holds, the policies release to this portal (data minimisation) and, for claims
+        the registration reserves, what the person consented to."""
+        claims: dict[str, Any] = {"sub": self.subject_for(portal, user.subject)}
+        released = self.releasable(portal, user, scope)
+        released -= self.missing_consent(portal, user, released)
+        for claim in sorted(released):
+            if claim == ID_NUMBER_CLAIM:
+                sealed = user.claims[SEALED_ID_NUMBER]
+                claims[claim] = self.sealer.open_identity_number(sealed, user.subject)
+            else:
+                claims[claim] = user.claims[claim]
+        return claims
+
+    def userinfo(self, access_token: str) -> dict[str, Any] | BearerRefusal:
+        """The UserInfo response for a bearer token (OIDC Core §5.3.2), or why not."""
+        found = self.store.get_access_token_session(token_hash(access_token), self.clock())
+        if found is None:
+            return BearerRefusal("invalid_token", "the access token is not valid", 401)
+        record, session = found
+        if "openid" not in record.scope.split():
+            return BearerRefusal("insufficient_scope", "the token lacks the openid scope", 403)
+        portal = self.registry.portal(record.client_id)
+        if portal is None:
+            return BearerRefusal("invalid_token", "the portal is no longer registered", 401)
+        return self.user_claims(portal, self.session_user(record.subject, session), record.scope)
+
+    # -- the authorization code (RFC 6749 §4.1.2) ------------------------------------------
+
+    def issue_code(self, request: AuthorizationRequest, user: User) -> str:
+        """A single-use code for the portal's request (RFC 6749 §4.1.2): the grant, the
+        portal's place in the SSO session and the code are stored in one transaction, the code
+        by its hash, bound to the client, redirect URI, scope, nonce and PKCE challenge."""
+        code = secrets.token_urlsafe(CODE_BYTES)
+        issued = self.clock()
+        claims: dict[str, Any] = {"acr": user.acr, "amr": list(user.amr)}
+        if user.auth_time is not None:
+            claims["auth_time"] = int(user.auth_time.timestamp())
+        self.store.issue_code(
+            CodeRecord(
+                code_hash=token_hash(code),
+                grant_id="-",  # the store creates the grant
+                client_id=request.client_id,
+                redirect_uri=request.redirect_uri,
+                scope=request.scope,
+                nonce=request.nonce,
+                code_challenge=request.code_challenge,
+                code_challenge_method=request.code_challenge_method,
+                claims=claims,
+                expires_at=issued + self.settings.code_lifetime,
+            ),
+            user.subject,
+            issued,
+            session_hash=user.session_hash,
+            sid=secrets.token_urlsafe(16),
+        )
+        return code
+
+    # -- tokens (RFC 6749 §5.1, OIDC Core §3.1.3.3) ----------------------------------------
+
+    def issue_id_token(
+        self,
+        portal: Portal,
+        user: User,
+        scope: str,
+        *,
+        nonce: str | None,
+        access_token: str,
+        sid: str | None,
+    ) -> str:
+        """An ID token (OIDC Core §2) signed by the national key."""
+        issued = self.clock()
+        claims = self.user_claims(portal, user, scope)
+        claims.update(
+            {
+                "iss": self.settings.issuer_url,
+                "aud": portal.client_id,
+                "iat": int(issued.timestamp()),
+                "exp": int((issued + self.settings.id_token_lifetime).timestamp()),
+                "at_hash": half_hash(access_token),
+            }
+        )
+        if user.auth_time is not None:
+            claims["auth_time"] = int(user.auth_time.timestamp())
+        if nonce:
+            claims["nonce"] = nonce
+        if user.acr:
+            claims["acr"] = user.acr
+        if user.amr:
+            claims["amr"] = list(user.amr)
+        if sid:
+            claims["sid"] = sid
+        return self.keys.sign(claims, alg=portal.id_token_signed_response_alg)
+
+    def issue_tokens(
+        self,
+        client_id: str,
+        grant_id: str,
+        subject: str,
+        scope: str,
+        *,
+        include_refresh_token: bool,
+    ) -> dict[str, Any]:
+        """A bearer access token (opaque, stored by hash) and optionally a refresh token."""
+        token, record = self.new_access_token(client_id, grant_id, subject, scope)
+        self.store.save_access_token(record)
+        if include_refresh_token:
+            token["refresh_token"] = secrets.token_urlsafe(ACCESS_TOKEN_BYTES)
+        return token
+
+    def new_access_token(
+        self, client_id: str, grant_id: str, subject: str, scope: str
+    ) -> tuple[dict[str, Any], AccessTokenRecord]:
+        """A new bearer access token: the response fields, and the record to store (by hash)."""
+        access_token = secrets.token_urlsafe(ACCESS_TOKEN_BYTES)
+        lifetime = self.settings.access_token_lifetime
+        record = AccessTokenRecord(
+            token_hash=token_hash(access_token),
+            grant_id=grant_id,
+            client_id=client_id,
+            subject=subject,
+            scope=scope,
+            expires_at=self.clock() + lifetime,
+        )
+        token: dict[str, Any] = {
+            "token_type": "Bearer",
+            "access_token": access_token,
+            "expires_in": int(lifetime.total_seconds()),
+            "scope": scope,
+        }
+        return token, record
+
+    def refresh_record(
+        self, value: str, client_id: str, grant_id: str, subject: str, scope: str
+    ) -> RefreshTokenRecord:
+        return RefreshTokenRecord(
+            token_hash=token_hash(value),
+            grant_id=grant_id,
+            client_id=client_id,
+            subject=subject,
+            scope=scope,
+            expires_at=self.clock() + self.settings.refresh_token_lifetime,
+        )
+
+    def grant_user(self, grant_id: str, subject: str) -> tuple[Grant | None, User]:
+        """A grant and its user, with the SSO session's facts while it lives: one store read.
+
+        ``subject`` stands in when the grant is unknown (the caller then refuses the request).
+        """
+        found = self.store.get_grant_session(grant_id, self.clock())
+        if found is None:
+            return None, User(subject)
+        grant, session = found
+        return grant, self.session_user(grant.subject, session)
+
+    @staticmethod
+    def session_user(subject: str, session: SsoSession | None) -> User:
+        """The user of a grant: with the SSO session's facts while it lives, else bare."""
+        if session is None:
+            return User(subject)
+        return User.from_session(session)
+
+
+def half_hash(value: str) -> str:
+    """``at_hash``: the left half of SHA-256 of the token, base64url (OIDC Core §3.1.3.6)."""
+    digest = hashlib.sha256(value.encode("ascii")).digest()
+    return base64.urlsafe_b64encode(digest[:16]).rstrip(b"=").decode()
+
+
+__all__ = [
+    "ACCESS_TOKEN_BYTES",
+    "BearerRefusal",
+    "TokenService",
+    "TokenServiceStore",
+    "User",
+    "half_hash",
+]
