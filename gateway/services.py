@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from flask import current_app
@@ -11,6 +11,8 @@ from gateway.assurance import Assurance
 from gateway.broker import RegionClient
 from gateway.broker.metadata import MetadataCache
 from gateway.broker.transport import HttpLimits
+from gateway.clock import Clock, utc_now
+from gateway.housekeeping import ExpiredRecordPurge
 from gateway.keys import KEY_FILE_CHECK_INTERVAL, KeyRing, load_or_create
 from gateway.mfa import TotpService
 from gateway.policy import PolicyEngine
@@ -39,14 +41,19 @@ class Services:
     sealer: IdentitySealer
     tokens: TokenService
     signin: SignIn
+    clock: Clock = utc_now
+    purge: ExpiredRecordPurge | None = field(default=None, repr=False)
 
     def close(self) -> None:
+        if self.purge is not None:
+            self.purge.stop()
         self.regions.close()
         self.store.close()
 
 
 def build_services(settings: Settings) -> Services:
-    """Open the store (migrating it), load the key ring, and wire the services over them.
+    """Open the store (migrating it), load the key ring, wire the services over them, and
+    start purging expired records (every ``settings.purge_interval``).
 
     The ring follows its file, so a rotated key file (an updated Secret) is picked up without a
     restart; the demo's generated file is followed too, which costs nothing.
@@ -60,11 +67,16 @@ def build_services(settings: Settings) -> Services:
         now=datetime.now(UTC),
         watch_every=KEY_FILE_CHECK_INTERVAL,
     )
-    return wire(settings, store, keys)
+    services = wire(settings, store, keys)
+    services.purge = ExpiredRecordPurge(
+        store, settings.purge_interval.total_seconds(), services.clock
+    )
+    services.purge.start()
+    return services
 
 
-def wire(settings: Settings, store: Store, keys: KeyRing) -> Services:
-    """The services over an open store and a loaded key ring."""
+def wire(settings: Settings, store: Store, keys: KeyRing, clock: Clock = utc_now) -> Services:
+    """The services over an open store and a loaded key ring, all on one ``clock``."""
     registry = Registry(store)
     sessions = Sessions(
         store,
@@ -82,7 +94,7 @@ def wire(settings: Settings, store: Store, keys: KeyRing) -> Services:
     regions = MetadataCache(limits=limits)
     policy = PolicyEngine(settings.policy_dir)
     assurance = Assurance(policy)
-    tokens = TokenService(settings, store, registry, keys, sealer, assurance)
+    tokens = TokenService(settings, store, registry, keys, sealer, assurance, clock=clock)
     signin = SignIn(
         settings=settings,
         store=store,
@@ -92,6 +104,7 @@ def wire(settings: Settings, store: Store, keys: KeyRing) -> Services:
         assurance=assurance,
         sealer=sealer,
         broker=lambda region: RegionClient(region, regions),
+        clock=clock,
     )
     return Services(
         settings=settings,
@@ -105,6 +118,7 @@ def wire(settings: Settings, store: Store, keys: KeyRing) -> Services:
         sealer=sealer,
         tokens=tokens,
         signin=signin,
+        clock=clock,
     )
 
 

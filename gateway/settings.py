@@ -110,6 +110,8 @@ class Settings(BaseSettings):
     refresh_token_lifetime: Annotated[timedelta, Field(gt=timedelta(0))] = timedelta(hours=8)
     code_lifetime: Annotated[timedelta, Field(gt=timedelta(0))] = timedelta(seconds=60)
     sso_session_lifetime: Annotated[timedelta, Field(gt=timedelta(0))] = timedelta(hours=8)
+    # How often each process deletes expired codes, pending sign-ins, tokens and sessions.
+    purge_interval: Annotated[timedelta, Field(ge=timedelta(seconds=1))] = timedelta(minutes=1)
     upstream_timeout: Annotated[float, Field(gt=0, le=30)] = 5.0
     # Behind an ingress: how many proxies to trust for X-Forwarded-* (Werkzeug ProxyFix).
     proxy_hops: Annotated[int, Field(ge=0, le=5)] = 0

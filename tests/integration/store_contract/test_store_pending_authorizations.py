@@ -8,10 +8,13 @@ Every test runs on SQLite and on PostgreSQL (see ``conftest.py``).
 from __future__ import annotations
 
 import dataclasses
+import time
+from pathlib import Path
 
 import pytest
 from sqlalchemy import text
 
+from gateway.housekeeping import ExpiredRecordPurge
 from gateway.store import (
     AuthorizationRequest,
     DuplicateRecordError,
@@ -227,3 +230,33 @@ def test_purge_deletes_expired_pending_authorizations(sql_store: SqlStore) -> No
     with sql_store.engine.connect() as conn:
         rows = conn.execute(text("SELECT id_hash FROM pending_authorizations")).all()
     assert [row.id_hash for row in rows] == [token_hash("new")]
+
+
+def test_the_gateways_purge_timer_deletes_abandoned_sign_ins(sql_store: SqlStore) -> None:
+    """Sign-ins started and never finished leave the store on the gateway's timer (row 7)."""
+    store: Store = sql_store
+    for n in range(5):
+        store.save_pending_authorization(_pending(f"abandoned-{n}", CHOOSING, expires_in=1))
+    store.save_pending_authorization(_pending("live", CHOOSING, expires_in=60))
+    clock = iter([NOW + 2 * MINUTE] * 100)
+    purge = ExpiredRecordPurge(store, interval=0.05, clock=lambda: next(clock))
+    purge.start()
+    try:
+        deadline = time.monotonic() + 10
+        while _count(sql_store, "pending_authorizations") > 1 and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        purge.stop()
+    assert _count(sql_store, "pending_authorizations") == 1
+    assert store.get_pending_authorization(token_hash("live"), NOW) is not None
+
+
+def test_a_purge_that_fails_is_logged_and_does_not_end_the_timer(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    unreachable = SqlStore.from_url(f"sqlite:///{tmp_path / 'missing' / 'store.db'}")
+    with pytest.raises(Exception):  # noqa: B017, PT011 - whatever the driver says
+        unreachable.purge_expired(NOW)
+    purge = ExpiredRecordPurge(unreachable, interval=60, clock=lambda: NOW)
+    assert purge.run_once() == 0
+    assert "purging expired records failed" in caplog.text
