@@ -40,6 +40,7 @@ from typing import Final, Literal, TypeVar
 import pyotp
 import segno
 
+from gateway.clock import Clock, utc_now
 from gateway.errors import TongxingError
 from gateway.sealing import SecretCipher, SecretUnreadableError
 from gateway.store.contract import (
@@ -57,12 +58,7 @@ INTERVAL: Final = 30  # seconds per time step (RFC 6238 §5.2 recommends 30)
 WINDOW: Final = 1  # steps accepted either side of the current one
 AMR_OTP: Final = "otp"  # RFC 8176 §2: one-time password
 
-Clock = Callable[[], datetime.datetime]
 T = TypeVar("T")
-
-
-def _utc_now() -> datetime.datetime:
-    return datetime.datetime.now(datetime.UTC)
 
 
 # --- errors -------------------------------------------------------------------------------------
@@ -296,7 +292,7 @@ class TotpService:
         store: Store,
         cipher: SecretCipher,
         *,
-        clock: Clock = _utc_now,
+        clock: Clock = utc_now,
         throttle: ThrottlePolicy | None = None,
         issuer: str = ISSUER,
         enrolment_lifetime: datetime.timedelta = datetime.timedelta(minutes=15),

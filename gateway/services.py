@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 
 from flask import current_app
 
@@ -64,7 +63,7 @@ def build_services(settings: Settings) -> Services:
     keys = load_or_create(
         settings.signing_keys_file,
         create=settings.create_keys,
-        now=datetime.now(UTC),
+        now=utc_now(),
         watch_every=KEY_FILE_CHECK_INTERVAL,
     )
     services = wire(settings, store, keys)

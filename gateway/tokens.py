@@ -8,8 +8,6 @@ only (:func:`~gateway.store.contract.token_hash`).
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import secrets
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -17,7 +15,7 @@ from typing import Any, Protocol
 
 from gateway.assurance import Assurance, SignIn
 from gateway.clock import Clock, utc_now
-from gateway.keys import KeyRing, TokenRejectedError
+from gateway.keys import KeyRing, TokenRejectedError, half_hash
 from gateway.policy import ID_NUMBER_CLAIM, SCOPE_CLAIMS
 from gateway.registry import Portal, Registry
 from gateway.sealing import IdentitySealer
@@ -231,7 +229,7 @@ class TokenService:
                 "aud": portal.client_id,
                 "iat": int(issued.timestamp()),
                 "exp": int((issued + self.settings.id_token_lifetime).timestamp()),
-                "at_hash": half_hash(access_token),
+                "at_hash": half_hash(access_token, portal.id_token_signed_response_alg),
             }
         )
         if user.auth_time is not None:
@@ -315,17 +313,10 @@ class TokenService:
         return User.from_session(session)
 
 
-def half_hash(value: str) -> str:
-    """``at_hash``: the left half of SHA-256 of the token, base64url (OIDC Core §3.1.3.6)."""
-    digest = hashlib.sha256(value.encode("ascii")).digest()
-    return base64.urlsafe_b64encode(digest[:16]).rstrip(b"=").decode()
-
-
 __all__ = [
     "ACCESS_TOKEN_BYTES",
     "BearerRefusal",
     "TokenService",
     "TokenServiceStore",
     "User",
-    "half_hash",
 ]

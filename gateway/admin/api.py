@@ -11,7 +11,6 @@ render: :class:`~gateway.admin.registrations.Registrations` decides.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import UTC, datetime
 from typing import Any, Final
 
 from flask import Blueprint, Response, g, jsonify, request
@@ -127,7 +126,9 @@ def get_region(code: str) -> Response:
 
 @blueprint.put("/regions/<code>")
 def put_region(code: str) -> tuple[Response, int]:
-    region, created = _registrations().put_region(_principal(), code, _body(), datetime.now(UTC))
+    region, created = _registrations().put_region(
+        _principal(), code, _body(), current_services().clock()
+    )
     # A replaced region may have a new realm behind it: fetch its metadata and keys afresh.
     current_services().regions.forget(region)
     return jsonify(region_view(region)), 201 if created else 200
@@ -152,7 +153,9 @@ def get_portal(client_id: str) -> Response:
 @blueprint.put("/portals/<client_id>")
 def put_portal(client_id: str) -> tuple[Response, int]:
     """Create or replace a portal; its client secret is returned only by the call that set it."""
-    written = _registrations().put_portal(_principal(), client_id, _body(), datetime.now(UTC))
+    written = _registrations().put_portal(
+        _principal(), client_id, _body(), current_services().clock()
+    )
     body = portal_view(written.portal)
     if written.client_secret is not None:
         body["client_secret"] = written.client_secret

@@ -23,7 +23,6 @@ The checks, in order (the step numbers are §3.1.3.7's):
 from __future__ import annotations
 
 import base64
-import hashlib
 import hmac
 import json
 import math
@@ -36,6 +35,7 @@ from joserfc.errors import BadSignatureError, JoseError
 
 from gateway.broker.errors import InvalidUpstreamToken
 from gateway.broker.metadata import SIGNING_ALGORITHMS, SigningKey
+from gateway.keys import half_hash
 
 __all__ = [
     "ALLOWED_ALGORITHMS",
@@ -188,7 +188,7 @@ def _check_claims(
         and (
             not isinstance(at_hash, str)
             or not hmac.compare_digest(
-                at_hash.encode(), token_hash(expected.access_token, alg).encode()
+                at_hash.encode(), half_hash(expected.access_token, alg).encode()
             )
         )
     ):
@@ -233,14 +233,3 @@ def _b64decode(segment: str) -> bytes:
     if not segment or not all(c.isalnum() or c in "-_" for c in segment) or not segment.isascii():
         raise ValueError("not base64url")
     return base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
-
-
-def token_hash(value: str, alg: str) -> str:
-    """The left-most half of the hash of ``value`` (OIDC Core §3.3.2.11, at_hash/c_hash).
-
-    All allowed algorithms use SHA-256.
-    """
-    if alg not in ALLOWED_ALGORITHMS:
-        raise ValueError(f"no hash for {alg}")
-    digest = hashlib.sha256(value.encode()).digest()
-    return base64.urlsafe_b64encode(digest[: len(digest) // 2]).rstrip(b"=").decode()

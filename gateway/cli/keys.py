@@ -8,7 +8,7 @@ import os
 import stat
 import sys
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from gateway.cli.base import (
@@ -19,6 +19,7 @@ from gateway.cli.base import (
     positive_seconds,
     print_table,
 )
+from gateway.clock import utc_now
 from gateway.keys import (
     KEY_FILE_CHECK_INTERVAL,
     RSA_KEY_SIZES,
@@ -99,7 +100,7 @@ def command_keys_show(args: argparse.Namespace) -> int:
 
 def command_keys_generate(args: argparse.Namespace) -> int:
     path = _keys_file(args)
-    ring = KeyRing.generate(now=datetime.now(UTC), rsa_key_size=args.rsa_key_size)
+    ring = KeyRing.generate(now=utc_now(), rsa_key_size=args.rsa_key_size)
     try:
         save_key_ring(ring, path, overwrite=False)
     except FileExistsError:
@@ -120,7 +121,7 @@ def command_keys_rotate(args: argparse.Namespace) -> int:
     """
     path = _keys_file(args)
     ring = _load_ring(path)
-    ring.rotate(datetime.now(UTC), timedelta(seconds=args.max_token_lifetime))
+    ring.rotate(utc_now(), timedelta(seconds=args.max_token_lifetime))
     try:
         save_key_ring(ring, path)
     except OSError as error:

@@ -15,6 +15,8 @@ halves are published as a JWK Set (RFC 7517 §5). The package is split by job:
     the key file: its format, atomic save, load, create-once.
 :mod:`~gateway.keys.watch`
     following the key file, so a rotated file reaches a running gateway.
+:mod:`~gateway.keys.hashes`
+    ``at_hash`` and ``c_hash`` (OIDC Core §3.1.3.6), for the provider and the broker alike.
 :mod:`~gateway.keys.errors`
     the exceptions.
 
@@ -22,6 +24,7 @@ Importers use the names below from ``gateway.keys``; which module holds them is 
 business.
 """
 
+from gateway.clock import utc_now
 from gateway.keys.errors import (
     InvalidKeyRingError,
     KeyFileError,
@@ -37,6 +40,7 @@ from gateway.keys.files import (
     loads_key_ring,
     save_key_ring,
 )
+from gateway.keys.hashes import half_hash
 from gateway.keys.ring import JWKSet, KeyRing
 from gateway.keys.signing_key import (
     KEY_STATES,
@@ -47,7 +51,6 @@ from gateway.keys.signing_key import (
     KeyState,
     PublicJWK,
     SigningKey,
-    utc_now,
 )
 from gateway.keys.watch import KEY_FILE_CHECK_INTERVAL
 
@@ -70,6 +73,7 @@ __all__ = [
     "SigningKey",
     "TokenRejectedError",
     "dumps_key_ring",
+    "half_hash",
     "load_key_ring",
     "load_or_create",
     "loads_key_ring",

@@ -23,6 +23,7 @@ from typing import Any, Final, Protocol
 from joserfc import jws, jwt
 from joserfc.errors import ExceededSizeError, JoseError
 
+from gateway.clock import utc_now
 from gateway.keys.errors import KeyRingError, TokenRejectedError
 from gateway.keys.rotation import check_rules, ordered, rotate_keys, signing_keys
 from gateway.keys.signing_key import (
@@ -32,7 +33,6 @@ from gateway.keys.signing_key import (
     SigningKey,
     describe_keys,
     require_aware,
-    utc_now,
 )
 
 # The package's logger, one name for operators to filter on (as before the package was split).

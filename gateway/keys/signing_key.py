@@ -38,10 +38,6 @@ JoseKey = RSAKey | ECKey
 PublicJWK = dict[str, str]
 
 
-def utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
 def require_aware(value: datetime, name: str) -> datetime:
     """``value`` in UTC; :class:`ValueError` for a naive datetime (a rotation date must be a
     moment, not a wall-clock reading)."""

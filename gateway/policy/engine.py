@@ -28,6 +28,7 @@ from typing import Any, Final, Literal
 
 import cedarpy
 
+from gateway.clock import utc_now
 from gateway.policy.entities import (
     LEVELS,
     PersonFacts,
@@ -171,7 +172,7 @@ class PolicyEngine:
         """
         self._loader = PolicyLoader(
             directory or default_policy_dir(),
-            clock=clock or (lambda: datetime.datetime.now(datetime.UTC)),
+            clock=clock or utc_now,
         )
         self._cache = DecisionCache(self._loader.active)
 

@@ -6,8 +6,6 @@ issued are not recalled (they expire on their own, as their claims were released
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 from flask import Blueprint, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response
 
@@ -23,7 +21,9 @@ FORM = "consents"  # the CSRF purpose of the withdraw buttons
 
 
 def _signed_in() -> SsoSession:
-    sso = current_services().sessions.find(request.cookies.get(SESSION_COOKIE), datetime.now(UTC))
+    sso = current_services().sessions.find(
+        request.cookies.get(SESSION_COOKIE), current_services().clock()
+    )
     if sso is None:
         raise LoginRequired()
     return sso
@@ -45,5 +45,5 @@ def revoke() -> Response:
     services = current_services()
     sso = _signed_in()
     csrf.require(FORM)
-    services.store.revoke_consent(sso.subject, request.form.get("client_id", ""), datetime.now(UTC))
+    services.store.revoke_consent(sso.subject, request.form.get("client_id", ""), services.clock())
     return redirect(url_for("consents.consents"), code=303)

@@ -8,7 +8,6 @@ registered, exactly, for the portal the request identifies.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from urllib.parse import urlencode
 
 from flask import Blueprint, redirect, render_template, request
@@ -64,7 +63,7 @@ def logout() -> Response | str:
     target = params.get("post_logout_redirect_uri")
     if target is not None and (portal is None or target not in portal.post_logout_redirect_uris):
         raise LogoutRedirectUnregistered()
-    now = datetime.now(UTC)
+    now = services.clock()
     sso = services.sessions.find(request.cookies.get(SESSION_COOKIE), now)
     if sso is not None:
         proven = (

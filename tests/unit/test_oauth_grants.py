@@ -17,7 +17,7 @@ import pytest
 from flask.testing import FlaskClient
 
 from gateway.app import create_app
-from gateway.keys import KeyRing
+from gateway.keys import KeyRing, half_hash
 from gateway.policy import default_policy_dir
 from gateway.provider.oauth import build_oauth_server
 from gateway.provider.oauth.endpoints import Introspection, PrivateKeyJwt, Revocation
@@ -32,7 +32,7 @@ from gateway.registry import Names, Portal, hash_secret
 from gateway.services import Services, wire
 from gateway.settings import Settings
 from gateway.store import AuthorizationRequest, SqlStore, SsoSession, token_hash
-from gateway.tokens import BearerRefusal, User, half_hash
+from gateway.tokens import BearerRefusal, User
 
 ISSUER = "https://tongxing.example.cn"
 REDIRECT = "https://portal.zj.gov.cn/callback"
@@ -170,7 +170,7 @@ def test_a_code_buys_tokens_and_an_id_token_that_say_what_happened(
     assert claims["amr"] == ["pwd"]
     assert claims["name"] == "张三"
     assert claims["sid"]
-    assert claims["at_hash"] == half_hash(issued["access_token"])
+    assert claims["at_hash"] == half_hash(issued["access_token"], "RS256")
     assert services.tokens.userinfo(issued["access_token"]) == {
         "sub": claims["sub"],
         "name": "张三",
