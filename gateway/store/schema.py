@@ -245,18 +245,6 @@ Index(
     sqlite_where=text("status = 'live'"),
 )
 
-login_transactions = Table(
-    "login_transactions",
-    metadata,
-    Column("state_hash", String(HASH), primary_key=True),
-    Column("region", String(ID), nullable=False),
-    Column("nonce", Text(), nullable=False),
-    Column("code_verifier", Text(), nullable=False),
-    Column("request", json_type(), nullable=False),
-    Column("expires_at", UtcDateTime(), nullable=False, index=True),
-    Column("consumed_at", UtcDateTime(), nullable=True),
-)
-
 # --- second factor (revision 0002) ----------------------------------------------------------------
 
 # One TOTP factor per subject (RFC 6238). The secret is AES-GCM ciphertext made by gateway.mfa;

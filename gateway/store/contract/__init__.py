@@ -6,7 +6,6 @@ One module per aggregate, each with its records, its errors and its protocol:
 * :mod:`.registry` (:class:`RegistryStore`): regions and portals;
 * :mod:`.tokens` (:class:`TokenStore`): grants, authorization codes, access and refresh tokens;
 * :mod:`.sessions` (:class:`SessionStore`): SSO sessions, participants, logout;
-* :mod:`.login_transactions` (:class:`LoginTransactionStore`): the broker's round trips;
 * :mod:`.pending_authorizations` (:class:`PendingAuthorizationStore`): a portal's request from
   ``/authorize`` to its answer (the sign-in's one record);
 * :mod:`.second_factors` (:class:`SecondFactorStore`): TOTP credentials, recovery codes;
@@ -38,11 +37,6 @@ from gateway.store.contract.common import (
     token_hash,
 )
 from gateway.store.contract.consents import Consent, ConsentStore
-from gateway.store.contract.login_transactions import (
-    LoginTransaction,
-    LoginTransactionNotFoundError,
-    LoginTransactionStore,
-)
 from gateway.store.contract.pending_authorizations import (
     AuthorizationRequest,
     PendingAuthorization,
@@ -105,9 +99,6 @@ __all__ = [
     "GrantNotFoundError",
     "JsonObject",
     "LifecycleStore",
-    "LoginTransaction",
-    "LoginTransactionNotFoundError",
-    "LoginTransactionStore",
     "PendingAuthorization",
     "PendingAuthorizationNotFoundError",
     "PendingAuthorizationStore",

@@ -7,7 +7,6 @@ from typing import Protocol
 
 from gateway.store.contract.attempts import AttemptStore
 from gateway.store.contract.consents import ConsentStore
-from gateway.store.contract.login_transactions import LoginTransactionStore
 from gateway.store.contract.pending_authorizations import PendingAuthorizationStore
 from gateway.store.contract.registry import RegistryStore
 from gateway.store.contract.replay import ReplayStore
@@ -46,7 +45,6 @@ class Store(
     RegistryStore,
     TokenStore,
     SessionStore,
-    LoginTransactionStore,
     PendingAuthorizationStore,
     SecondFactorStore,
     AttemptStore,

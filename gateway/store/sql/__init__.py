@@ -2,7 +2,7 @@
 
 One module per aggregate, as the contract is split (:mod:`gateway.store.contract`):
 :mod:`.subjects`, :mod:`.registry`, :mod:`.tokens` (grants, codes, access and refresh tokens,
-with the grant rules of :mod:`.grants`), :mod:`.sessions`, :mod:`.login_transactions`,
+with the grant rules of :mod:`.grants`), :mod:`.sessions`,
 :mod:`.pending_authorizations`, :mod:`.second_factors`, :mod:`.attempts`, :mod:`.consents`,
 :mod:`.replay`; :mod:`.base` holds the engine and the transaction helpers they share, and
 :mod:`.store` composes them into :class:`SqlStore`.

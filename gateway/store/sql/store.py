@@ -22,7 +22,6 @@ from gateway.store.schema import (
     attempt_counters,
     authorization_codes,
     grants,
-    login_transactions,
     pending_authorizations,
     refresh_tokens,
     session_participants,
@@ -32,7 +31,6 @@ from gateway.store.schema import (
 from gateway.store.sql.attempts import SqlAttempts
 from gateway.store.sql.base import require_aware, unavailable
 from gateway.store.sql.consents import SqlConsents
-from gateway.store.sql.login_transactions import SqlLoginTransactions
 from gateway.store.sql.pending_authorizations import SqlPendingAuthorizations
 from gateway.store.sql.registry import SqlRegistry
 from gateway.store.sql.replay import SqlReplay
@@ -47,7 +45,6 @@ class SqlStore(
     SqlRegistry,
     SqlTokens,
     SqlSessions,
-    SqlLoginTransactions,
     SqlPendingAuthorizations,
     SqlSecondFactors,
     SqlAttempts,
@@ -102,7 +99,7 @@ class SqlStore(
         self._engine.dispose()
 
     def purge_expired(self, now: datetime.datetime) -> int:
-        """Delete expired codes, transactions, pending authorizations, tokens, sessions,
+        """Delete expired codes, pending authorizations, tokens, sessions,
         attempt counters and used assertions, and spent revoked grants.
 
         Participants are deleted with their session and counted. A revoked grant goes once no
@@ -114,7 +111,6 @@ class SqlStore(
         )
         statements = [
             delete(authorization_codes).where(authorization_codes.c.expires_at <= now),
-            delete(login_transactions).where(login_transactions.c.expires_at <= now),
             delete(pending_authorizations).where(pending_authorizations.c.expires_at <= now),
             delete(access_tokens).where(access_tokens.c.expires_at <= now),
             delete(refresh_tokens).where(refresh_tokens.c.expires_at <= now),

@@ -17,14 +17,17 @@ from sqlalchemy import func, select
 
 from gateway.store import (
     AccessTokenRecord,
+    AuthorizationRequest,
     CodeRecord,
     Grant,
-    LoginTransaction,
+    PendingAuthorization,
+    PendingStage,
     RefreshTokenRecord,
     SqlStore,
     SsoSession,
     Store,
     Subject,
+    UpstreamLeg,
     token_hash,
 )
 from gateway.store.contract import RecoveryCode, TotpCredential
@@ -111,16 +114,54 @@ def _session(
     )
 
 
-def _transaction(
-    name: str = "state", *, expires_at: datetime.datetime | None = None
-) -> LoginTransaction:
-    return LoginTransaction(
-        state_hash=token_hash(name),
+def _pending_request(**changes: object) -> AuthorizationRequest:
+    values: dict[str, object] = {
+        "client_id": CLIENT,
+        "redirect_uri": "https://portal.zj.gov.cn/callback",
+        "scope": "openid profile",
+        "state": "portal-state-Xy12",
+        "nonce": "n-0S6_WzA2Mj",
+        "code_challenge": "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM",
+        "code_challenge_method": "S256",
+        "prompt": ("login",),
+        "max_age": 300,
+        "login_hint": "zhangsan",
+        "acr_values": "loa2",
+        "ui_locales": "zh-CN en",
+        "hinted_subject": "sub-1",
+        "region": "zj",
+    } | changes
+    return AuthorizationRequest(**values)  # type: ignore[arg-type]
+
+
+def _leg(state: str = "upstream-state") -> UpstreamLeg:
+    return UpstreamLeg(
         region="zj",
+        state_hash=token_hash(state),
         nonce="upstream-nonce",
         code_verifier="dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk",
-        request={"client_id": CLIENT, "scope": "openid", "state": "portal-state"},
-        expires_at=expires_at or NOW + 10 * MINUTE,
+        redirect_uri="https://tongxing.example.cn/callback/zj",
+        started_at=1_740_816_000.5,
+        max_age=300,
+    )
+
+
+def _pending(
+    name: str = "pending",
+    stage: PendingStage = PendingStage.AT_REGION,
+    *,
+    upstream: UpstreamLeg | None = None,
+    expires_in: int = 10,
+    **changes: object,
+) -> PendingAuthorization:
+    return PendingAuthorization(
+        id_hash=token_hash(name),
+        request=_pending_request(**changes),
+        stage=stage,
+        expires_at=NOW + expires_in * MINUTE,
+        upstream=upstream
+        if upstream is not None or stage is not PendingStage.AT_REGION
+        else _leg(),
     )
 
 

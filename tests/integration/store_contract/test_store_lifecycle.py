@@ -31,9 +31,10 @@ from .support import (
     _access,
     _code,
     _key,
+    _leg,
+    _pending,
     _refresh,
     _session,
-    _transaction,
 )
 
 # --- lifecycle ----------------------------------------------------------------------------------
@@ -88,8 +89,10 @@ def test_purge_deletes_what_expired_and_keeps_what_lives(store: Store, subject: 
     store.save_refresh_token(_refresh(live_grant, "rt-new", expires_at=NOW + DAY))
     store.save_access_token(_access(spent_grant, "at-spent", expires_at=NOW + MINUTE))
     store.revoke_grant(spent_grant.grant_id, NOW)
-    store.save_login_transaction(_transaction("state-old", expires_at=NOW + MINUTE))
-    store.save_login_transaction(_transaction("state-new", expires_at=NOW + DAY))
+    store.save_pending_authorization(_pending("pending-old", upstream=_leg("old"), expires_in=1))
+    store.save_pending_authorization(
+        _pending("pending-new", upstream=_leg("new"), expires_in=24 * 60)
+    )
     old_session = _session(subject, "sso-old", expires_at=NOW + MINUTE)
     store.create_session(old_session)
     store.add_participant(old_session.session_hash, "portal-a", "sid", NOW)
@@ -99,7 +102,7 @@ def test_purge_deletes_what_expired_and_keeps_what_lives(store: Store, subject: 
     store.create_session(_session(subject, "sso-new", expires_at=NOW + DAY))
 
     later = NOW + HOUR
-    # code, 2 access tokens, transaction, participant, session, the spent revoked grant
+    # code, 2 access tokens, pending sign-in, participant, session, the spent revoked grant
     assert store.purge_expired(later) == 7
     assert store.purge_expired(later) == 0
 
@@ -110,7 +113,7 @@ def test_purge_deletes_what_expired_and_keeps_what_lives(store: Store, subject: 
         store.redeem_code(token_hash("code-old"), later)
     assert store.get_access_token(token_hash("at-new"), later) is not None
     assert store.get_refresh_token(token_hash("rt-new"), later) is not None
-    assert store.consume_login_transaction(token_hash("state-new"), later).region == "zj"
+    assert store.get_pending_authorization(token_hash("pending-new"), later) is not None
     assert store.get_session(token_hash("sso-new"), later) is not None
     assert store.end_session(old_session.session_hash, later) == []
     outlived = store.get_grant(in_old_session.grant_id)  # a grant outlives its session

@@ -16,71 +16,20 @@ from sqlalchemy import text
 
 from gateway.housekeeping import ExpiredRecordPurge
 from gateway.store import (
-    AuthorizationRequest,
     DuplicateRecordError,
     PendingAuthorization,
     PendingAuthorizationNotFoundError,
     PendingStage,
     SqlStore,
     Store,
-    UpstreamLeg,
     token_hash,
 )
 
-from .support import CLIENT, MINUTE, NOW, _count, _race
+from .support import MINUTE, NOW, _count, _leg, _pending, _race
 
 CHOOSING, AT_REGION = PendingStage.CHOOSING, PendingStage.AT_REGION
 STEP_UP, CONSENT = PendingStage.STEP_UP, PendingStage.CONSENT
 PORTAL_STATE = "portal-state-Xy12"
-
-
-def _request(**changes: object) -> AuthorizationRequest:
-    values: dict[str, object] = {
-        "client_id": CLIENT,
-        "redirect_uri": "https://portal.zj.gov.cn/callback",
-        "scope": "openid profile",
-        "state": PORTAL_STATE,
-        "nonce": "n-0S6_WzA2Mj",
-        "code_challenge": "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM",
-        "code_challenge_method": "S256",
-        "prompt": ("login",),
-        "max_age": 300,
-        "login_hint": "zhangsan",
-        "acr_values": "loa2",
-        "ui_locales": "zh-CN en",
-        "hinted_subject": "sub-1",
-        "region": "zj",
-    } | changes
-    return AuthorizationRequest(**values)  # type: ignore[arg-type]
-
-
-def _leg(state: str = "upstream-state") -> UpstreamLeg:
-    return UpstreamLeg(
-        region="zj",
-        state_hash=token_hash(state),
-        nonce="upstream-nonce",
-        code_verifier="dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk",
-        redirect_uri="https://tongxing.example.cn/callback/zj",
-        started_at=1_740_816_000.5,
-        max_age=300,
-    )
-
-
-def _pending(
-    name: str = "pending",
-    stage: PendingStage = AT_REGION,
-    *,
-    upstream: UpstreamLeg | None = None,
-    expires_in: int = 10,
-    **changes: object,
-) -> PendingAuthorization:
-    return PendingAuthorization(
-        id_hash=token_hash(name),
-        request=_request(**changes),
-        stage=stage,
-        expires_at=NOW + expires_in * MINUTE,
-        upstream=upstream if upstream is not None or stage is not AT_REGION else _leg(),
-    )
 
 
 def test_a_pending_authorization_reads_back_as_it_was_saved(store: Store) -> None:
