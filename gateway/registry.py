@@ -186,10 +186,35 @@ class Portal(BaseModel):
     def is_public(self) -> bool:
         return self.token_endpoint_auth_method is AuthMethod.NONE
 
+    def granted_scope(self, requested: str | None) -> str:
+        """The part of ``requested`` this portal is registered for, in the order asked, each
+        scope once (RFC 6749 §3.3: the server may grant less than asked and then says what it
+        granted; OIDC Core §5.4: claims follow the granted scopes only).
+
+        ``offline_access`` counts as registered when the portal may use the ``refresh_token``
+        grant: that registration is what lets it hold a refresh token.
+        """
+        registered = set(self.scopes)
+        if "refresh_token" in self.grant_types:
+            registered.add("offline_access")
+        return " ".join(dict.fromkeys(s for s in (requested or "").split() if s in registered))
+
+    @property
+    def redirect_hosts(self) -> list[str]:
+        """The hosts of the redirect URIs, each once, in registration order."""
+        return list(dict.fromkeys(urlsplit(uri).hostname or "" for uri in self.redirect_uris))
+
     @property
     def sector_identifier(self) -> str:
-        """The host pairwise subjects are computed for (OIDC Core §8.1)."""
-        return urlsplit(self.redirect_uris[0]).hostname or self.client_id
+        """The sector pairwise subjects are computed for (OIDC Core §8.1): the one host of the
+        redirect URIs. A pairwise portal on several hosts is refused at registration
+        (:func:`pairwise_sector_errors`); one stored before that rule gets a sector of its own
+        (``client:<client_id>``), never the host of another portal listed first.
+        """
+        hosts = self.redirect_hosts
+        if len(hosts) == 1 and hosts[0]:
+            return hosts[0]
+        return f"client:{self.client_id}"
 
     def subject_for(self, subject: str, pairwise_secret: bytes) -> str:
         """The ``sub`` this portal sees: the national subject, or pairwise (OIDC Core §8)."""
@@ -202,6 +227,28 @@ class Portal(BaseModel):
         if self.client_secret_hash is None:
             return False
         return hmac.compare_digest(hash_secret(secret), self.client_secret_hash)
+
+
+def pairwise_sector_errors(portal: Portal) -> list[dict[str, str]]:
+    """Why a pairwise portal cannot be registered as it is (OIDC Core §8.1), as field errors.
+
+    The sector of a pairwise portal is the host of its redirect URIs, so they must share one
+    host. OIDC Core §8.1 lets a portal on several hosts name its sector with a
+    ``sector_identifier_uri``; the gateway does not fetch one, so such a portal is refused
+    (register one portal per host, or use ``public`` subjects).
+    """
+    hosts = portal.redirect_hosts
+    if portal.subject_type != "pairwise" or len(hosts) <= 1:
+        return []
+    return [
+        {
+            "field": "redirect_uris",
+            "message": (
+                "a pairwise portal's redirect URIs must share one host, its sector "
+                f"(OIDC Core §8.1); these are on {len(hosts)}: {', '.join(sorted(hosts))}"
+            ),
+        }
+    ]
 
 
 def hash_secret(secret: str) -> str:

@@ -52,6 +52,8 @@ class User:
     acr: str | None = None
     amr: tuple[str, ...] = ()
     claims: dict[str, Any] = field(default_factory=dict)
+    # When the SSO session of the sign-in ends: no refresh token outlives it.
+    session_expires_at: datetime | None = None
 
     @classmethod
     def from_session(cls, session: SsoSession) -> User:
@@ -62,6 +64,7 @@ class User:
             session.acr,
             session.amr,
             dict(session.claims),
+            session.expires_at,
         )
 
     def get_user_id(self) -> str:
@@ -282,16 +285,38 @@ class TokenService:
         }
         return token, record
 
+    def refresh_family_end(self, session_expires_at: datetime | None) -> datetime:
+        """When a new family of refresh tokens ends, for good: ``refresh_token_lifetime`` from
+        now, and never after the SSO session the grant was made in (``session_expires_at``).
+
+        Rotation does not move it (RFC 9700 §4.14.2 leaves the lifetime to the server; here it
+        is absolute): every token of the family expires at this instant, so a portal that keeps
+        refreshing cannot keep a grant alive past the sign-in it came from.
+        """
+        end = self.clock() + self.settings.refresh_token_lifetime
+        if session_expires_at is not None:
+            end = min(end, session_expires_at)
+        return end
+
     def refresh_record(
-        self, value: str, client_id: str, grant_id: str, subject: str, scope: str
+        self,
+        value: str,
+        client_id: str,
+        grant_id: str,
+        subject: str,
+        scope: str,
+        *,
+        expires_at: datetime,
     ) -> RefreshTokenRecord:
+        """A refresh token of a family that ends at ``expires_at`` (see
+        :meth:`refresh_family_end`; a rotation passes its predecessor's)."""
         return RefreshTokenRecord(
             token_hash=token_hash(value),
             grant_id=grant_id,
             client_id=client_id,
             subject=subject,
             scope=scope,
-            expires_at=self.clock() + self.settings.refresh_token_lifetime,
+            expires_at=expires_at,
         )
 
     def grant_user(self, grant_id: str, subject: str) -> tuple[Grant | None, User]:

@@ -44,6 +44,7 @@ from gateway.registry import (
     Stored,
     hash_secret,
     new_client_secret,
+    pairwise_sector_errors,
 )
 from gateway.store.contract import RevisionConflictError
 from tongxing_api.vocabulary import SECRET_AUTH_METHODS
@@ -151,8 +152,10 @@ class Registrations:
 
         A secret-authenticated portal keeps its secret across replacements unless
         ``client_secret`` is given; a new one is generated when it has none. Only its hash is
-        stored. 409 ``registration_taken`` when another owner manages the client id, decided
-        before anything of the stored portal (its secret's hash) is used.
+        stored. 400 (field ``redirect_uris``) for a pairwise portal whose redirect URIs are on
+        several hosts (OIDC Core §8.1, :func:`~gateway.registry.pairwise_sector_errors`). 409
+        ``registration_taken`` when another owner manages the client id, decided before
+        anything of the stored portal (its secret's hash) is used.
         """
         document = dict(data)
         _key_matches(document, "client_id", client_id)
@@ -184,6 +187,9 @@ class Registrations:
                 issued = secret or new_client_secret()
                 document["client_secret_hash"] = hash_secret(issued)
         portal = _validate(Portal, document)
+        mixed_sector = pairwise_sector_errors(portal)
+        if mixed_sector:
+            raise InvalidDocument(mixed_sector)
         try:
             written, created = self._registry.put_portal(
                 portal, now, expected_revision=_revision(stored)

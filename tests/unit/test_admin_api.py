@@ -122,6 +122,25 @@ def test_bad_input_gets_field_level_messages(client: FlaskClient) -> None:
     assert client.get("/admin/v1/regions/zj", headers=auth()).status_code == 404
 
 
+def test_a_pairwise_portal_on_several_hosts_is_refused_on_its_redirect_uris(
+    client: FlaskClient,
+) -> None:
+    """OIDC Core §8.1: the sector is the redirect URIs' host; a portal listing another portal's
+    host beside its own would receive that portal's pairwise subjects."""
+    uris = ["https://portal.zj.example.cn/callback", "https://thief.example.cn/callback"]
+    body = {**PORTAL, "subject_type": "pairwise", "redirect_uris": uris}
+    response = client.put("/admin/v1/portals/thief", json=body, headers=auth())
+    assert response.status_code == 400
+    refused = response.get_json()
+    assert refused["error"] == "invalid_request"
+    assert [f["field"] for f in refused["fields"]] == ["redirect_uris"]
+    assert client.get("/admin/v1/portals/thief", headers=auth()).status_code == 404
+    one_host = {**body, "redirect_uris": [uris[0], f"{uris[0]}/again"]}
+    assert client.put("/admin/v1/portals/thief", json=one_host, headers=auth()).status_code == 201
+    public = {**PORTAL, "redirect_uris": uris}
+    assert client.put("/admin/v1/portals/public", json=public, headers=auth()).status_code == 201
+
+
 def test_an_auth_method_that_is_not_a_string_gets_a_field_message_not_a_500(
     client: FlaskClient,
 ) -> None:

@@ -194,3 +194,40 @@ def test_a_bad_request_of_a_verified_client_is_refused_for_the_portal(
     assert refusal.redirect_uri == REDIRECT
     expected_state = changes.get("state", "portal-state")
     assert refusal.state == expected_state
+
+
+# --- the scope is what the portal is registered for (THREAT_MODEL row 6) ---------------------
+
+
+def test_the_request_keeps_only_the_scopes_the_portal_is_registered_for(app: Flask) -> None:
+    """portal-a is registered for ``openid profile`` (the default) and the refresh grant."""
+    asked = params(scope="openid profile phone payments:write profile offline_access")
+    assert parse(app, asked).scope == "openid profile offline_access"
+
+
+@pytest.mark.parametrize("scope", ["profile phone", "payments:write", "", "OPENID profile"])
+def test_a_request_left_without_openid_is_invalid_scope_at_the_redirect_uri(
+    app: Flask, scope: str
+) -> None:
+    refusal = refused(app, params(scope=scope or None))
+    assert refusal.error == "invalid_scope"
+    assert refusal.redirect_uri == REDIRECT
+    assert refusal.state == "portal-state"
+
+
+def test_a_portal_not_registered_for_openid_cannot_ask_for_it(
+    app: Flask, services: Services
+) -> None:
+    services.registry.put_portal(
+        Portal(
+            client_id="no-openid",
+            names=Names(zh="门户", en="Portal"),
+            owner="zj",
+            redirect_uris=[REDIRECT],
+            client_secret_hash=hash_secret("s" * 32),
+            scopes=["profile"],
+        ),
+        datetime.now(UTC),
+    )
+    refusal = refused(app, params(client_id="no-openid"))
+    assert refusal.error == "invalid_scope"

@@ -9,7 +9,7 @@ import hashlib
 import re
 import secrets
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -318,3 +318,157 @@ def test_no_module_of_the_gateway_outside_the_oauth_package_imports_authlib() ->
     }
     assert importing
     assert {name for name in importing if not name.startswith("provider/oauth/")} == set()
+
+
+# --- a portal gets only what it is registered for (THREAT_MODEL row 6) ---------------------
+
+
+class SteppedClock:
+    """A clock the test moves forward."""
+
+    def __init__(self) -> None:
+        self.now = datetime.now(UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+def signed_in(
+    services: Services, *, session_lifetime: timedelta | None = None, **claims: Any
+) -> User:
+    """A person signed in at zj whose SSO session lasts ``session_lifetime``."""
+    now = services.tokens.clock()
+    subject = services.store.link_subject(token_hash("identity:phone"), "zj", "phone", now)
+    session = SsoSession(
+        session_hash=token_hash(secrets.token_urlsafe(32)),
+        subject=subject.id,
+        region="zj",
+        auth_time=now,
+        acr="loa1",
+        amr=("pwd",),
+        created_at=now,
+        expires_at=now + (session_lifetime or services.settings.sso_session_lifetime),
+        claims={"home_region": "zj", "name": "张三", **claims},
+    )
+    services.sessions.start(session)
+    return User.from_session(session)
+
+
+def wide_code(services: Services, person: User, scope: str) -> str:
+    request = AuthorizationRequest(
+        client_id="portal-a",
+        redirect_uri=REDIRECT,
+        scope=scope,
+        state="s",
+        nonce="n",
+        code_challenge=challenge(VERIFIER),
+        code_challenge_method="S256",
+    )
+    return services.tokens.issue_code(request, person)
+
+
+def test_a_code_for_unregistered_scopes_buys_only_the_registered_ones(
+    services: Services, client: FlaskClient
+) -> None:
+    """Even a code that carries more than the registration (issued before it narrowed, or by a
+    path that forgot to cut) is redeemed for the registered scopes only."""
+    person = signed_in(services, phone_number="+86 138 0000 0000")
+    code = wide_code(services, person, "openid profile phone payments:write")
+    issued = redeem(client, code).get_json()
+    assert issued["scope"] == "openid profile"
+    introspected = client.post(
+        "/introspect", data={"token": issued["access_token"]}, auth=("portal-a", SECRET)
+    ).get_json()
+    assert introspected["scope"] == "openid profile"
+    info = services.tokens.userinfo(issued["access_token"])
+    assert isinstance(info, dict)
+    assert "phone_number" not in info
+    assert "phone_number" not in services.keys.verify(issued["id_token"])
+
+
+def test_refresh_never_widens_the_grant(services: Services, client: FlaskClient) -> None:
+    issued = redeem(client, code_for(services)).get_json()
+    wider = token(
+        client,
+        grant_type="refresh_token",
+        refresh_token=issued["refresh_token"],
+        scope="openid profile phone",
+    )
+    assert error(wider) == "invalid_scope"
+    narrower = token(
+        client, grant_type="refresh_token", refresh_token=issued["refresh_token"], scope="openid"
+    )
+    assert narrower.status_code == 200, narrower.get_data(as_text=True)
+    assert narrower.get_json()["scope"] == "openid"
+
+
+def test_refresh_follows_a_narrowed_registration(services: Services, client: FlaskClient) -> None:
+    issued = redeem(client, code_for(services)).get_json()
+    portal = services.registry.portal("portal-a")
+    assert portal is not None
+    services.registry.put_portal(
+        portal.model_copy(update={"scopes": ["openid"]}), datetime.now(UTC)
+    )
+    rotated = token(client, grant_type="refresh_token", refresh_token=issued["refresh_token"])
+    assert rotated.status_code == 200, rotated.get_data(as_text=True)
+    assert rotated.get_json()["scope"] == "openid"
+
+    services.registry.put_portal(portal.model_copy(update={"scopes": ["phone"]}), datetime.now(UTC))
+    refused = token(
+        client, grant_type="refresh_token", refresh_token=rotated.get_json()["refresh_token"]
+    )
+    assert error(refused) == "invalid_scope"
+
+
+def test_client_credentials_for_unregistered_scopes_only_are_refused(
+    services: Services, client: FlaskClient
+) -> None:
+    asked = token(client, "backend", grant_type="client_credentials", scope="payments:write")
+    assert error(asked) == "invalid_scope"
+    mixed = token(client, "backend", grant_type="client_credentials", scope="profile phone")
+    assert mixed.get_json()["scope"] == "profile"
+
+
+# --- refresh tokens have an absolute lifetime ----------------------------------------------
+
+
+def refresh_expiry(services: Services, value: str) -> datetime:
+    record = services.store.get_refresh_token(token_hash(value), services.tokens.clock())
+    assert record is not None
+    return record.expires_at
+
+
+def test_rotation_does_not_extend_the_refresh_family(
+    services: Services, client: FlaskClient
+) -> None:
+    clock = SteppedClock()
+    services.tokens.clock = clock
+    issued = redeem(client, code_for(services)).get_json()
+    end = refresh_expiry(services, issued["refresh_token"])
+    assert end == clock.now + services.settings.refresh_token_lifetime
+    value = issued["refresh_token"]
+    for _ in range(3):
+        clock.now += timedelta(hours=2)
+        rotated = token(client, grant_type="refresh_token", refresh_token=value)
+        assert rotated.status_code == 200, rotated.get_data(as_text=True)
+        value = rotated.get_json()["refresh_token"]
+        assert refresh_expiry(services, value) == end
+    clock.now = end
+    assert error(token(client, grant_type="refresh_token", refresh_token=value)) == "invalid_grant"
+
+
+def test_a_refresh_token_never_outlives_its_sso_session(
+    services: Services, client: FlaskClient
+) -> None:
+    clock = SteppedClock()
+    services.tokens.clock = clock
+    person = signed_in(services, session_lifetime=timedelta(hours=1))
+    assert person.session_expires_at is not None
+    issued = redeem(client, wide_code(services, person, "openid profile")).get_json()
+    assert refresh_expiry(services, issued["refresh_token"]) == person.session_expires_at
+    clock.now += timedelta(minutes=30)
+    rotated = token(client, grant_type="refresh_token", refresh_token=issued["refresh_token"])
+    value = rotated.get_json()["refresh_token"]
+    assert refresh_expiry(services, value) == person.session_expires_at
+    clock.now = person.session_expires_at + timedelta(seconds=1)
+    assert error(token(client, grant_type="refresh_token", refresh_token=value)) == "invalid_grant"

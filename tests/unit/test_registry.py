@@ -10,7 +10,15 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from gateway.registry import CACHE_SECONDS, ManagedBy, Portal, Region, Registry, hash_secret
+from gateway.registry import (
+    CACHE_SECONDS,
+    ManagedBy,
+    Portal,
+    Region,
+    Registry,
+    hash_secret,
+    pairwise_sector_errors,
+)
 from gateway.store import RegistryKind, RevisionConflictError, SqlStore
 
 NOW = datetime.datetime(2025, 3, 1, 8, 0, tzinfo=datetime.UTC)
@@ -85,6 +93,40 @@ def test_secret_methods_need_a_secret_and_private_key_jwt_needs_keys() -> None:
 def test_public_clients_cannot_use_client_credentials() -> None:
     with pytest.raises(ValidationError, match="public client"):
         portal(token_endpoint_auth_method="none", grant_types=["client_credentials"])
+
+
+def test_the_granted_scope_is_the_requested_one_less_what_is_not_registered() -> None:
+    registered = portal(scopes=["openid", "profile"])
+    asked = "openid profile phone payments:write openid"
+    assert registered.granted_scope(asked) == "openid profile"
+    assert registered.granted_scope(None) == ""
+    # offline_access comes with the refresh_token grant, not with the scopes list
+    assert registered.granted_scope("openid offline_access") == "openid offline_access"
+    no_refresh = portal(grant_types=["authorization_code"])
+    assert no_refresh.granted_scope("openid offline_access") == "openid"
+
+
+def test_the_pairwise_sector_is_the_one_host_of_the_redirect_uris() -> None:
+    secret = b"p" * 32
+    one_host = portal(
+        subject_type="pairwise",
+        redirect_uris=["https://a.example.cn/cb", "https://a.example.cn/other"],
+    )
+    assert one_host.sector_identifier == "a.example.cn"
+    assert pairwise_sector_errors(one_host) == []
+    victim = portal(client_id="victim", subject_type="pairwise", redirect_uris=["https://v.cn/cb"])
+    # A portal that lists the victim's host first (stored before registration refused it).
+    thief = portal(
+        client_id="thief",
+        subject_type="pairwise",
+        redirect_uris=["https://v.cn/cb", "https://thief.cn/cb"],
+    )
+    assert thief.subject_for("person", secret) != victim.subject_for("person", secret)
+    assert thief.sector_identifier == "client:thief"
+    errors = pairwise_sector_errors(thief)
+    assert [e["field"] for e in errors] == ["redirect_uris"]
+    assert "one host" in errors[0]["message"]
+    assert pairwise_sector_errors(thief.model_copy(update={"subject_type": "public"})) == []
 
 
 def test_secret_check_is_against_the_hash() -> None:

@@ -30,9 +30,9 @@ class PortalClient(ClientMixin):  # type: ignore[misc]
         # OIDC Core §3.1.2.1: redirect_uri is required, never defaulted.
         return None
 
-    def get_allowed_scope(self, scope: str) -> str:
-        allowed = set(self.portal.scopes) | {"openid", "offline_access"}
-        return " ".join(s for s in scope.split() if s in allowed)
+    def get_allowed_scope(self, scope: str | None) -> str:
+        """The requested scope less what the portal is not registered for (RFC 6749 §3.3)."""
+        return self.portal.granted_scope(scope)
 
     def check_redirect_uri(self, redirect_uri: str) -> bool:
         """Exact string comparison (RFC 9700 §4.1.3): no normalisation, no patterns."""

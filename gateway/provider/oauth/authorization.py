@@ -2,9 +2,9 @@
 
 Authlib checks the client, the exact redirect URI, the response type, the scope, the nonce and
 PKCE; this module adds what the gateway asks on top (``prompt`` values, ``max_age``, bounded
-parameters) and returns the request as the sign-in keeps it: a typed
-:class:`~gateway.store.contract.AuthorizationRequest`. From there on the request is never
-parsed again; the sign-in resumes it from its record.
+parameters, the scope cut down to what the portal is registered for) and returns the request
+as the sign-in keeps it: a typed :class:`~gateway.store.contract.AuthorizationRequest`. From
+there on the request is never parsed again; the sign-in resumes it from its record.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from gateway.errors import (
     UnsupportedResponseType,
     UnverifiedClient,
 )
+from gateway.registry import Portal
 from gateway.signin import RefusedRequest
 from gateway.store.contract import AuthorizationRequest
 
@@ -82,11 +83,19 @@ def parse_authorization_request(server: OAuthServer) -> AuthorizationRequest:
     max_age = values.get("max_age")
     if max_age is not None and (not max_age.isdigit() or len(max_age) > 10):
         raise refuse("max_age must be a non-negative integer")
+    scope = _granted_scope(grant.request.client.portal, values.get("scope"))
+    if scope is None:
+        raise RefusedRequest(
+            "invalid_scope",
+            "the portal is not registered for the openid scope it must ask for",
+            redirect_uri,
+            payload.state,
+        )
     hint = values.get("id_token_hint")
     return AuthorizationRequest(
         client_id=grant.request.client.client_id,
         redirect_uri=redirect_uri,
-        scope=values.get("scope", ""),
+        scope=scope,
         state=values.get("state"),
         nonce=values.get("nonce"),
         code_challenge=payload.data.get("code_challenge"),
@@ -99,6 +108,17 @@ def parse_authorization_request(server: OAuthServer) -> AuthorizationRequest:
         hinted_subject=server.tokens.hinted_subject(hint) if hint else None,
         region=values.get("region"),
     )
+
+
+def _granted_scope(portal: Portal, requested: str | None) -> str | None:
+    """The scope the sign-in carries: the requested one less what the portal is not registered
+    for (RFC 6749 §3.3; the token response then names what was granted), or ``None`` when
+    ``openid`` is not left (OIDC Core §3.1.2.1: an OpenID request must have it; the portal gets
+    ``invalid_scope`` at its redirect URI, RFC 6749 §4.1.2.1). Codes, tokens, userinfo and
+    introspection all follow from this value, never from the raw request.
+    """
+    granted = portal.granted_scope(requested)
+    return granted if "openid" in granted.split() else None
 
 
 def _unverified(error: OAuth2Error) -> UnverifiedClient:

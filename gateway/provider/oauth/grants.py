@@ -19,7 +19,11 @@ from typing import Any, ClassVar
 
 from authlib.oauth2 import OAuth2Request
 from authlib.oauth2.rfc6749 import grants
-from authlib.oauth2.rfc6749.errors import InvalidGrantError, InvalidRequestError
+from authlib.oauth2.rfc6749.errors import (
+    InvalidGrantError,
+    InvalidRequestError,
+    InvalidScopeError,
+)
 from authlib.oauth2.rfc7636 import CodeChallenge
 from authlib.oidc.core.grants import OpenIDCode
 
@@ -137,6 +141,10 @@ class CodeGrant(ServedGrant, grants.AuthorizationCodeGrant):  # type: ignore[mis
         if grant is None or grant.revoked_at is not None:
             raise InvalidGrantError("the grant was revoked") from None
         claims = authorization_code.record.claims
+        if grant.session_hash is not None and user.session_hash is None:
+            # The sign-in's SSO session ended between the code and its redemption: nothing
+            # issued now may outlive it.
+            raise InvalidGrantError("the session of the sign-in has ended") from None
         return User(
             user.subject,
             grant.session_hash,
@@ -146,6 +154,7 @@ class CodeGrant(ServedGrant, grants.AuthorizationCodeGrant):  # type: ignore[mis
             claims.get("acr"),
             tuple(claims.get("amr") or ()),
             user.claims,
+            user.session_expires_at,
         )
 
     def generate_token(
@@ -157,11 +166,17 @@ class CodeGrant(ServedGrant, grants.AuthorizationCodeGrant):  # type: ignore[mis
         include_refresh_token: bool = True,
     ) -> dict[str, Any]:
         """The access token, and a refresh token when the portal may refresh (RFC 6749 §5.1):
-        both stored in one transaction (the grant row is locked once)."""
+        both stored in one transaction (the grant row is locked once).
+
+        ``scope`` is the code's, granted at ``/authorize``; it is cut again to the portal's
+        registration as it stands now, in case that narrowed since (RFC 6749 §3.3). The
+        refresh token's family ends ``refresh_token_lifetime`` from now or with the SSO
+        session, whichever comes first (:meth:`TokenService.refresh_family_end`).
+        """
         assert user is not None  # noqa: S101 - the code grant always has a user
         tokens = self.tokens
         record: CodeRecord = self.request.authorization_code.record
-        scope = scope or ""
+        scope = self.request.client.portal.granted_scope(scope)
         token, access = tokens.new_access_token(
             record.client_id, record.grant_id, user.subject, scope
         )
@@ -170,7 +185,12 @@ class CodeGrant(ServedGrant, grants.AuthorizationCodeGrant):  # type: ignore[mis
             return token
         value = secrets.token_urlsafe(ACCESS_TOKEN_BYTES)
         refresh = tokens.refresh_record(
-            value, record.client_id, record.grant_id, user.subject, scope
+            value,
+            record.client_id,
+            record.grant_id,
+            user.subject,
+            scope,
+            expires_at=tokens.refresh_family_end(user.session_expires_at),
         )
         tokens.store.save_refresh_token(refresh, access_token=access)
         token["refresh_token"] = value
@@ -214,15 +234,34 @@ class RefreshGrant(ServedGrant, grants.RefreshTokenGrant):  # type: ignore[misc]
 
     def create_token_response(self) -> tuple[int, dict[str, Any], list[tuple[str, str]]]:
         """Rotate: a new refresh token and access token for the old one, in one transaction,
-        and a new ID token when the scope has ``openid`` (OIDC Core §12.2)."""
+        and a new ID token when the scope has ``openid`` (OIDC Core §12.2).
+
+        The scope is never more than originally granted (RFC 6749 §6: Authlib refuses a wider
+        request with ``invalid_scope``) nor than the portal is registered for now; when nothing
+        is left, ``invalid_scope``. The new token ends when its family does (the first token's
+        expiry, never later than the SSO session): rotation does not extend a grant.
+        """
         tokens = self.tokens
         old: StoredRefreshToken = self.request.refresh_token
         user = self.authenticate_user(old)
         self.request.user = user
-        scope = self.request.payload.scope or old.record.scope
+        original = old.record.scope.split()
+        asked = self.request.payload.scope or old.record.scope
+        registered = self.request.client.portal.granted_scope(asked).split()
+        scope = " ".join(s for s in registered if s in original)
+        if not scope:
+            raise InvalidScopeError("the portal is no longer registered for any granted scope")
+        expires_at = old.record.expires_at
+        if user.session_expires_at is not None:
+            expires_at = min(expires_at, user.session_expires_at)
         new_value = secrets.token_urlsafe(ACCESS_TOKEN_BYTES)
         new = tokens.refresh_record(
-            new_value, old.record.client_id, old.record.grant_id, old.record.subject, scope
+            new_value,
+            old.record.client_id,
+            old.record.grant_id,
+            old.record.subject,
+            scope,
+            expires_at=expires_at,
         )
         token, access = tokens.new_access_token(
             old.record.client_id, old.record.grant_id, old.record.subject, scope
@@ -261,10 +300,16 @@ class PortalCredentialsGrant(ServedGrant, grants.ClientCredentialsGrant):  # typ
     ]
 
     def create_token_response(self) -> tuple[int, dict[str, Any], list[tuple[str, str]]]:
+        """The requested scopes the portal is registered for, less ``openid`` and
+        ``offline_access`` (no person signs in here); ``invalid_scope`` when scopes were asked
+        and none of them is left. No scope asked: a token with an empty scope, as before."""
         tokens = self.tokens
         client: PortalClient = self.request.client
-        scope = client.get_allowed_scope(self.request.payload.scope or "")
+        requested = self.request.payload.scope or ""
+        scope = client.get_allowed_scope(requested)
         scope = " ".join(s for s in scope.split() if s not in ("openid", "offline_access"))
+        if requested.strip() and not scope:
+            raise InvalidScopeError("the portal is not registered for any requested scope")
         grant = tokens.store.create_grant(client.client_id, client.client_id, tokens.clock())
         token = tokens.issue_tokens(
             client.client_id, grant.grant_id, client.client_id, scope, include_refresh_token=False
