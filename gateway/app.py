@@ -57,11 +57,30 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     for blueprint in blueprints:
         app.register_blueprint(blueprint)
 
+    app.before_request(_refuse_undecodable_query)
     app.after_request(_security_headers)
     app.register_error_handler(TongxingError, render_error)
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(Exception, _unexpected)
     return app
+
+
+def _refuse_undecodable_query() -> None:
+    """Refuse a query string that is not UTF-8 before a view reads ``request.args``.
+
+    Percent-encoded bytes that are not UTF-8 are decoded with replacement characters, but raw
+    ones (a WSGI server hands the request line over as it came) make Werkzeug's ``args`` raise
+    :class:`UnicodeDecodeError`, a 500 on every endpoint that reads a parameter (THREAT_MODEL
+    row 7: bad input costs a refusal). RFC 3986 §2 allows only ASCII in a URI's query.
+    """
+    try:
+        request.query_string.decode("utf-8")
+    except UnicodeDecodeError:
+        raise InvalidRequest(
+            "the query string is not UTF-8",
+            message_zh="查询字符串不是有效的 UTF-8。",
+            message_en="The query string is not valid UTF-8.",
+        ) from None
 
 
 def _security_headers(response: Response) -> Response:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import secrets
 import threading
 import time
@@ -279,6 +280,12 @@ class Stored(Generic[Registered]):
     revision: int
 
 
+_KEY_PATTERNS: dict[RegistryKind, str] = {
+    RegistryKind.REGION: CODE_PATTERN,
+    RegistryKind.PORTAL: CLIENT_ID_PATTERN,
+}
+
+
 class Registry:
     """Regions and portals over the store's registry documents, validated on the way in and out.
 
@@ -304,6 +311,11 @@ class Registry:
         self._generation = 0
 
     def _lookup(self, kind: RegistryKind, key: str, model: type[Registered]) -> Registered | None:
+        # A key no registration can have (a region code or client_id from a URL or a form) names
+        # nothing; it never reaches the store, where PostgreSQL refuses a NUL in text with an
+        # error, not a miss (THREAT_MODEL row 7).
+        if re.fullmatch(_KEY_PATTERNS[kind], key) is None:
+            return None
         now = self._clock()
         with self._lock:
             hit = self._cached.get((kind, key))

@@ -9,7 +9,7 @@ there on the request is never parsed again; the sign-in resumes it from its reco
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from authlib.oauth2 import OAuth2Error
 from authlib.oauth2.rfc6749.errors import InvalidClientError
@@ -57,6 +57,7 @@ def parse_authorization_request(server: OAuthServer) -> AuthorizationRequest:
     """
     oauth_request = server.create_oauth2_request(None)
     payload = oauth_request.payload
+    _refuse_unprintable_echoes(server, payload)
     try:
         grant = server.get_authorization_grant(oauth_request)
         grant.validate_no_multiple_request_parameter(oauth_request)
@@ -107,6 +108,43 @@ def parse_authorization_request(server: OAuthServer) -> AuthorizationRequest:
         ui_locales=values.get("ui_locales"),
         hinted_subject=server.tokens.hinted_subject(hint) if hint else None,
         region=values.get("region"),
+    )
+
+
+def _printable(value: str) -> bool:
+    """Whether ``value`` is all VSCHAR (%x20-7E), what RFC 6749 Appendix A allows in
+    ``client_id``, ``response_type`` and (as an ASCII URI) ``redirect_uri``."""
+    return all(" " <= char <= "~" for char in value)
+
+
+def _refuse_unprintable_echoes(server: OAuthServer, payload: Any) -> None:
+    """Refuse, before Authlib sees them, the values Authlib would echo in an error description.
+
+    Authlib quotes ``response_type`` and ``redirect_uri`` in its ``error_description``, which
+    must be printable ASCII (RFC 6749 §4.1.2.1), and raises :class:`ValueError` (a 500) when the
+    request held anything else. None of these three parameters may hold such characters (RFC
+    6749 Appendix A), so the answer is the one Authlib would give for any unsupported value: a
+    page when the client or its redirect URI cannot be verified, else
+    ``unsupported_response_type`` at the verified redirect URI (RFC 6749 §4.1.2.1).
+    """
+    client_id, redirect_uri, response_type = (
+        payload.data.get(name) for name in ("client_id", "redirect_uri", "response_type")
+    )
+    if client_id is not None and not _printable(client_id):
+        raise UnknownClient("client_id holds characters outside printable ASCII")
+    if redirect_uri is not None and not _printable(redirect_uri):
+        raise UnregisteredRedirectUri("redirect_uri holds characters outside printable ASCII")
+    if response_type is None or _printable(response_type):
+        return
+    client = server.query_client(client_id) if client_id else None
+    target = (redirect_uri or client.get_default_redirect_uri()) if client is not None else None
+    if client is None or not target or not client.check_redirect_uri(target):
+        raise UnsupportedResponseType("response_type holds characters outside printable ASCII")
+    raise RefusedRequest(
+        "unsupported_response_type",
+        "response_type holds characters outside printable ASCII",
+        target,
+        payload.state,
     )
 
 

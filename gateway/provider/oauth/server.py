@@ -9,9 +9,12 @@ process (tests, the demo) never share a provider.
 
 from __future__ import annotations
 
+import base64
+import binascii
 from typing import Any
 
 from authlib.integrations.flask_oauth2 import AuthorizationServer
+from authlib.oauth2.rfc6749.authenticate_client import authenticate_client_secret_basic
 from flask import Response, current_app
 
 from gateway.store.contract import AuthorizationRequest
@@ -38,6 +41,7 @@ class OAuthServer(AuthorizationServer):  # type: ignore[misc]
         self.register_endpoint(Revocation(self))
         self.register_endpoint(Introspection(self))
         self.register_client_auth_method(PrivateKeyJwt.CLIENT_AUTH_METHOD, PrivateKeyJwt(tokens))
+        self.register_client_auth_method("client_secret_basic", _client_secret_basic)
 
     def _portal_client(self, client_id: str | None) -> PortalClient | None:
         portal = self.tokens.portal(client_id)
@@ -63,6 +67,24 @@ class OAuthServer(AuthorizationServer):  # type: ignore[misc]
         """The introspection endpoint's answer (RFC 7662 §2)."""
         response: Response = self.create_endpoint_response(Introspection.ENDPOINT_NAME)
         return response
+
+
+def _client_secret_basic(query_client: Any, request: Any) -> Any:
+    """``client_secret_basic`` (RFC 6749 §2.3.1) that reads a malformed header as no credentials.
+
+    Authlib's parser raises on a ``Basic`` header without credentials, with non-ASCII base64 or
+    with credentials that are not UTF-8 (RFC 7617 §2): a 500 for what is a failed client
+    authentication, ``invalid_client`` with 401 (RFC 6749 §5.2).
+    """
+    header = request.headers.get("Authorization") or ""
+    scheme, _, credentials = header.strip().partition(" ")
+    if scheme.lower() != "basic" or not credentials.strip():
+        return None
+    try:
+        base64.b64decode(credentials.strip().encode("ascii"), validate=True).decode("utf-8")
+    except (UnicodeError, binascii.Error):
+        return None
+    return authenticate_client_secret_basic(query_client, request)
 
 
 def build_oauth_server(tokens: TokenService) -> OAuthServer:
