@@ -30,6 +30,21 @@ def region_level(region: Region, acr: str | None, ceiling: Level) -> Level:
     return ceiling if level_rank(mapped) > level_rank(ceiling) else mapped
 
 
+def region_acr_values(region: Region, acr_values: str | None) -> tuple[str, ...]:
+    """The portal's ``acr_values`` in the region's words, for its Authentication Request (OIDC
+    Core §3.1.2.1): the region's acr values whose ``acr_mapping`` level is at least the lowest
+    level the portal asked for (any value it lists satisfies it), lowest level first; ``()``
+    when the portal asked for no known level or the region maps none that high."""
+    requested = [known_level(v) for v in (acr_values or "").split()]
+    levels = [level for level in requested if level is not None]
+    if not levels:
+        return ()
+    lowest = min(level_rank(level) for level in levels)
+    mapped = [(acr, level) for acr, level in region.acr_mapping.items()]
+    enough = [pair for pair in mapped if level_rank(pair[1]) >= lowest]
+    return tuple(acr for acr, _ in sorted(enough, key=lambda pair: level_rank(pair[1])))
+
+
 class Verdict(StrEnum):
     ENTER = "enter"
     STEP_UP = "step_up"  # the gateway can raise the session to the required level

@@ -25,13 +25,13 @@ import hmac
 import secrets
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from gateway.assurance import STEP_UP_LEVEL, Assurance, Verdict, region_level
+from gateway.assurance import STEP_UP_LEVEL, Assurance, Verdict, region_acr_values, region_level
 from gateway.broker import LoginStart, LoginTransaction, UpstreamIdentity
-from gateway.broker.errors import RegionUnavailable, UpstreamAccessDenied
+from gateway.broker.errors import RegionUnavailable, StaleAuthentication, UpstreamAccessDenied
 from gateway.clock import Clock, utc_now
 from gateway.errors import (
     CallbackNotRecognised,
@@ -77,6 +77,8 @@ WAITING = {
     PendingStage.CONSENT: INTERACTION_LIFETIME,
 }
 ID_BYTES = 32
+CLOCK_SKEW = timedelta(seconds=10)
+"""How far the region's clock may run behind ours when its ``auth_time`` is judged fresh."""
 
 
 # --- what the browser gets next ------------------------------------------------------------------
@@ -185,9 +187,11 @@ class RegionBroker(Protocol):
         self,
         redirect_uri: str,
         *,
+        prompt: str | None = None,
         max_age: int | None = None,
         login_hint: str | None = None,
         ui_locales: str | None = None,
+        acr_values: str | Sequence[str] | None = None,
     ) -> LoginStart: ...
 
     def finish_login(
@@ -323,6 +327,15 @@ class SignIn:
             cancelled = "sign-in was cancelled at the region"
             answer = self._to_portal(record.request, live, "access_denied", cancelled, now)
             return Completion(answer, None)
+        except StaleAuthentication:
+            stale = "the region did not sign the person in again within max_age"
+            answer = self._to_portal(record.request, live, "login_required", stale, now)
+            return Completion(answer, None)
+        stale_reason = _not_fresh(record.request, leg, identity.auth_time, now)
+        if stale_reason is not None:
+            # Never report a sign-in fresher than the region's (OIDC Core §3.1.2.6).
+            answer = self._to_portal(record.request, live, "login_required", stale_reason, now)
+            return Completion(answer, None)
         session_id, session = self._open_session(region, identity, now)
         cookie = SessionCookie(session_id, int(self.settings.sso_session_lifetime.total_seconds()))
         try:
@@ -422,8 +435,8 @@ class SignIn:
         return ToPortal(self._code_url(request, code))
 
     def _signed_in(self, live: _Live, user: User, now: datetime) -> Answer:
-        """The portal's answer right after a sign-in at the region. The sign-in satisfies
-        ``prompt=login`` and ``max_age`` (``auth_time`` says when it happened); an
+        """The portal's answer right after a sign-in at the region, whose ``auth_time``
+        :func:`_not_fresh` found to satisfy ``prompt=login`` and ``max_age``; an
         ``id_token_hint`` must name the person who signed in (OIDC Core §3.1.2.1)."""
         request = live.record.request
         if request.hinted_subject is not None:
@@ -594,11 +607,15 @@ class SignIn:
     def _start_leg(self, region: Region, request: AuthorizationRequest) -> tuple[UpstreamLeg, str]:
         """The Authentication Request at ``region``, and the round trip to keep (``ValueError``
         when the portal's parameters cannot be passed on)."""
+        acr_values = region_acr_values(region, request.acr_values)
         start = self.broker(region).start_login(
             f"{self.settings.issuer_url}/callback/{region.code}",
+            # Forwarded so that the region, not its SSO cookie, answers (OIDC Core §3.1.2.1).
+            prompt="login" if "login" in request.prompt else None,
             max_age=request.max_age,
             login_hint=request.login_hint,
             ui_locales=request.ui_locales,
+            acr_values=acr_values or None,
         )
         sent = start.transaction
         leg = UpstreamLeg(
@@ -644,7 +661,7 @@ class SignIn:
             session_hash=token_hash(session_id),
             subject=subject.id,
             region=region.code,
-            auth_time=now,
+            auth_time=_region_auth_time(identity, now),
             acr=region_level(region, identity.acr, self.settings.ceiling_for(region.code)),
             amr=identity.amr or ("pwd",),
             created_at=now,
@@ -702,6 +719,46 @@ def form_handle(pending_id: str) -> str:
 def _names(form: str | None, live: _Live) -> bool:
     """Whether a page's ``form`` handle names this pending authorization (constant time)."""
     return hmac.compare_digest((form or "").encode(), form_handle(live.id).encode())
+
+
+def _region_auth_time(identity: UpstreamIdentity, now: datetime) -> datetime:
+    """When the person signed in: the region's ``auth_time`` (never later than now), or now
+    when the region does not say (the sign-in then asked for no freshness)."""
+    signed_in = _instant(identity.auth_time)
+    return now if signed_in is None else min(signed_in, now)
+
+
+def _instant(epoch: float | None) -> datetime | None:
+    """A region's seconds since the epoch as a time; ``None`` for none, or one out of range."""
+    if epoch is None:
+        return None
+    try:
+        return datetime.fromtimestamp(epoch, UTC)
+    except (OverflowError, OSError, ValueError):
+        return None
+
+
+def _not_fresh(
+    request: AuthorizationRequest, leg: UpstreamLeg, auth_time: int | None, now: datetime
+) -> str | None:
+    """Why the region's sign-in does not satisfy ``prompt=login`` or ``max_age`` (OIDC Core
+    §3.1.2.1): no ``auth_time``, one older than ``max_age``, or one before the round trip
+    began for ``prompt=login`` (allowing :data:`CLOCK_SKEW`); ``None`` when it does."""
+    fresh = "login" in request.prompt
+    if not fresh and request.max_age is None:
+        return None
+    signed_in = _instant(auth_time)
+    if signed_in is None:
+        return "the region did not say when the person signed in"
+    if (
+        request.max_age is not None
+        and signed_in < now - timedelta(seconds=request.max_age) - CLOCK_SKEW
+    ):
+        return "the region's sign-in is older than max_age"
+    started = datetime.fromtimestamp(leg.started_at, UTC)
+    if fresh and signed_in < started - CLOCK_SKEW:
+        return "the region answered from an earlier sign-in despite prompt=login"
+    return None
 
 
 def _transaction(leg: UpstreamLeg, state: str) -> LoginTransaction:

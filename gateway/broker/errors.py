@@ -166,6 +166,16 @@ class InvalidUpstreamToken(BrokerError):  # noqa: N818 - named after the failure
         super().__init__(region, reason)
 
 
+class StaleAuthentication(InvalidUpstreamToken):
+    """The region's ``auth_time`` is older than the ``max_age`` asked for (OIDC Core §3.1.3.7
+    step 13): the sign-in answers the portal ``login_required`` rather than call it fresh."""
+
+    code = "upstream_authentication_stale"
+    message_zh = "地区身份认证服务未按要求重新验证您的身份，登录未完成。"
+    message_en = "This region did not verify you again as required; sign-in did not finish."
+    status = 401
+
+
 class IdentityNumberMissing(BrokerError):  # noqa: N818 - named after the failure
     """The region asserted no resident identity number (its claim mapping or mapper is wrong)."""
 

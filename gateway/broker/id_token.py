@@ -33,7 +33,7 @@ from typing import Any
 from joserfc import jws
 from joserfc.errors import BadSignatureError, JoseError
 
-from gateway.broker.errors import InvalidUpstreamToken
+from gateway.broker.errors import InvalidUpstreamToken, StaleAuthentication
 from gateway.broker.metadata import SIGNING_ALGORITHMS, SigningKey
 from gateway.keys import half_hash
 
@@ -171,7 +171,8 @@ def _check_claims(
     if expected.max_age is not None:
         auth_time = _required_number(claims, "auth_time", fail)
         if now - auth_time > expected.max_age + leeway:
-            raise fail("auth_time is older than the max_age requested")
+            stale = fail("auth_time is older than the max_age requested")
+            raise StaleAuthentication(stale.region, stale.reason)
     else:
         _number(claims, "auth_time", fail)
 

@@ -19,7 +19,12 @@ from sqlalchemy import text
 
 from gateway.assurance import Assurance
 from gateway.broker import LoginStart, LoginTransaction, UpstreamIdentity
-from gateway.broker.errors import MixUpError, RegionUnavailable, UpstreamAccessDenied
+from gateway.broker.errors import (
+    MixUpError,
+    RegionUnavailable,
+    StaleAuthentication,
+    UpstreamAccessDenied,
+)
 from gateway.errors import (
     CallbackNotRecognised,
     ConsentRequestExpired,
@@ -78,19 +83,22 @@ class FakeRegion:
         self,
         redirect_uri: str,
         *,
+        prompt: str | None = None,
         max_age: int | None = None,
         login_hint: str | None = None,
         ui_locales: str | None = None,
+        acr_values: str | Sequence[str] | None = None,
     ) -> LoginStart:
         if not self.region.enabled:
             raise RegionUnavailable(self.region.code, "the region is disabled")
+        self.world.asked.append({"prompt": prompt, "max_age": max_age, "acr_values": acr_values})
         transaction = LoginTransaction(
             region=self.region.code,
             state=secrets.token_urlsafe(32),
             nonce=secrets.token_urlsafe(32),
             code_verifier=secrets.token_urlsafe(48),
             redirect_uri=redirect_uri,
-            created_at=1.0,
+            created_at=self.world.clock().timestamp(),
             max_age=max_age,
         )
         return LoginStart(f"{self.region.issuer}/auth?state={transaction.state}", transaction)
@@ -103,7 +111,11 @@ class FakeRegion:
         assert params["state"] == [transaction.state]
         if params.get("error"):
             raise UpstreamAccessDenied(self.region.code, "access_denied", None)
+        if self.world.stale:
+            raise StaleAuthentication(self.region.code, "auth_time is older than max_age")
         self.world.finished.append(transaction)
+        # As a Keycloak realm would: when the person signed in there (now, unless told).
+        signed_in = self.world.region_auth_time or self.world.clock()
         return UpstreamIdentity(
             region=self.region.code,
             issuer=self.region.issuer,
@@ -113,7 +125,7 @@ class FakeRegion:
             phone_number="13800000000",
             acr=None,
             amr=("pwd",),
-            auth_time=None,
+            auth_time=int(signed_in.timestamp()),
             claims={},
         )
 
@@ -124,6 +136,9 @@ class World:
     clock: Clock
     signin: SignIn = dataclasses.field(init=False)
     finished: list[LoginTransaction] = dataclasses.field(default_factory=list)
+    asked: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    region_auth_time: datetime | None = None
+    stale: bool = False
     upstream_sub: str = "zj-user-1"
 
     def __post_init__(self) -> None:
@@ -377,6 +392,60 @@ def test_prompt_login_or_an_exceeded_max_age_asks_for_a_fresh_sign_in(world: Wor
     completion = come_back(world, to_region(world, prompt=("login",), max_age=0))
     assert isinstance(completion.answer, ToPortal)
     assert completion.answer.error is None
+
+
+def test_prompt_login_max_age_and_mapped_acr_values_are_forwarded_to_the_region(
+    world: World,
+) -> None:
+    mapping = {"kc-pwd": "loa1", "kc-sms": "loa2", "kc-ukey": "loa3"}
+    world.put_region("zj", acr_mapping=mapping)
+    to_region(world, prompt=("login",), max_age=300, acr_values="loa2 loa3")
+    to_region(world)
+    world.put_region("zj", acr_mapping={"kc-pwd": "loa1"})
+    to_region(world, acr_values="loa2")
+    assert world.asked == [
+        {"prompt": "login", "max_age": 300, "acr_values": ("kc-sms", "kc-ukey")},
+        {"prompt": None, "max_age": None, "acr_values": None},
+        {"prompt": None, "max_age": None, "acr_values": None},  # no region acr is high enough
+    ]
+
+
+def test_auth_time_is_the_region_s_not_the_callback_s(world: World) -> None:
+    world.region_auth_time = NOW - timedelta(minutes=5)
+    completion = come_back(world, to_region(world, scope="openid"))
+    assert isinstance(completion.answer, ToPortal)
+    assert completion.answer.error is None
+    claims = redeemed_claims(world, completion.answer)
+    assert claims["auth_time"] == int((NOW - timedelta(minutes=5)).timestamp())
+
+
+def test_a_region_answering_prompt_login_from_its_old_session_is_login_required(
+    world: World,
+) -> None:
+    world.region_auth_time = NOW - timedelta(minutes=5)  # before the round trip began
+    completion = come_back(world, to_region(world, prompt=("login",)))
+    assert isinstance(completion.answer, ToPortal)
+    assert completion.answer.error == "login_required"
+    assert "code" not in query(completion.answer.url)
+    assert completion.session is None
+    assert world.pending_rows() == []
+    world.region_auth_time = NOW - timedelta(seconds=5)  # within the clock skew
+    assert come_back(world, to_region(world, prompt=("login",))).answer.error is None  # type: ignore[union-attr]
+
+
+def test_a_region_sign_in_older_than_max_age_is_login_required_never_a_code(
+    world: World,
+) -> None:
+    world.region_auth_time = NOW - timedelta(minutes=10)
+    completion = come_back(world, to_region(world, max_age=60))
+    assert isinstance(completion.answer, ToPortal)
+    assert completion.answer.error == "login_required"
+    assert completion.session is None
+    world.region_auth_time, world.stale = None, True  # the broker's own check said so
+    completion = come_back(world, to_region(world, max_age=60))
+    assert isinstance(completion.answer, ToPortal)
+    assert completion.answer.error == "login_required"
+    assert query(completion.answer.url)["state"] == PORTAL_STATE
 
 
 def test_an_id_token_hint_must_name_the_person(world: World) -> None:

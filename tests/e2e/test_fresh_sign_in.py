@@ -1,0 +1,40 @@
+"""A portal's ``prompt=login`` reaches the region: Keycloak asks for the password again, and the
+ID token's ``auth_time`` is the new sign-in's (issue 13, "Say only what happened")."""
+
+from __future__ import annotations
+
+import time
+
+from gateway_fixtures import (
+    KeycloakRegion,
+    PortalSite,
+    RunningGateway,
+    register_portal,
+    sign_in_at_keycloak,
+)
+from playwright.sync_api import Page, expect
+
+
+def test_prompt_login_at_portal_b_makes_keycloak_ask_for_the_password_again(
+    gateway: RunningGateway, zj: KeycloakRegion, site: PortalSite, page: Page
+) -> None:
+    portal_a = register_portal(gateway, site, "fresh-a")
+    portal_b = register_portal(gateway, site, "fresh-b")
+
+    started_a = portal_a.start("openid profile", region="zj")
+    page.goto(started_a["url"])
+    sign_in_at_keycloak(page, zj)
+    page.wait_for_url(f"{portal_a.redirect_uri}**")
+    first = portal_a.finish(site.last_visit(portal_a.redirect_uri), started_a)["claims"]
+
+    time.sleep(2)  # auth_time counts whole seconds: the second sign-in must be later
+    started_b = portal_b.start("openid profile", region="zj", prompt="login")
+    page.goto(started_b["url"])
+    # Both the gateway's and Keycloak's sessions stand, yet the password form is shown.
+    expect(page.locator("#password")).to_be_visible()
+    # Keycloak re-authenticates the person it knows: the username is shown, not asked for.
+    page.fill("#password", zj.password)
+    page.click("#kc-login")
+    page.wait_for_url(f"{portal_b.redirect_uri}**")
+    second = portal_b.finish(site.last_visit(portal_b.redirect_uri), started_b)["claims"]
+    assert second["auth_time"] > first["auth_time"]
