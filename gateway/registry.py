@@ -280,9 +280,10 @@ class Stored(Generic[Registered]):
     revision: int
 
 
-_KEY_PATTERNS: dict[RegistryKind, str] = {
-    RegistryKind.REGION: CODE_PATTERN,
-    RegistryKind.PORTAL: CLIENT_ID_PATTERN,
+# Compiled once: every token, userinfo and authorization request looks a registration up.
+_KEY_PATTERNS: dict[RegistryKind, re.Pattern[str]] = {
+    RegistryKind.REGION: re.compile(CODE_PATTERN),
+    RegistryKind.PORTAL: re.compile(CLIENT_ID_PATTERN),
 }
 
 
@@ -314,7 +315,7 @@ class Registry:
         # A key no registration can have (a region code or client_id from a URL or a form) names
         # nothing; it never reaches the store, where PostgreSQL refuses a NUL in text with an
         # error, not a miss (THREAT_MODEL row 7).
-        if re.fullmatch(_KEY_PATTERNS[kind], key) is None:
+        if _KEY_PATTERNS[kind].fullmatch(key) is None:
             return None
         now = self._clock()
         with self._lock:

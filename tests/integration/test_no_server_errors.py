@@ -23,7 +23,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from urllib.parse import quote_from_bytes
 
-import psycopg
 import pytest
 import sqlalchemy
 from flask.testing import FlaskClient
@@ -90,12 +89,7 @@ def database_url(
     name = f"fuzz_{uuid.uuid4().hex[:16]}"
     postgres.create_database(name)
     yield postgres.sqlalchemy_url(name)
-    with psycopg.connect(postgres.url(), autocommit=True) as conn:
-        conn.execute(
-            psycopg.sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
-                psycopg.sql.Identifier(name)
-            )
-        )
+    postgres.drop_database(name)
 
 
 @pytest.fixture(scope="module")

@@ -21,12 +21,7 @@ def database(postgres: PostgresEndpoint) -> Iterator[str]:
     name = f"engine_{uuid.uuid4().hex[:16]}"
     postgres.create_database(name)
     yield postgres.sqlalchemy_url(name)
-    with psycopg.connect(postgres.url(), autocommit=True) as conn:
-        conn.execute(
-            psycopg.sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
-                psycopg.sql.Identifier(name)
-            )
-        )
+    postgres.drop_database(name)
 
 
 def _backend_pid(engine: Engine) -> int:

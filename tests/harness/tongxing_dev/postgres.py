@@ -45,6 +45,16 @@ class PostgresEndpoint:
             conn.execute(psycopg.sql.SQL("CREATE DATABASE {}").format(psycopg.sql.Identifier(name)))
         return self.url(name)
 
+    def drop_database(self, name: str) -> None:
+        """Drop a database made by :meth:`create_database`, closing its connections; a missing
+        one is no error."""
+        with psycopg.connect(self.url(), autocommit=True) as conn:
+            conn.execute(
+                psycopg.sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
+                    psycopg.sql.Identifier(name)
+                )
+            )
+
 
 def binaries() -> Path:
     return Path(f"/usr/lib/postgresql/{MAJOR}/bin")

@@ -12,7 +12,6 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-import psycopg
 import pytest
 from tongxing_dev.postgres import PostgresEndpoint
 
@@ -31,12 +30,7 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     name = f"store_{uuid.uuid4().hex[:16]}"
     postgres.create_database(name)
     yield postgres.sqlalchemy_url(name)
-    with psycopg.connect(postgres.url(), autocommit=True) as conn:
-        conn.execute(
-            psycopg.sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
-                psycopg.sql.Identifier(name)
-            )
-        )
+    postgres.drop_database(name)
 
 
 @pytest.fixture
