@@ -22,6 +22,7 @@ answer, the browser's cookies, a form) and returns what the browser gets next: a
 from __future__ import annotations
 
 import hmac
+import logging
 import secrets
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -65,6 +66,8 @@ from gateway.store.contract import (
     token_hash,
 )
 from gateway.tokens import TokenService, User
+
+log = logging.getLogger(__name__)
 
 REGION_LEG_LIFETIME = timedelta(minutes=10)
 """How long the chooser and a round trip to a region may take (renewed at each step)."""
@@ -337,6 +340,7 @@ class SignIn:
             answer = self._to_portal(record.request, live, "login_required", stale_reason, now)
             return Completion(answer, None)
         session_id, session = self._open_session(region, identity, now)
+        self._note_new_link(session.subject, region.code, now)
         cookie = SessionCookie(session_id, int(self.settings.sso_session_lifetime.total_seconds()))
         try:
             return Completion(self._signed_in(live, User.from_session(session), now), cookie)
@@ -663,13 +667,38 @@ class SignIn:
             region=region.code,
             auth_time=_region_auth_time(identity, now),
             acr=region_level(region, identity.acr, self.settings.ceiling_for(region.code)),
-            amr=identity.amr or ("pwd",),
+            amr=identity.amr,  # what the region said, nothing assumed (THREAT_MODEL row 3)
             created_at=now,
             expires_at=now + self.settings.sso_session_lifetime,
             claims=claims,
         )
         self.sessions.start(session)
         return session_id, session
+
+    def _note_new_link(self, subject: str, region: str, now: datetime) -> None:
+        """Record a number already linked through another region being asserted by ``region``
+        for the first time (THREAT_MODEL row 2: allowed, since people move, but recorded).
+
+        The link itself is the store's record (``subject_links``: region, upstream account,
+        time); this adds the warning an operator watches for, naming only the national
+        subject's id and the regions, never the number.
+        """
+        links = self.store.list_subject_links(subject)
+        new = [link for link in links if link.region == region and link.created_at == now]
+        earlier = sorted({link.region for link in links if link.region != region})
+        if new and earlier:
+            log.warning(
+                "subject %s linked from region %s, already linked through %s",
+                subject,
+                region,
+                ", ".join(earlier),
+                extra={
+                    "event": "identity.linked_from_another_region",
+                    "subject": subject,
+                    "region": region,
+                    "earlier_regions": earlier,
+                },
+            )
 
     # -- the portal's answer (RFC 6749 §4.1.2, RFC 9207) -------------------------------------
 

@@ -1,5 +1,6 @@
 """A portal's ``prompt=login`` reaches the region: Keycloak asks for the password again, and the
-ID token's ``auth_time`` is the new sign-in's (issue 13, "Say only what happened")."""
+ID token's ``auth_time`` is the new sign-in's, its ``amr`` only what the region said (issue 13,
+"Say only what happened")."""
 
 from __future__ import annotations
 
@@ -26,6 +27,10 @@ def test_prompt_login_at_portal_b_makes_keycloak_ask_for_the_password_again(
     sign_in_at_keycloak(page, zj)
     page.wait_for_url(f"{portal_a.redirect_uri}**")
     first = portal_a.finish(site.last_visit(portal_a.redirect_uri), started_a)["claims"]
+    # Keycloak's ID token names no authentication method (no amr mapper in the realm): the
+    # gateway assumes none either (THREAT_MODEL row 3; it used to say ["pwd"]).
+    assert "amr" not in first
+    assert first["acr"] == "loa1"
 
     time.sleep(2)  # auth_time counts whole seconds: the second sign-in must be later
     started_b = portal_b.start("openid profile", region="zj", prompt="login")

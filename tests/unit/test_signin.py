@@ -58,6 +58,7 @@ NOW = datetime(2025, 3, 1, 8, 0, tzinfo=UTC)
 PERSON_ID = "11010519491231002X"  # the worked example of GB 11643-1999
 PORTAL_STATE = "portal-state-7f3a"
 REDIRECT = "https://portal.zj.gov.cn/callback"
+EVENT_LINKED = "identity.linked_from_another_region"
 
 
 class Clock:
@@ -123,8 +124,8 @@ class FakeRegion:
             identity_number=parse_identity_number(PERSON_ID, today=date(2025, 3, 1)),
             name="张三",
             phone_number="13800000000",
-            acr=None,
-            amr=("pwd",),
+            acr=self.world.acr,
+            amr=self.world.amr,
             auth_time=int(signed_in.timestamp()),
             claims={},
         )
@@ -140,6 +141,8 @@ class World:
     region_auth_time: datetime | None = None
     stale: bool = False
     upstream_sub: str = "zj-user-1"
+    acr: str | None = None
+    amr: tuple[str, ...] = ("pwd",)
 
     def __post_init__(self) -> None:
         s = self.services
@@ -247,8 +250,8 @@ def upstream_state(answer: ToRegion) -> str:
     return query(answer.url)["state"]
 
 
-def to_region(world: World, **changes: Any) -> ToRegion:
-    answer = world.signin.begin(request(region="zj", **changes), None)
+def to_region(world: World, region: str = "zj", **changes: Any) -> ToRegion:
+    answer = world.signin.begin(request(region=region, **changes), None)
     assert isinstance(answer, ToRegion)
     return answer
 
@@ -679,6 +682,71 @@ def test_the_answer_keeps_the_query_of_the_registered_redirect_uri(world: World)
         "iss": ISSUER,
         "error_description": "bad",
     }
+
+
+def test_amr_is_what_the_region_said_and_nothing_when_it_said_nothing(world: World) -> None:
+    """THREAT_MODEL row 3: no ``pwd`` is assumed for a region that names no method."""
+    world.amr = ()
+    completion = come_back(world, to_region(world, scope="openid"))
+    assert isinstance(completion.answer, ToPortal)
+    assert completion.session is not None
+    session = world.signin.sessions.find(completion.session.value, world.clock())
+    assert session is not None
+    assert session.amr == ()
+    assert redeemed_claims(world, completion.answer)["amr"] == []
+    world.amr = ("hwk", "pin")
+    completion = come_back(world, to_region(world, scope="openid", prompt=("login",)))
+    assert isinstance(completion.answer, ToPortal)
+    assert redeemed_claims(world, completion.answer)["amr"] == ["hwk", "pin"]
+
+
+def test_a_region_below_the_requested_level_is_unmet_never_reported_higher(world: World) -> None:
+    """The region vouched loa1; the portal asked loa3, which only a region can vouch for: the
+    portal hears unmet_authentication_requirements, no code. A region saying loa3 above its
+    ceiling is worth the ceiling, and is answered as such (THREAT_MODEL rows 2 and 3)."""
+    world.put_region("zj", acr_mapping={"kc-pwd": "loa1", "kc-face": "loa3"})
+    world.acr = "kc-pwd"
+    completion = come_back(world, to_region(world, acr_values="loa3"))
+    assert isinstance(completion.answer, ToPortal)
+    assert completion.answer.error == "unmet_authentication_requirements"
+    assert "code" not in query(completion.answer.url)
+    world.acr = "kc-face"  # the region says loa3, above the platform's ceiling (loa2 here)
+    completion = come_back(world, to_region(world, acr_values="loa3", prompt=("login",)))
+    assert isinstance(completion.answer, ToPortal)
+    assert completion.answer.error == "unmet_authentication_requirements"
+    completion = come_back(world, to_region(world, acr_values="loa2", prompt=("login",)))
+    assert isinstance(completion.answer, ToPortal)
+    assert completion.answer.error is None
+    assert redeemed_claims(world, completion.answer)["acr"] == "loa2"
+
+
+def test_a_number_linked_through_another_region_is_allowed_and_recorded(
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    """THREAT_MODEL row 2: people move, so the link is made; the operator is told, by subject id
+    and regions only, never the number; a second sign-in through the same region is quiet."""
+    with caplog.at_level(logging.INFO, logger="gateway.signin"):
+        first = come_back(world, to_region(world, scope="openid"))
+        assert not [r for r in caplog.records if getattr(r, "event", "") == EVENT_LINKED]
+        world.upstream_sub = "sh-user-9"
+        world.clock.advance(timedelta(seconds=1))
+        second = come_back(world, to_region(world, "sh", scope="openid"), code="sh")
+        world.clock.advance(timedelta(seconds=1))
+        come_back(world, to_region(world, "sh", scope="openid", prompt=("login",)), code="sh")
+    assert first.session is not None
+    assert second.session is not None
+    noted = [r for r in caplog.records if getattr(r, "event", "") == EVENT_LINKED]
+    [record] = noted
+    subject = world.signin.sessions.find(second.session.value, world.clock())
+    assert subject is not None
+    assert (record.subject, record.region, record.earlier_regions) == (  # type: ignore[attr-defined]
+        subject.subject,
+        "sh",
+        ["zj"],
+    )
+    assert PERSON_ID not in caplog.text
+    links = world.services.store.list_subject_links(subject.subject)
+    assert sorted(link.region for link in links) == ["sh", "zj"]
 
 
 def test_the_portal_state_never_reaches_a_log_line(
