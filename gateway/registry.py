@@ -139,6 +139,8 @@ class Portal(BaseModel):
     redirect_uris: Annotated[list[str], Field(min_length=1, max_length=20)]
     post_logout_redirect_uris: list[str] = Field(default_factory=list)
     backchannel_logout_uri: str | None = None
+    # OIDC Core §8.1, Dynamic Client Registration §2: names the pairwise sector by its host.
+    sector_identifier_uri: str | None = None
     token_endpoint_auth_method: AuthMethod = AuthMethod.CLIENT_SECRET_BASIC
     # SHA-256 of the client secret; the secret itself is shown once, when it is made.
     client_secret_hash: str | None = None
@@ -170,6 +172,13 @@ class Portal(BaseModel):
     def _backchannel(cls, value: str | None) -> str | None:
         if value is not None:
             check_redirect_uri(value, what="backchannel_logout_uri")
+        return value
+
+    @field_validator("sector_identifier_uri")
+    @classmethod
+    def _sector_identifier_uri(cls, value: str | None) -> str | None:
+        if value is not None:
+            check_absolute_url(value, what="sector_identifier_uri")
         return value
 
     @model_validator(mode="after")
@@ -207,11 +216,15 @@ class Portal(BaseModel):
 
     @property
     def sector_identifier(self) -> str:
-        """The sector pairwise subjects are computed for (OIDC Core §8.1): the one host of the
-        redirect URIs. A pairwise portal on several hosts is refused at registration
-        (:func:`pairwise_sector_errors`); one stored before that rule gets a sector of its own
-        (``client:<client_id>``), never the host of another portal listed first.
+        """The sector pairwise subjects are computed for (OIDC Core §8.1): the host of the
+        ``sector_identifier_uri`` when the portal has one, else the one host of the redirect
+        URIs. A pairwise portal on several hosts without a ``sector_identifier_uri`` is refused
+        at registration (:func:`pairwise_sector_errors`); one stored before that rule gets a
+        sector of its own (``client:<client_id>``), never the host of another portal listed
+        first.
         """
+        if self.sector_identifier_uri is not None:
+            return urlsplit(self.sector_identifier_uri).hostname or f"client:{self.client_id}"
         hosts = self.redirect_hosts
         if len(hosts) == 1 and hosts[0]:
             return hosts[0]
@@ -233,20 +246,62 @@ class Portal(BaseModel):
 def pairwise_sector_errors(portal: Portal) -> list[dict[str, str]]:
     """Why a pairwise portal cannot be registered as it is (OIDC Core §8.1), as field errors.
 
-    The sector of a pairwise portal is the host of its redirect URIs, so they must share one
-    host. OIDC Core §8.1 lets a portal on several hosts name its sector with a
-    ``sector_identifier_uri``; the gateway does not fetch one, so such a portal is refused
-    (register one portal per host, or use ``public`` subjects).
+    Without a ``sector_identifier_uri`` the sector of a pairwise portal is the host of its
+    redirect URIs, so they must share one host. A portal on several hosts names its sector with
+    a ``sector_identifier_uri`` instead, whose document must list every redirect URI
+    (:func:`sector_document_errors`, checked by the admin API after fetching it).
     """
     hosts = portal.redirect_hosts
-    if portal.subject_type != "pairwise" or len(hosts) <= 1:
+    if portal.subject_type != "pairwise" or portal.sector_identifier_uri or len(hosts) <= 1:
         return []
     return [
         {
             "field": "redirect_uris",
             "message": (
                 "a pairwise portal's redirect URIs must share one host, its sector "
-                f"(OIDC Core §8.1); these are on {len(hosts)}: {', '.join(sorted(hosts))}"
+                f"(OIDC Core §8.1); these are on {len(hosts)}: {', '.join(sorted(hosts))}; "
+                "a portal on several hosts names its sector with a sector_identifier_uri"
+            ),
+        }
+    ]
+
+
+#: At most this many URIs are read from a sector document (the portal itself has at most 20).
+SECTOR_DOCUMENT_ENTRIES = 1000
+
+
+def sector_document_errors(portal: Portal, document: Any) -> list[dict[str, str]]:
+    """Why the document at the portal's ``sector_identifier_uri`` does not vouch for it.
+
+    OIDC Core §8.1 and Dynamic Client Registration §5: the document is a JSON array of redirect
+    URIs, and every redirect URI the portal registers must be in it (compared exactly, as
+    redirect URIs are: RFC 9700 §4.1.3). The message names the portal's own URIs that are
+    missing, never anything else of the document (THREAT_MODEL row 1).
+    """
+    field = "sector_identifier_uri"
+    if (
+        not isinstance(document, list)
+        or len(document) > SECTOR_DOCUMENT_ENTRIES
+        or not all(isinstance(entry, str) for entry in document)
+    ):
+        return [
+            {
+                "field": field,
+                "message": (
+                    "the sector_identifier_uri must answer with a JSON array of redirect URIs "
+                    f"(at most {SECTOR_DOCUMENT_ENTRIES}; OIDC Core §8.1)"
+                ),
+            }
+        ]
+    missing = [uri for uri in portal.redirect_uris if uri not in set(document)]
+    if not missing:
+        return []
+    return [
+        {
+            "field": field,
+            "message": (
+                "the document at sector_identifier_uri must list every redirect URI of the "
+                f"portal (OIDC Core §8.1); it does not list {', '.join(missing)}"
             ),
         }
     ]

@@ -117,6 +117,15 @@ class Settings(BaseSettings):
     proxy_hops: Annotated[int, Field(ge=0, le=5)] = 0
     # Plain-HTTP issuers are for loopback development and tests only.
     insecure_allow_http: bool = False
+    # THREAT_MODEL row 1: URLs the gateway calls on a registration's behalf (gateway.outbound).
+    outbound_ca_file: Path | None = Field(
+        default=None,
+        description=(
+            "A PEM file of further CA certificates to trust, beside the usual roots, when the "
+            "gateway calls a URL a registration names (a portal's sector_identifier_uri or "
+            "back-channel logout URI): TONGXING_OUTBOUND_CA_FILE, for a private CA."
+        ),
+    )
 
     @field_validator(
         "national_secret", "pairwise_secret", "admin_token", "session_secret", "mfa_secret"

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import unicodedata
 from collections.abc import Mapping
 from enum import StrEnum
 from typing import Annotated, Final, Literal, get_args
@@ -54,7 +55,11 @@ __all__ = [
     "SubjectType",
     "above",
     "check_absolute_url",
+    "check_outbound_url",
     "check_redirect_uri",
+    "host_address",
+    "is_local_address",
+    "is_local_host",
     "is_loopback",
 ]
 
@@ -220,6 +225,120 @@ def check_redirect_uri(value: str, *, what: str = "redirect URI") -> str:
     """A redirect (or logout) URI a portal may register: :func:`check_absolute_url`, query
     allowed (RFC 6749 §3.1.2; loopback per RFC 8252 §7.3)."""
     return check_absolute_url(value, what=what)
+
+
+# --- URLs the gateway itself contacts (THREAT_MODEL rows 1 and 6) --------------------------------
+
+IpAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+#: NAT64's well-known prefix (RFC 6052 §2.1): ``64:ff9b::127.0.0.1`` is 127.0.0.1 behind a
+#: translator.
+_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
+_IPV4_PART = re.compile(r"^(0[xX][0-9a-fA-F]*|0[0-7]*|[1-9][0-9]*)$")
+
+
+def _embedded_ipv4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    """The IPv4 address an IPv6 address stands for: IPv4-mapped (RFC 4291 §2.5.5.2), the
+    deprecated IPv4-compatible form (§2.5.5.1), 6to4 (RFC 3056) or NAT64 (RFC 6052)."""
+    if address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    if address.sixtofour is not None:
+        return address.sixtofour
+    packed = int(address)
+    if address in _NAT64 or (packed >> 32 == 0 and packed > 1):
+        return ipaddress.IPv4Address(packed & 0xFFFFFFFF)
+    return None
+
+
+def is_local_address(address: IpAddress) -> bool:
+    """Whether a connection to ``address`` stays on the gateway's own machine or link: loopback
+    (127.0.0.0/8, ``::1``), link-local (169.254.0.0/16, where clouds serve instance metadata;
+    ``fe80::/10``) or unspecified (``0.0.0.0`` and ``::`` reach the local host), also when
+    written inside an IPv6 address (:func:`_embedded_ipv4`).
+
+    Private ranges (10/8, RFC 1918) are not refused: a province's IdP may well sit in the same
+    cluster as the gateway; what is refused is the node's and the pod's own inside.
+    """
+    if isinstance(address, ipaddress.IPv6Address):
+        embedded = _embedded_ipv4(address)
+        if embedded is not None and is_local_address(embedded):
+            return True
+    return address.is_loopback or address.is_link_local or address.is_unspecified
+
+
+def _inet_aton(host: str) -> ipaddress.IPv4Address | None:
+    """An IPv4 address in any spelling the C library's ``inet_aton`` (and so ``getaddrinfo``)
+    accepts: one to four parts, each decimal, octal (``0177``) or hex (``0x7f``), the last part
+    filling the remaining bytes (``127.1``, ``2130706433``)."""
+    parts = host.split(".")
+    if not 1 <= len(parts) <= 4 or not all(_IPV4_PART.match(part) for part in parts):
+        return None
+    *leading, last = (_ipv4_part(part) for part in parts)
+    if any(n > 0xFF for n in leading) or last >= 1 << (8 * (5 - len(parts))):
+        return None
+    value = last
+    for index, byte in enumerate(leading):
+        value |= byte << (8 * (3 - index))
+    return ipaddress.IPv4Address(value)
+
+
+def _ipv4_part(part: str) -> int:
+    if part[:2].lower() == "0x":
+        return int(part[2:] or "0", 16)
+    return int(part, 8 if part.startswith("0") else 10)
+
+
+def _normalised_host(host: str) -> str:
+    # IDNA (UTS #46) maps full-width digits and the ideographic full stop to ASCII, so
+    # ``１２７。０。０。１`` would reach 127.0.0.1: compare what the resolver will be asked.
+    folded = unicodedata.normalize("NFKC", host).replace("\u3002", ".").lower()
+    return folded.rstrip(".")
+
+
+def host_address(host: str) -> IpAddress | None:
+    """The address ``host`` (a URL's host, without brackets) spells literally, in any spelling
+    a resolver accepts, or ``None`` for a name. An IPv6 zone (``fe80::1%25eth0``) is kept."""
+    name = _normalised_host(host)
+    try:
+        return ipaddress.ip_address(name.replace("%25", "%", 1))
+    except ValueError:
+        return _inet_aton(name)
+
+
+def is_local_host(host: str) -> bool:
+    """Whether a URL's host names the local machine or link without asking DNS: ``localhost``
+    and its subdomains (RFC 6761 §6.3), or a literal :func:`is_local_address`. What a name
+    resolves to is checked when connecting (``gateway.outbound``)."""
+    name = _normalised_host(host)
+    if name == "localhost" or name.endswith(".localhost"):
+        return True
+    address = host_address(name)
+    return address is not None and is_local_address(address)
+
+
+def check_outbound_url(
+    value: str, *, what: str, insecure_allow_http: bool, allow_query: bool = True
+) -> str:
+    """A URL the gateway itself will contact on a registration's behalf: a region's issuer and
+    endpoints, a portal's back-channel logout URI, a ``sector_identifier_uri``.
+
+    :func:`check_absolute_url`, and then, unless the development switch ``insecure_allow_http``
+    is on: https only (OpenID Connect Discovery §3, Back-Channel Logout §2.2, Dynamic Client
+    Registration §2 for ``sector_identifier_uri``) and a host that is not loopback or
+    link-local (:func:`is_local_host`), so a tenant cannot make the gateway call its own
+    cluster's inside (THREAT_MODEL row 1).
+    """
+    if not insecure_allow_http and urlsplit(value).scheme != "https":
+        raise ValueError(f"{what} must use https")
+    check_absolute_url(value, what=what, allow_query=allow_query)
+    if insecure_allow_http:
+        return value
+    parts = urlsplit(value)
+    if is_local_host(parts.hostname or ""):
+        raise ValueError(
+            f"{what} must not name a loopback or link-local host ({parts.hostname}): "
+            "the gateway does not call its own machine or cluster link on a registration's behalf"
+        )
+    return value
 
 
 # --- owners of registrations (THREAT_MODEL row 1) ------------------------------------------------

@@ -4,6 +4,19 @@ Protocol-free (no Flask): the views parse the request, call one method here and 
 are checked against what the store holds now, and the write or delete that follows names the
 revision that was checked (``expected_revision``), so a concurrent change answers 409 instead
 of slipping between the check and the write (THREAT_MODEL row 1).
+
+Every URL the gateway will itself call for a registration (a region's ``issuer``, a portal's
+``backchannel_logout_uri`` and ``sector_identifier_uri``) is checked here against the gateway's
+:class:`~gateway.outbound.OutboundPolicy` (https, no loopback or link-local host, unless the
+development switch ``insecure_allow_http`` is on); the model alone cannot, since it does not
+know the setting. A ``sector_identifier_uri`` is fetched and must list every redirect URI.
+
+A pairwise portal's sector decides every ``sub`` it sees (OIDC Core §8.1): changing the sector
+of a registered pairwise portal (a new ``sector_identifier_uri`` host, or a redirect host when it
+has none) gives each of its users a new ``sub`` at that portal, and the portal loses them. Only
+the platform role may do that, on purpose (a 400 on the field for anyone else): on a portal it
+registered, by a PUT; on one an operator manages, by deleting the registration (its break-glass)
+so that the operator registers the portal anew.
 """
 
 from __future__ import annotations
@@ -11,7 +24,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Final, TypeVar
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
@@ -27,12 +40,14 @@ from gateway.admin.access import (
     resource_of,
 )
 from gateway.errors import (
+    FieldError,
     InvalidDocument,
     ManagedByAnother,
     RegistrationChanged,
     RegistrationNotFound,
     RegistrationTaken,
 )
+from gateway.outbound import FetchLimits, OutboundFetchError, OutboundPolicy, fetch_json
 from gateway.registry import (
     AuthMethod,
     Level,
@@ -45,9 +60,13 @@ from gateway.registry import (
     hash_secret,
     new_client_secret,
     pairwise_sector_errors,
+    sector_document_errors,
 )
 from gateway.store.contract import RevisionConflictError
 from tongxing_api.vocabulary import SECRET_AUTH_METHODS
+
+if TYPE_CHECKING:
+    from gateway.settings import Settings
 
 M = TypeVar("M", bound=BaseModel)
 MIN_CLIENT_SECRET_LENGTH: Final = 32
@@ -83,12 +102,29 @@ def _owner(stored: Stored[Region] | Stored[Portal] | None) -> ManagedBy | None:
 class Registrations:
     """The registry, as one principal may see and change it.
 
-    ``ceiling_for`` gives the highest level a region may vouch for (the platform's settings).
+    ``ceiling_for`` gives the highest level a region may vouch for (the platform's settings);
+    ``outbound`` what the gateway may call for a registration (by default: https, no loopback
+    or link-local host); ``sector_limits`` bounds the fetch of a ``sector_identifier_uri``.
     """
 
-    def __init__(self, registry: Registry, ceiling_for: Callable[[str], Level]) -> None:
+    def __init__(
+        self,
+        registry: Registry,
+        ceiling_for: Callable[[str], Level],
+        outbound: OutboundPolicy | None = None,
+        *,
+        sector_limits: FetchLimits | None = None,
+    ) -> None:
         self._registry = registry
         self._ceiling_for = ceiling_for
+        self._outbound = outbound if outbound is not None else OutboundPolicy()
+        self._sector_limits = sector_limits if sector_limits is not None else FetchLimits()
+
+    @classmethod
+    def for_settings(cls, registry: Registry, settings: Settings) -> Registrations:
+        """The registrations under the gateway's settings: its level ceilings and its outbound
+        policy (``insecure_allow_http``, ``outbound_ca_file``)."""
+        return cls(registry, settings.ceiling_for, OutboundPolicy.from_settings(settings))
 
     # --- regions -----------------------------------------------------------------------------
 
@@ -115,7 +151,10 @@ class Registrations:
             principal, document, stored, "region", "code", code
         )
         region = _validate(Region, document)
-        above = levels_above_ceiling(region.acr_mapping, self._ceiling_for(code))
+        above = [
+            *self._url_errors({"issuer": region.issuer}, allow_query=False),
+            *levels_above_ceiling(region.acr_mapping, self._ceiling_for(code)),
+        ]
         if above:
             raise InvalidDocument(above)
         try:
@@ -153,7 +192,11 @@ class Registrations:
         A secret-authenticated portal keeps its secret across replacements unless
         ``client_secret`` is given; a new one is generated when it has none. Only its hash is
         stored. 400 (field ``redirect_uris``) for a pairwise portal whose redirect URIs are on
-        several hosts (OIDC Core §8.1, :func:`~gateway.registry.pairwise_sector_errors`). 409
+        several hosts without a ``sector_identifier_uri`` (OIDC Core §8.1,
+        :func:`~gateway.registry.pairwise_sector_errors`); 400 on the field for a URL the
+        gateway would call that the outbound policy refuses, a ``sector_identifier_uri`` whose
+        document does not list every redirect URI, or a changed pairwise sector asked for by
+        anyone but the platform (see the module's docstring). 409
         ``registration_taken`` when another owner manages the client id, decided before
         anything of the stored portal (its secret's hash) is used.
         """
@@ -187,9 +230,20 @@ class Registrations:
                 issued = secret or new_client_secret()
                 document["client_secret_hash"] = hash_secret(issued)
         portal = _validate(Portal, document)
-        mixed_sector = pairwise_sector_errors(portal)
-        if mixed_sector:
-            raise InvalidDocument(mixed_sector)
+        refused = [
+            *self._url_errors(
+                {
+                    "backchannel_logout_uri": portal.backchannel_logout_uri,
+                    "sector_identifier_uri": portal.sector_identifier_uri,
+                }
+            ),
+            *pairwise_sector_errors(portal),
+            *_sector_change_errors(principal, stored, portal),
+        ]
+        if refused:
+            raise InvalidDocument(refused)
+        if portal.sector_identifier_uri is not None:
+            self._check_sector_document(portal, portal.sector_identifier_uri)
         try:
             written, created = self._registry.put_portal(
                 portal, now, expected_revision=_revision(stored)
@@ -208,6 +262,40 @@ class Registrations:
             raise RegistrationChanged("portal", "client_id", client_id) from None
         if not deleted:
             raise RegistrationNotFound("portal", client_id)
+
+    # --- URLs the gateway calls ----------------------------------------------------------------
+
+    def _url_errors(
+        self, urls: Mapping[str, str | None], *, allow_query: bool = True
+    ) -> list[FieldError]:
+        """A field error for each URL the outbound policy refuses (THREAT_MODEL row 1)."""
+        errors: list[FieldError] = []
+        for field, url in urls.items():
+            if url is None:
+                continue
+            try:
+                self._outbound.check_url(url, what=field, allow_query=allow_query)
+            except ValueError as error:
+                errors.append({"field": field, "message": str(error)})
+        return errors
+
+    def _check_sector_document(self, portal: Portal, url: str) -> None:
+        """Fetch the ``sector_identifier_uri`` (OIDC Core §8.1; Dynamic Client Registration §5)
+        and refuse the portal unless the JSON array there lists every redirect URI of it.
+
+        The fetch goes through the outbound session (the resolved address is checked too),
+        follows no redirect, and is bounded by ``sector_limits`` (3 s, 64 KiB by default).
+        """
+        try:
+            with self._outbound.session() as session:
+                document = fetch_json(session, url, limits=self._sector_limits)
+        except OutboundFetchError as error:
+            raise InvalidDocument(
+                [{"field": "sector_identifier_uri", "message": f"sector_identifier_uri {error}"}]
+            ) from None
+        errors = sector_document_errors(portal, document)
+        if errors:
+            raise InvalidDocument(errors)
 
     # --- owners --------------------------------------------------------------------------------
 
@@ -260,6 +348,35 @@ class Registrations:
         if not may_delete(principal, _owner(stored), resource):
             raise RegistrationTaken(what, key_field, key)
         return None if principal.role is Role.PLATFORM else stored.revision
+
+
+def _sector_change_errors(
+    principal: Principal, stored: Stored[Portal] | None, portal: Portal
+) -> list[FieldError]:
+    """A field error when anyone but the platform changes a registered pairwise portal's sector.
+
+    OIDC Core §8.1: the pairwise ``sub`` is computed for the sector, so a new sector gives
+    every user of the portal a new ``sub`` there. The tenant's own change of host is then a
+    platform decision (a migration of the portal's users), never a side effect of a PUT.
+    """
+    if stored is None or principal.role is Role.PLATFORM:
+        return []
+    before = stored.value
+    if before.subject_type != "pairwise" or portal.subject_type != "pairwise":
+        return []
+    if before.sector_identifier == portal.sector_identifier:
+        return []
+    named = before.sector_identifier_uri is not None or portal.sector_identifier_uri is not None
+    return [
+        {
+            "field": "sector_identifier_uri" if named else "redirect_uris",
+            "message": (
+                f"this changes the portal's pairwise sector from {before.sector_identifier} to "
+                f"{portal.sector_identifier}, and with it every sub the portal sees "
+                "(OIDC Core §8.1): only the platform may change a registered sector"
+            ),
+        }
+    ]
 
 
 def _revision(stored: Stored[Region] | Stored[Portal] | None) -> int:

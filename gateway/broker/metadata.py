@@ -36,6 +36,7 @@ from joserfc.jwk import ECKey, RSAKey, import_key
 from gateway.broker.errors import InvalidUpstreamToken, RegionMetadataInvalid, RegionUnavailable
 from gateway.broker.transport import HttpLimits, new_session, request_json
 from gateway.registry import Region, check_absolute_url
+from tongxing_api.vocabulary import check_outbound_url
 
 __all__ = [
     "SIGNING_ALGORITHMS",
@@ -136,25 +137,46 @@ class ProviderMetadata:
     raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
-    def from_document(cls, region: str, issuer: str, document: Mapping[str, Any]) -> Self:
+    def from_document(
+        cls,
+        region: str,
+        issuer: str,
+        document: Mapping[str, Any],
+        *,
+        insecure_allow_http: bool | None = None,
+    ) -> Self:
         """Check ``document`` against the configured ``issuer`` and extract what we use.
 
         Raises :class:`RegionMetadataInvalid` when the issuer differs (Discovery §4.3), a
-        required endpoint is missing, or an endpoint is not an absolute https URL.
+        required endpoint is missing, or an endpoint is not an absolute https URL. The endpoints
+        the gateway itself calls (``token_endpoint``, ``jwks_uri``, ``userinfo_endpoint``,
+        ``end_session_endpoint``) must also pass the outbound rule
+        (:func:`~tongxing_api.vocabulary.check_outbound_url`: https, no loopback or link-local
+        host; THREAT_MODEL row 1), so a region cannot point the gateway at its own inside
+        through its discovery document. ``insecure_allow_http`` is the gateway's development
+        switch; when not given it is taken as on only if the configured issuer itself fails the
+        rule, which the admin API allows only under that switch: a region registered as https
+        on a public host is held to the rule, one registered on loopback for a test is not.
         """
         published = document.get("issuer")
         if published != issuer:
             raise RegionMetadataInvalid(
                 region, f"discovery issuer {published!r} differs from the configured {issuer!r}"
             )
+        if insecure_allow_http is None:
+            insecure_allow_http = not _outbound_ok(issuer)
 
-        def url(name: str, *, required: bool) -> str | None:
+        def url(name: str, *, required: bool, called: bool = True) -> str | None:
             value = document.get(name)
             if value is None and not required:
                 return None
             if not isinstance(value, str):
                 raise RegionMetadataInvalid(region, f"discovery has no usable {name}")
             try:
+                if called:
+                    return check_outbound_url(
+                        value, what=name, insecure_allow_http=insecure_allow_http
+                    )
                 return check_absolute_url(value, what=name)
             except ValueError as exc:
                 raise RegionMetadataInvalid(region, f"discovery {exc}") from None
@@ -174,7 +196,10 @@ class ProviderMetadata:
             )
         return cls(
             issuer=issuer,
-            authorization_endpoint=_required(url("authorization_endpoint", required=True)),
+            # The browser, not the gateway, goes to the authorization endpoint.
+            authorization_endpoint=_required(
+                url("authorization_endpoint", required=True, called=False)
+            ),
             token_endpoint=_required(url("token_endpoint", required=True)),
             jwks_uri=_required(url("jwks_uri", required=True)),
             userinfo_endpoint=url("userinfo_endpoint", required=False),
@@ -186,6 +211,15 @@ class ProviderMetadata:
             ),
             raw=MappingProxyType(dict(document)),
         )
+
+
+def _outbound_ok(url: str) -> bool:
+    """Whether ``url`` passes the outbound rule with the development switch off."""
+    try:
+        check_outbound_url(url, what="issuer", insecure_allow_http=False)
+    except ValueError:
+        return False
+    return True
 
 
 def _required(value: str | None) -> str:

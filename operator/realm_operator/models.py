@@ -418,6 +418,9 @@ class PortalSpec(_Spec):
         default_factory=list
     )
     backchannel_logout_uri: str | None = None
+    # OIDC Core §8.1: a pairwise portal on several hosts names its sector here; the gateway
+    # fetches the JSON array of redirect URIs at it when the portal is registered.
+    sector_identifier_uri: str | None = None
     requested_claims: list[Claim] = Field(default_factory=lambda: [Claim.NAME])
     minimum_level: Level = "loa1"
     sector: Annotated[str | None, Field(pattern=SECTOR_PATTERN)] = None
@@ -437,6 +440,11 @@ class PortalSpec(_Spec):
     @classmethod
     def _backchannel(cls, value: str | None) -> str | None:
         return None if value is None else check_redirect_uri(value, what="backchannelLogoutUri")
+
+    @field_validator("sector_identifier_uri")
+    @classmethod
+    def _sector_identifier_uri(cls, value: str | None) -> str | None:
+        return None if value is None else check_redirect_uri(value, what="sectorIdentifierUri")
 
     @field_validator("token_endpoint_auth_method")
     @classmethod

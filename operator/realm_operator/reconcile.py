@@ -603,6 +603,7 @@ class PortalReconciler:
             "redirect_uris": list(spec.redirect_uris),
             "post_logout_redirect_uris": list(spec.post_logout_redirect_uris),
             "backchannel_logout_uri": spec.backchannel_logout_uri,
+            "sector_identifier_uri": spec.sector_identifier_uri,
             "token_endpoint_auth_method": spec.token_endpoint_auth_method.value,
             "scopes": spec.scopes,
             "subject_type": spec.subject_type,

@@ -18,6 +18,7 @@ from gateway.registry import (
     Registry,
     hash_secret,
     pairwise_sector_errors,
+    sector_document_errors,
 )
 from gateway.store import RegistryKind, RevisionConflictError, SqlStore
 
@@ -127,6 +128,62 @@ def test_the_pairwise_sector_is_the_one_host_of_the_redirect_uris() -> None:
     assert [e["field"] for e in errors] == ["redirect_uris"]
     assert "one host" in errors[0]["message"]
     assert pairwise_sector_errors(thief.model_copy(update={"subject_type": "public"})) == []
+
+
+def test_a_sector_identifier_uri_names_the_sector_by_its_host() -> None:
+    """OIDC Core §8.1: with a sector_identifier_uri the sector is its host, whatever the hosts
+    of the redirect URIs; the one-host rule is then replaced by the document's check."""
+    secret = b"p" * 32
+    sector = "https://sectors.zj.example.cn:8443/zwfw.json"
+    a = portal(client_id="portal-a", subject_type="pairwise", sector_identifier_uri=sector)
+    b = portal(
+        client_id="portal-b",
+        subject_type="pairwise",
+        sector_identifier_uri=sector,
+        redirect_uris=["https://b.example.cn/cb", "https://m.b.example.cn/cb"],
+    )
+    assert a.sector_identifier == b.sector_identifier == "sectors.zj.example.cn"
+    assert a.subject_for("person", secret) == b.subject_for("person", secret)
+    assert pairwise_sector_errors(b) == []
+    assert portal(subject_type="pairwise").subject_for("person", secret) != a.subject_for(
+        "person", secret
+    )
+
+
+@pytest.mark.parametrize(
+    "uri",
+    ["javascript:alert(1)", "https://user@sectors.example.cn/x", "https://sectors.example.cn/#f"],
+)
+def test_a_sector_identifier_uri_must_be_an_absolute_url(uri: str) -> None:
+    with pytest.raises(ValidationError, match="sector_identifier_uri"):
+        portal(sector_identifier_uri=uri)
+
+
+@pytest.mark.parametrize(
+    ("document", "missing"),
+    [
+        (["https://b.example.cn/cb", "https://m.b.example.cn/cb", "https://other.cn/"], None),
+        (["https://b.example.cn/cb"], "https://m.b.example.cn/cb"),
+        (["https://b.example.cn/cb/", "https://M.b.example.cn/cb"], "https://b.example.cn/cb"),
+        ({"redirect_uris": ["https://b.example.cn/cb"]}, "JSON array"),
+        (["https://b.example.cn/cb", 7], "JSON array"),
+        ("https://b.example.cn/cb", "JSON array"),
+    ],
+)
+def test_the_sector_document_must_list_every_redirect_uri_exactly(
+    document: Any, missing: str | None
+) -> None:
+    b = portal(
+        subject_type="pairwise",
+        sector_identifier_uri="https://sectors.example.cn/b.json",
+        redirect_uris=["https://b.example.cn/cb", "https://m.b.example.cn/cb"],
+    )
+    errors = sector_document_errors(b, document)
+    if missing is None:
+        assert errors == []
+    else:
+        assert [e["field"] for e in errors] == ["sector_identifier_uri"]
+        assert missing in errors[0]["message"]
 
 
 def test_secret_check_is_against_the_hash() -> None:

@@ -251,6 +251,7 @@ def test_every_portal_the_operator_registers_is_a_portal_the_gateway_accepts(
             "redirectUris": ["https://www.zjzwfw.gov.cn/cb", "http://127.0.0.1:8080/cb"],
             "postLogoutRedirectUris": ["https://www.zjzwfw.gov.cn/"],
             "backchannelLogoutUri": "https://www.zjzwfw.gov.cn/logout",
+            "sectorIdentifierUri": "https://www.zjzwfw.gov.cn/sector.json",
             "requestedClaims": [claim.value for claim in vocabulary.Claim],
             "minimumLevel": "loa2",
             "sector": "tax",
@@ -267,6 +268,7 @@ def test_every_portal_the_operator_registers_is_a_portal_the_gateway_accepts(
     portal = Portal.model_validate(document)
     assert portal.token_endpoint_auth_method is method
     assert portal.scopes == ["openid", "phone", "profile"]
+    assert portal.sector_identifier_uri == "https://www.zjzwfw.gov.cn/sector.json"
 
 
 def test_a_portal_resource_cannot_ask_for_private_key_jwt() -> None:
