@@ -12,9 +12,17 @@ that call it live elsewhere):
   stored with one conditional update, so a code is never accepted twice, however many requests
   carry it at once (RFC 6238 §5.2: "the verifier MUST NOT accept the second attempt of the OTP
   after the successful validation has been issued for the first OTP").
+* **Binding** (NIST SP 800-63B §6.1.2.1, :class:`BindingRule`): a first factor is bound, and
+  an existing one replaced, only by a session whose *region* sign-in vouched at least ``loa2``
+  (the region's ``acr`` through its ``acr_mapping``, capped by its ceiling) and is fresh. A
+  password alone never binds a factor (THREAT_MODEL row 4), and binding never raises the
+  session that bound it: the next sign-in with password and code is raised.
 * **Throttling** (RFC 4226 §7.3, which RFC 6238 §5.2 refers to): attempts are counted per
-  subject and per client address in the store, so the lock-out holds on every replica sharing
-  the database and on every path that verifies a code through this service.
+  subject and per client address in the store, so they hold on every replica sharing the
+  database and on every path that verifies a code through this service. Only the subject's
+  count locks (the person attacked); a client address over its budget is slowed with a short,
+  growing, bounded delay (:class:`SlowDownError`, 429 with ``Retry-After``) and never locks
+  anyone out, so one address (a NAT, a campus) cannot lock other citizens out (row 7).
 * **Secrets at rest** are sealed by :class:`gateway.sealing.SecretCipher` (AES-256-GCM under a
   key derived from configuration, bound to the subject they belong to: a row copied to another
   subject does not decrypt).
@@ -30,6 +38,7 @@ import hashlib
 import hmac
 import ipaddress
 import logging
+import math
 import os
 import secrets
 import unicodedata
@@ -40,12 +49,16 @@ from typing import Final, Literal, TypeVar
 import pyotp
 import segno
 
+from gateway.assurance import STEP_UP_LEVEL
 from gateway.clock import Clock, utc_now
 from gateway.errors import TongxingError
+from gateway.policy import known_level, level_rank
+from gateway.registry import Level
 from gateway.sealing import SecretCipher, SecretUnreadableError
 from gateway.store.contract import (
     DuplicateRecordError,
     RecoveryCode,
+    SsoSession,
     Store,
     TotpCredential,
 )
@@ -137,6 +150,144 @@ class AlreadyEnrolledError(MfaError):
     )
 
 
+class SlowDownError(MfaError):
+    """The client address is over its budget of wrong codes: try again in ``retry_after`` s.
+
+    Not a lock-out: nobody's factor is locked by it, and the attempt was not charged to the
+    subject. Served as 429 with ``Retry-After`` (RFC 6585 §4, RFC 9110 §10.2.3).
+    """
+
+    code = "slow_down"
+    status = 429
+    title_zh = "请稍候再试"
+    title_en = "Please wait"
+    message_zh = "来自您网络的错误尝试过多，请稍后再试。"
+    message_en = "Too many wrong codes from your network; try again shortly."
+
+    def __init__(self, until: datetime.datetime, now: datetime.datetime) -> None:
+        self.until = until
+        self.retry_after = max(1, math.ceil((until - now).total_seconds()))
+        super().__init__(
+            f"client address slowed for {self.retry_after} s",
+            message_zh=f"来自您网络的错误尝试过多，请在 {self.retry_after} 秒后再试。",
+            message_en=(
+                f"Too many wrong codes from your network; try again in {self.retry_after} seconds."
+            ),
+            details={"retry_after": self.retry_after},
+        )
+
+
+class BindingRefusedError(MfaError):
+    """This session may not bind (or replace) a second factor (NIST SP 800-63B §6.1.2.1)."""
+
+    code = "binding_refused"
+    status = 403
+    title_zh = "无法在此设置动态口令"
+    title_en = "An authenticator cannot be set up here"
+    message_zh = "设置身份验证器需要比密码更强的身份验证。"
+    message_en = "Setting up an authenticator needs more than a password sign-in."
+
+
+class StrongerSignInNeededError(BindingRefusedError):
+    """The region's sign-in vouched below the binding level: a password is not enough."""
+
+    code = "stronger_sign_in_needed"
+    message_zh = (
+        "仅凭密码不能设置动态口令。请通过能够提供更高安全级别（loa2 及以上）的地区身份服务"
+        "重新登录后设置，或携带身份证件联系服务台。"
+    )
+    message_en = (
+        "A password alone cannot set up a one-time code. Sign in through a region that vouches "
+        "a higher level (loa2 or above) and set it up then, or ask the help desk, with your "
+        "identity document."
+    )
+
+
+class FreshSignInNeededError(BindingRefusedError):
+    """The region's sign-in is older than the binding rule allows: sign in there again."""
+
+    code = "fresh_sign_in_needed"
+    message_zh = "您在地区身份服务的登录已超过 10 分钟。请退出后重新登录，再设置动态口令。"
+    message_en = (
+        "Your sign-in at your region was more than 10 minutes ago. Sign out, sign in again, "
+        "then set up the one-time code."
+    )
+
+
+# --- binding: who may bind a factor (NIST SP 800-63B §6.1.2.1) ------------------------------
+
+REGION_LEVEL_CLAIM: Final = "region_level"
+"""Where a session may record the level its region sign-in vouched (session ``claims``)."""
+GATEWAY_AMR: Final = frozenset({AMR_OTP, "mfa"})
+"""What :meth:`gateway.signin.SignIn.stepped_up` adds to a session it raises."""
+
+
+def region_vouched_level(session: SsoSession) -> Level:
+    """The level the session's region sign-in vouched, before any step-up by the gateway.
+
+    ``session.acr`` is the region's ``acr`` mapped through the region's ``acr_mapping`` and
+    capped by its ceiling (:func:`gateway.assurance.region_level`) until the gateway's own TOTP
+    raises it to :data:`~gateway.assurance.STEP_UP_LEVEL`, adding :data:`GATEWAY_AMR`. A
+    session carrying the region's level in its claims (:data:`REGION_LEVEL_CLAIM`) is read
+    from there; otherwise a session at the step-up level whose ``amr`` has what a step-up adds
+    may have been raised by the gateway, so it counts as ``loa1`` (fail closed: a region that
+    vouches ``loa2`` and itself says ``otp`` and ``mfa`` then binds only after a new sign-in).
+    """
+    recorded = session.claims.get(REGION_LEVEL_CLAIM)
+    if isinstance(recorded, str):
+        return known_level(recorded) or "loa1"
+    level = known_level(session.acr or "") or "loa1"
+    if level == STEP_UP_LEVEL and set(session.amr) >= GATEWAY_AMR:
+        return "loa1"
+    return level
+
+
+@dataclass(frozen=True)
+class BindingRule:
+    """Who may bind a first TOTP factor, or replace one: NIST SP 800-63B §6.1.2.1.
+
+    §6.1.2.1 ("Binding of an Additional Authenticator at Existing AAL"): "the CSP SHALL
+    require the subscriber to be authenticated at the AAL (or a higher AAL) at which the new
+    authenticator will be used". The factor is used to reach ``loa2``, so the session must have
+    reached ``level`` (``loa2``) *at its region*, not through a factor the gateway bound from a
+    password sign-in: otherwise a phished regional password would let an attacker bind their
+    own authenticator (THREAT_MODEL row 4). The region's sign-in must also be fresh (within
+    ``freshness`` of its ``auth_time``), since a session left open on a shared computer is not
+    the subscriber authenticating now.
+    """
+
+    level: Level = STEP_UP_LEVEL
+    freshness: datetime.timedelta = datetime.timedelta(minutes=10)
+
+    def refusal(self, session: SsoSession, now: datetime.datetime) -> BindingRefusedError | None:
+        """Why ``session`` may not bind a factor at ``now``; ``None`` when it may."""
+        if level_rank(region_vouched_level(session)) < level_rank(self.level):
+            return StrongerSignInNeededError(
+                f"session of {session.subject} vouched below {self.level} at its region"
+            )
+        if now - session.auth_time > self.freshness:
+            return FreshSignInNeededError(
+                f"region sign-in of {session.subject} is older than {self.freshness}"
+            )
+        return None
+
+    def require(self, session: SsoSession, now: datetime.datetime) -> None:
+        """Raise the :meth:`refusal`, if any."""
+        refused = self.refusal(session, now)
+        if refused is not None:
+            log.warning(
+                "second factor binding refused subject=%s: %s",
+                session.subject,
+                refused.code,
+                extra={
+                    "event": "mfa.binding_refused",
+                    "subject": session.subject,
+                    "reason": refused.code,
+                },
+            )
+            raise refused
+
+
 # --- recovery codes -----------------------------------------------------------------------------
 
 # Crockford's base32: no I, L, O or U, so codes read aloud or copied by hand survive.
@@ -218,22 +369,29 @@ def normalise_totp_code(text: str) -> str | None:
 
 @dataclass(frozen=True)
 class ThrottlePolicy:
-    """How many wrong codes are checked before a lock-out, and for how long it holds.
+    """How many wrong codes are checked before a lock-out, and how a busy address is slowed.
 
     ``max_failures`` is per subject within ``lockout`` of the first failure; the attempt after
-    them is refused and locks the subject for ``lockout``. ``max_failures_per_ip`` limits one
-    client address (an IPv6 /64) across subjects.
+    them is refused and locks the subject for ``lockout``: the only lock-out there is.
+    ``max_failures_per_ip`` is one client address's budget (an IPv6 /64) across subjects within
+    ``lockout``; past it each wrong code holds the address back for ``first_delay``, doubling
+    per further wrong code up to ``max_delay`` (short and bounded: people behind the same NAT
+    wait seconds, never a lock-out).
     """
 
     max_failures: int = 5
     lockout: datetime.timedelta = datetime.timedelta(minutes=15)
     max_failures_per_ip: int = 20
+    first_delay: datetime.timedelta = datetime.timedelta(seconds=2)
+    max_delay: datetime.timedelta = datetime.timedelta(seconds=60)
 
     def __post_init__(self) -> None:
         if self.max_failures < 1 or self.max_failures_per_ip < 1:
             raise ValueError("failure limits must be at least 1")
         if self.lockout <= datetime.timedelta(0):
             raise ValueError("lockout must be positive")
+        if not datetime.timedelta(0) < self.first_delay <= self.max_delay <= self.lockout:
+            raise ValueError("need 0 < first_delay <= max_delay <= lockout")
 
 
 def subject_key(subject: str) -> str:
@@ -450,13 +608,16 @@ class TotpService:
         return self._attempt(subject, client_ip, "recovery_code", check)
 
     def locked_until(self, subject: str, client_ip: str) -> datetime.datetime | None:
-        """When the lock-out on this subject or client address ends, if one is in force.
+        """When the subject's lock-out, or the client address's hold, ends, if one is in force.
 
         Every path that would let a second factor count (a page, a callback, a token request)
         asks this, or goes through :meth:`verify`, which does.
         """
         now = self._clock()
-        return self._lock_in_force(subject_key(subject), client_key(client_ip), now)
+        holds = [
+            self._store.is_locked(key, now) for key in (subject_key(subject), client_key(client_ip))
+        ]
+        return max((until for until in holds if until is not None), default=None)
 
     # internals
 
@@ -475,17 +636,23 @@ class TotpService:
     ) -> T:
         """Run ``check`` under the throttle.
 
-        The subject's attempt is charged *before* the code is looked at, so parallel guesses
-        cannot outrun the budget: ``max_failures`` attempts are checked, the next one locks.
-        A success gives the charge back (the subject's count starts again). The client
-        address is charged for failures only, so people sharing an address (NAT) do not lock
-        each other out by succeeding.
+        A client address held back (over its budget) is refused first, with the time to wait,
+        and nothing is charged or checked: it slows the address, locks no subject. Then the
+        subject's attempt is charged *before* the code is looked at, so parallel guesses
+        cannot outrun the budget: ``max_failures`` attempts are checked, the next one locks
+        the subject (the person attacked, and only them). A success gives the charge back (the
+        subject's count starts again). The client address is charged for failures only, so
+        people sharing an address (NAT) do not hold each other back by succeeding.
         """
         now = self._clock()
         by_subject, by_client = subject_key(subject), client_key(client_ip)
-        until = self._lock_in_force(by_subject, by_client, now)
+        held = self._store.is_locked(by_client, now)
+        if held is not None:
+            self._log_outcome(subject, by_client, method, "slowed", logging.WARNING)
+            raise SlowDownError(held, now)
+        throttle = self._throttle
+        until = self._store.is_locked(by_subject, now)
         if until is None:
-            throttle = self._throttle
             until = self._store.record_failure(
                 by_subject, now, throttle.max_failures + 1, throttle.lockout
             )
@@ -495,20 +662,19 @@ class TotpService:
         try:
             result = check(now)
         except InvalidCodeError as error:
-            self._store.record_failure(
-                by_client, now, self._throttle.max_failures_per_ip, self._throttle.lockout
+            self._store.delay_after_failure(
+                by_client,
+                now,
+                throttle.max_failures_per_ip,
+                throttle.lockout,
+                throttle.first_delay,
+                throttle.max_delay,
             )
             self._log_outcome(subject, by_client, method, error.reason, logging.WARNING)
             raise
         self._store.reset_failures(by_subject)
         self._log_outcome(subject, by_client, method, "accepted", logging.INFO)
         return result
-
-    def _lock_in_force(
-        self, by_subject: str, by_client: str, now: datetime.datetime
-    ) -> datetime.datetime | None:
-        locks = [self._store.is_locked(key, now) for key in (by_subject, by_client)]
-        return max((until for until in locks if until is not None), default=None)
 
     def _matching_step(self, credential: TotpCredential, code: str, now: datetime.datetime) -> int:
         """The newest step within the window whose code is ``code``; else InvalidCodeError."""
@@ -580,15 +746,22 @@ def time_step(moment: datetime.datetime) -> int:
 
 __all__ = [
     "AMR_OTP",
+    "GATEWAY_AMR",
     "ISSUER",
+    "REGION_LEVEL_CLAIM",
     "AlreadyEnrolledError",
+    "BindingRefusedError",
+    "BindingRule",
     "Enrolment",
     "FactorStatus",
+    "FreshSignInNeededError",
     "InvalidCodeError",
     "LockedOutError",
     "MfaError",
     "NotEnrolledError",
     "RecoveryCodeHasher",
+    "SlowDownError",
+    "StrongerSignInNeededError",
     "ThrottlePolicy",
     "TotpService",
     "Verification",
@@ -596,6 +769,7 @@ __all__ = [
     "new_recovery_code",
     "normalise_recovery_code",
     "normalise_totp_code",
+    "region_vouched_level",
     "subject_key",
     "time_step",
 ]

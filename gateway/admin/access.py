@@ -56,6 +56,7 @@ class Operation(StrEnum):
     WRITE_REGISTRATIONS = "write registrations"
     READ_POLICIES = "read policies"
     RELOAD_POLICIES = "reload policies"
+    RESET_SECOND_FACTOR = "reset second factors"
 
 
 #: The one table of who may do what; the views and the OpenAPI document (``x-roles``) read it.
@@ -64,6 +65,9 @@ ALLOWED: Final[Mapping[Operation, frozenset[Role]]] = {
     Operation.WRITE_REGISTRATIONS: frozenset({Role.PLATFORM, Role.OPERATOR}),
     Operation.READ_POLICIES: frozenset({Role.PLATFORM, Role.READER}),
     Operation.RELOAD_POLICIES: frozenset({Role.PLATFORM}),
+    # The help desk's reset of a person's factor (NIST SP 800-63B §6.1.2.3): the platform only;
+    # the operator acts for tenants and never for a person, a reader changes nothing.
+    Operation.RESET_SECOND_FACTOR: frozenset({Role.PLATFORM}),
 }
 
 

@@ -10,6 +10,8 @@ render: :class:`~gateway.admin.registrations.Registrations` decides.
 
 from __future__ import annotations
 
+import logging
+import unicodedata
 from collections.abc import Mapping
 from typing import Any, Final
 
@@ -25,14 +27,24 @@ from gateway.admin.access import (
     roles_for,
 )
 from gateway.admin.registrations import Registrations
-from gateway.errors import InvalidDocument, InvalidPolicySet, InvalidToken, NoRoleAllowed
+from gateway.errors import (
+    InvalidDocument,
+    InvalidPolicySet,
+    InvalidToken,
+    NoRoleAllowed,
+    NoSecondFactor,
+    SubjectNotFound,
+)
 from gateway.policy import PolicySetError, PolicySetInfo
 from gateway.registry import Portal, Region
 from gateway.services import current_services
 from tongxing_api.vocabulary import API_PATH, RESOURCE_FIELDS
 
+log = logging.getLogger(__name__)
 blueprint = Blueprint("admin", __name__, url_prefix=API_PATH)
 REALM: Final = "tongxing-admin"
+REASON_MAX: Final = 500
+"""The longest reason a help-desk reset may give (characters)."""
 
 #: What each endpoint does; roles are checked against it before the view runs. An endpoint not
 #: listed here is refused to everyone (fail closed), so a new view cannot forget its check.
@@ -47,6 +59,8 @@ OPERATIONS: Final[Mapping[str, Operation]] = {
     "admin.delete_portal": Operation.WRITE_REGISTRATIONS,
     "admin.get_policies": Operation.READ_POLICIES,
     "admin.reload_policies": Operation.RELOAD_POLICIES,
+    "admin.reset_second_factor": Operation.RESET_SECOND_FACTOR,
+    "admin.end_region_sessions": Operation.WRITE_REGISTRATIONS,
 }
 PUBLIC_ENDPOINTS: Final = frozenset({"admin.openapi"})
 
@@ -91,7 +105,7 @@ def _principal() -> Principal:
 
 def _registrations() -> Registrations:
     services = current_services()
-    return Registrations(services.registry, services.settings.ceiling_for)
+    return Registrations.for_settings(services.registry, services.settings)
 
 
 def _body() -> dict[str, Any]:
@@ -138,6 +152,31 @@ def put_region(code: str) -> tuple[Response, int]:
 def delete_region(code: str) -> tuple[str, int]:
     _registrations().delete_region(_principal(), code, _query())
     return "", 204
+
+
+@blueprint.delete("/regions/<code>/sessions")
+def end_region_sessions(code: str) -> Response:
+    """End every live SSO session the region signed in (THREAT_MODEL row 5), each with its
+    grants, and tell each session's portals (Back-Channel Logout 1.0 §2.5): for a region
+    disabled, compromised or withdrawn. Whoever may change the region may do it (an operator
+    only for a region it manages, naming its resource in the query).
+    """
+    principal, services = _principal(), current_services()
+    region = _registrations().region(principal, code, _query())
+    ended = services.sessions.end_region(region.code, services.clock())
+    log.warning(
+        "%d sessions of region %s ended by %s",
+        ended,
+        region.code,
+        principal.name,
+        extra={
+            "event": "admin.region_sessions_ended",
+            "principal": principal.name,
+            "region": region.code,
+            "ended": ended,
+        },
+    )
+    return jsonify({"region": region.code, "ended": ended})
 
 
 @blueprint.get("/portals")
@@ -195,6 +234,61 @@ def reload_policies() -> Response:
             _policy_view(current_services().policy.info),
         ) from None
     return jsonify(_policy_view(info))
+
+
+def _reset_reason(body: Mapping[str, Any]) -> str:
+    """The help desk's reason: 1 to :data:`REASON_MAX` characters of text, no control ones."""
+    reason = body.get("reason")
+    if not isinstance(reason, str) or not reason.strip():
+        message = "a reason is required (why the factor is reset, e.g. the ticket number)"
+        raise InvalidDocument([{"field": "reason", "message": message}])
+    reason = reason.strip()
+    if len(reason) > REASON_MAX:
+        message = f"at most {REASON_MAX} characters"
+        raise InvalidDocument([{"field": "reason", "message": message}])
+    if any(unicodedata.category(ch) == "Cc" for ch in reason):
+        message = "no control characters (line breaks included)"
+        raise InvalidDocument([{"field": "reason", "message": message}])
+    return reason
+
+
+@blueprint.delete("/subjects/<subject_id>/second-factor")
+def reset_second_factor(subject_id: str) -> tuple[str, int]:
+    """The help desk removes a person's factor (and recovery codes), with a reason.
+
+    For a person who lost their authenticator (NIST SP 800-63B §6.1.2.3: after the help desk
+    proved who they are, outside this API). The person then binds a new one under the rule of
+    §6.1.2.1 (:class:`gateway.mfa.BindingRule`). Every call leaves a structured log line with
+    the principal, the subject, the reason and the outcome, for the audit trail.
+    """
+    principal = _principal()
+    services = current_services()
+    outcome = "refused_no_reason"
+    try:
+        reason = _reset_reason(_body())
+        outcome = "unknown_subject"
+        if len(subject_id) > 128 or services.store.get_subject(subject_id) is None:
+            raise SubjectNotFound(f"no subject {subject_id[:40]!r}")
+        outcome = "removed" if services.totp.remove(subject_id) else "no_factor"
+        if outcome == "no_factor":
+            raise NoSecondFactor(f"subject {subject_id} has no second factor")
+    finally:
+        log.log(
+            logging.INFO if outcome == "removed" else logging.WARNING,
+            "second factor reset by %s for subject %s: %s",
+            principal.name,
+            subject_id[:128],
+            outcome,
+            extra={
+                "event": "admin.second_factor_reset",
+                "principal": principal.name,
+                "role": principal.role.value,
+                "subject": subject_id[:128],
+                "reason": reason if outcome != "refused_no_reason" else None,
+                "outcome": outcome,
+            },
+        )
+    return "", 204
 
 
 def _schema(model: type[BaseModel], drop: set[str]) -> dict[str, Any]:
@@ -336,6 +430,88 @@ def _policy_operations() -> dict[str, Any]:
     }
 
 
+def _region_sessions_operations() -> dict[str, Any]:
+    ended = {
+        "type": "object",
+        "properties": {"region": {"type": "string"}, "ended": {"type": "integer"}},
+    }
+    return {
+        "/regions/{code}/sessions": {
+            "parameters": [
+                {"name": "code", "in": "path", "required": True, "schema": {"type": "string"}}
+            ],
+            "delete": {
+                "tags": ["regions"],
+                "summary": "end every live SSO session the region signed in",
+                "description": (
+                    "Each session ends with its grants revoked, and its portals get logout "
+                    "tokens (failed deliveries are retried). For a region disabled or withdrawn; "
+                    "an operator names its resource in the query, as for a DELETE of the region."
+                ),
+                "parameters": RESOURCE_PARAMETERS,
+                **_roles(Operation.WRITE_REGISTRATIONS),
+                "responses": {
+                    "200": {
+                        "description": "how many sessions were ended",
+                        "content": {"application/json": {"schema": ended}},
+                    },
+                    "400": {"$ref": "#/components/responses/Invalid"},
+                    "401": {"$ref": "#/components/responses/Unauthorized"},
+                    "403": {"$ref": "#/components/responses/Forbidden"},
+                    "404": {"description": "no such region"},
+                },
+            },
+        }
+    }
+
+
+def _second_factor_operations() -> dict[str, Any]:
+    reason = {
+        "type": "object",
+        "required": ["reason"],
+        "additionalProperties": False,
+        "properties": {
+            "reason": {
+                "type": "string",
+                "minLength": 1,
+                "maxLength": REASON_MAX,
+                "description": "why (e.g. the help-desk ticket); logged for the audit trail",
+            }
+        },
+    }
+    return {
+        "/subjects/{subject_id}/second-factor": {
+            "parameters": [
+                {"name": "subject_id", "in": "path", "required": True, "schema": {"type": "string"}}
+            ],
+            "delete": {
+                "tags": ["second factors"],
+                "summary": "help-desk reset: remove a person's TOTP factor and recovery codes",
+                "description": (
+                    "For a person who lost their authenticator, after the help desk proved who "
+                    "they are (NIST SP 800-63B §6.1.2.3). The person binds a new one after a "
+                    "fresh region sign-in at loa2 (§6.1.2.1). Logged with principal, subject, "
+                    "reason and outcome."
+                ),
+                **_roles(Operation.RESET_SECOND_FACTOR),
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": reason}},
+                },
+                "responses": {
+                    "204": {"description": "removed"},
+                    "400": {"$ref": "#/components/responses/Invalid"},
+                    "401": {"$ref": "#/components/responses/Unauthorized"},
+                    "403": {"$ref": "#/components/responses/Forbidden"},
+                    "404": _error_response(
+                        "unknown_subject, or no_second_factor (nothing was changed)"
+                    ),
+                },
+            },
+        }
+    }
+
+
 def _roles_description() -> str:
     lines = [
         "Every call but this document needs a bearer token; the token is a principal with a role.",
@@ -399,6 +575,8 @@ def openapi_document() -> dict[str, Any]:
             **_operations("regions", "code", "Region"),
             **_operations("portals", "client_id", "Portal"),
             **_policy_operations(),
+            **_second_factor_operations(),
+            **_region_sessions_operations(),
         },
         "components": {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},

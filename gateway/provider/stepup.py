@@ -1,99 +1,102 @@
-"""Step-up pages: enrol a TOTP authenticator or use it, then resume the authorization request.
+"""Step-up pages: use a bound TOTP authenticator, then resume the authorization request.
 
 Plain HTML forms (no JavaScript), zh-CN first and English second. Every form carries a CSRF
 token; the request to resume is the browser's pending authorization, bound to its SSO session
 (:meth:`gateway.signin.SignIn.step_up_session`), never taken from the URL, so these pages
 cannot be turned into an open redirect. Throttling and lock-out live in
 :class:`gateway.mfa.TotpService` and its store, so they hold on every path and every replica.
+
+No factor is bound here. A session is stepped up only because its region vouched less than the
+portal needs, and a factor may be bound only by a session whose region vouched at least the
+level the factor will give (NIST SP 800-63B §6.1.2.1, :class:`gateway.mfa.BindingRule`): a
+person without a factor is told how to get one (a stronger regional sign-in and the account
+page, or the help desk) and the portal gets ``unmet_authentication_requirements`` (OIDC Core
+§3.1.2.6). See ``docs/security/second-factor.md``.
 """
 
 from __future__ import annotations
 
-import base64
-
-from flask import Blueprint, render_template, request, url_for
+from flask import Blueprint, render_template, request
 from werkzeug.wrappers import Response
 
-from gateway.mfa import MfaError
+from gateway.mfa import MfaError, SlowDownError
 from gateway.provider import csrf
 from gateway.provider.answers import pending_id, render, session_id
 from gateway.services import Services, current_services
 from gateway.store.contract import SsoSession
 
 blueprint = Blueprint("stepup", __name__)
-FORM = "stepup"  # the CSRF purpose of the enrol and verify forms
+FORM = "stepup"  # the CSRF purpose of the verify and cancel forms
+
+
+@blueprint.after_request
+def _no_store(response: Response) -> Response:
+    """Second-factor pages are never cached (RFC 9111 §5.2.2.5; ``Pragma`` for HTTP/1.0)."""
+    return no_store(response)
+
+
+def no_store(response: Response) -> Response:
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["Pragma"] = "no-cache"
+    return response
 
 
 def _sso(services: Services) -> SsoSession:
     return services.signin.step_up_session(pending_id(), session_id())
 
 
-def _client_ip() -> str:
+def client_ip() -> str:
     return request.remote_addr or "unknown"
 
 
-def _label(sso: SsoSession) -> str:
-    name = sso.claims.get("name")
-    return str(name) if name else sso.subject[:12]
+def form_page(template: str, status: int, error: MfaError | None, **values: object) -> Response:
+    """A form page; a :class:`SlowDownError` adds ``Retry-After`` (RFC 9110 §10.2.3)."""
+    page = render_template(template, error=error, **values)
+    response = Response(page, status=status, mimetype="text/html")
+    if isinstance(error, SlowDownError):
+        response.headers["Retry-After"] = str(error.retry_after)
+    return response
 
 
-def _form(services: Services, sso: SsoSession, error: MfaError | None = None) -> tuple[str, int]:
-    status = services.totp.status(sso.subject)
+def _form(services: Services, sso: SsoSession, error: MfaError | None = None) -> Response:
     code = 200 if error is None else error.status
-    if status.enrolled:
-        page = render_template("mfa_verify.html", csrf=csrf.token(FORM), error=error)
-        return page, code
-    enrolment = services.totp.begin_enrolment(sso.subject, _label(sso))
-    qr = base64.b64encode(enrolment.qr_svg.encode()).decode()
-    grouped = " ".join(enrolment.secret[i : i + 4] for i in range(0, len(enrolment.secret), 4))
-    page = render_template(
-        "mfa_enrol.html",
-        csrf=csrf.token(FORM),
-        error=error,
-        qr=qr,
-        secret=grouped,
-        uri=enrolment.provisioning_uri,
-    )
-    return page, code
+    if services.totp.status(sso.subject).enrolled:
+        return form_page("mfa_verify.html", code, error, csrf=csrf.token(FORM))
+    # No factor, and this session may not bind one (it vouched less than loa2 at its region).
+    return form_page("mfa_unbound.html", code, error, csrf=csrf.token(FORM))
 
 
 @blueprint.get("/mfa")
-def second_factor() -> tuple[str, int]:
+def second_factor() -> Response:
     services = current_services()
     return _form(services, _sso(services))
 
 
-@blueprint.post("/mfa/enrol")
-def enrol() -> tuple[str, int] | Response:
-    services = current_services()
-    sso = _sso(services)
-    csrf.require(FORM)
-    try:
-        codes = services.totp.confirm_enrolment(
-            sso.subject, request.form.get("code", ""), _client_ip()
-        )
-    except MfaError as error:
-        return _form(services, sso, error)
-    services.signin.stepped_up(sso, ("otp",))
-    page = render_template("mfa_recovery.html", codes=codes, next=url_for("stepup.resume"))
-    return page, 200
-
-
 @blueprint.post("/mfa/verify")
-def verify() -> tuple[str, int] | Response:
+def verify() -> Response:
     services = current_services()
     sso = _sso(services)
     csrf.require(FORM)
     recovery = request.form.get("recovery_code", "").strip()
     try:
         if recovery:
-            verified = services.totp.verify_recovery_code(sso.subject, recovery, _client_ip())
+            verified = services.totp.verify_recovery_code(sso.subject, recovery, client_ip())
         else:
-            verified = services.totp.verify(sso.subject, request.form.get("code", ""), _client_ip())
+            verified = services.totp.verify(sso.subject, request.form.get("code", ""), client_ip())
     except MfaError as error:
         return _form(services, sso, error)
     services.signin.stepped_up(sso, verified.amr)
     return resume()
+
+
+@blueprint.post("/mfa/cancel")
+def cancel() -> Response:
+    """No factor to step up with: the portal hears ``unmet_authentication_requirements``."""
+    services = current_services()
+    _sso(services)
+    csrf.require(FORM)
+    why = "no second factor is bound; a password sign-in cannot bind one"
+    return render(services.signin.cannot_step_up(pending_id(), session_id(), why))
 
 
 @blueprint.route("/mfa/continue", methods=["GET", "POST"])

@@ -409,8 +409,11 @@ def test_consent_and_mfa_forms_never_fail_with_a_server_error(
                 ("GET", "/consents"),
                 ("POST", "/consents/revoke"),
                 ("GET", "/mfa"),
-                ("POST", "/mfa/enrol"),
                 ("POST", "/mfa/verify"),
+                ("POST", "/mfa/cancel"),
+                ("POST", "/consents/second-factor/enrol"),
+                ("POST", "/consents/second-factor/confirm"),
+                ("POST", "/consents/second-factor/remove"),
                 ("GET", "/mfa/continue"),
                 ("POST", "/mfa/continue"),
             ]

@@ -300,7 +300,7 @@ def test_every_operation_admits_exactly_the_roles_the_openapi_document_lists(
                 refused = answer.status_code == 403
                 assert refused is (role not in operation["x-roles"]), (role, method, path)
                 checked += 1
-    assert checked == 10 * 3
+    assert checked == 12 * 3
     writes = [document["paths"]["/portals/{client_id}"][m] for m in ("put", "delete")]
     assert all("409" in operation["responses"] for operation in writes)
 

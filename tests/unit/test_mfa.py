@@ -7,6 +7,7 @@ The same store operations are tested on PostgreSQL as well by the contract suite
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import logging
 import threading
@@ -21,21 +22,27 @@ import pytest
 
 from gateway.mfa import (
     ISSUER,
+    REGION_LEVEL_CLAIM,
     AlreadyEnrolledError,
+    BindingRule,
+    FreshSignInNeededError,
     InvalidCodeError,
     LockedOutError,
     NotEnrolledError,
     RecoveryCodeHasher,
+    SlowDownError,
+    StrongerSignInNeededError,
     ThrottlePolicy,
     TotpService,
     Verification,
     client_key,
     normalise_recovery_code,
     normalise_totp_code,
+    region_vouched_level,
     time_step,
 )
 from gateway.sealing import SecretCipher, SecretUnreadableError, derive_key
-from gateway.store.contract import Subject, token_hash
+from gateway.store.contract import SsoSession, Subject, token_hash
 from gateway.store.sql import SqlStore
 
 T = TypeVar("T")
@@ -381,7 +388,7 @@ def test_malformed_input_spends_no_attempt(
     service.verify(subject, _code(secret, clock()), IP)
 
 
-def test_one_client_address_is_locked_out_across_subjects(
+def test_one_client_address_over_its_budget_is_slowed_across_subjects_not_locked(
     store: SqlStore, cipher: SecretCipher, clock: Clock
 ) -> None:
     throttle = ThrottlePolicy(max_failures=5, max_failures_per_ip=6)
@@ -397,12 +404,83 @@ def test_one_client_address_is_locked_out_across_subjects(
         for _ in range(3):
             with pytest.raises(InvalidCodeError):
                 service.verify(person, _wrong(secrets[person], clock), attacker)
-    # Another address in the same IPv6 /64 is the same client.
+    # The budget is spent, not exceeded: one more wrong code holds the address back 2 s.
+    with pytest.raises(InvalidCodeError):
+        service.verify(people[0], _wrong(secrets[people[0]], clock), attacker)
+    # Another address in the same IPv6 /64 is the same client: it waits, with the time to wait.
     neighbour = "2001:db8:1:2:ffff::1"
-    with pytest.raises(LockedOutError):
+    with pytest.raises(SlowDownError) as slowed:
         service.verify(people[2], _code(secrets[people[2]], clock()), neighbour)
-    # Other clients are not affected.
-    service.verify(people[2], _code(secrets[people[2]], clock()), IP)
+    assert slowed.value.retry_after == 2
+    assert slowed.value.status == 429
+    # Other clients are not affected; after the delay the neighbour's right code is accepted.
+    service.verify(people[1], _code(secrets[people[1]], clock()), IP)
+    clock.advance(datetime.timedelta(seconds=2))
+    service.verify(people[2], _code(secrets[people[2]], clock()), neighbour)
+
+
+def test_an_address_never_locks_others_out_and_the_subject_locks_only_at_its_budget(
+    store: SqlStore, cipher: SecretCipher, clock: Clock
+) -> None:
+    """THREAT_MODEL row 7: attacker at X against citizen 1; citizen 2 behind the same X."""
+    throttle = ThrottlePolicy(max_failures=5, max_failures_per_ip=3)
+    service = TotpService(
+        store, cipher, clock=clock, throttle=throttle, hasher=RecoveryCodeHasher(n=2**8)
+    )
+    one, two = (
+        store.link_subject(token_hash(f"identity:{i}"), "zj", f"zj-{i}", START).id for i in (1, 2)
+    )
+    secret_one, secret_two = _enrol(service, one, clock)[0], _enrol(service, two, clock)[0]
+    x = "198.51.100.7"
+    waits: list[int] = []
+    for _ in range(3):  # the address's budget
+        with pytest.raises(InvalidCodeError):
+            service.verify(one, _wrong(secret_one, clock), x)
+    for _ in range(2):  # past it: each wrong code holds the address back longer
+        with pytest.raises(InvalidCodeError):
+            service.verify(one, _wrong(secret_one, clock), x)
+        with pytest.raises(SlowDownError) as slowed:  # refused unseen, charged to nobody
+            service.verify(one, _wrong(secret_one, clock), x)
+        waits.append(slowed.value.retry_after)
+        # Citizen 2, behind the same address, waits too, but is never locked out.
+        with pytest.raises(SlowDownError):
+            service.verify(two, _code(secret_two, clock()), x)
+        clock.advance(datetime.timedelta(seconds=slowed.value.retry_after))
+    assert waits == [2, 4]
+    assert service.locked_until(two, x) is None
+    service.verify(two, _code(secret_two, clock()), x)
+    # Citizen 1 has had five wrong codes checked: the sixth attempt is their lock-out.
+    clock.advance(datetime.timedelta(seconds=8))
+    with pytest.raises(LockedOutError) as locked:
+        service.verify(one, _code(secret_one, clock()), "203.0.113.5")
+    assert locked.value.until == clock() + datetime.timedelta(minutes=15)
+    # The lock is citizen 1's alone: citizen 2, at X again, still verifies.
+    clock.advance(STEP)
+    service.verify(two, _code(secret_two, clock()), x)
+
+
+def test_the_hold_on_an_address_is_bounded(
+    store: SqlStore, cipher: SecretCipher, clock: Clock
+) -> None:
+    throttle = ThrottlePolicy(max_failures=50, max_failures_per_ip=1)
+    service = TotpService(
+        store, cipher, clock=clock, throttle=throttle, hasher=RecoveryCodeHasher(n=2**8)
+    )
+    people = [
+        store.link_subject(token_hash(f"identity:{i}"), "zj", f"zj-{i}", START).id
+        for i in range(12)
+    ]
+    secrets = {person: _enrol(service, person, clock)[0] for person in people}
+    waits = []
+    for person in people:
+        with pytest.raises(InvalidCodeError):
+            service.verify(person, _wrong(secrets[person], clock), IP)
+        held = service.locked_until(person, IP)
+        waits.append(0 if held is None else int((held - clock()).total_seconds()))
+        if held is not None:
+            clock.advance(held - clock())
+    assert waits[:8] == [0, 2, 4, 8, 16, 32, 60, 60]
+    assert max(waits) == 60
 
 
 def test_client_keys_group_ipv6_by_64_and_unmap_ipv4() -> None:
@@ -502,3 +580,68 @@ def test_the_default_recovery_code_hash_is_scrypt_with_its_parameters_inside() -
     # A hash made with other parameters still verifies: they travel with it.
     assert hasher.verify("ABCDEFGHJKMN", RecoveryCodeHasher(n=2**8).hash("ABCDEFGHJKMN"))
     assert not hasher.verify("ABCDEFGHJKMN", "bcrypt$whatever")
+
+
+# --- binding: NIST SP 800-63B §6.1.2.1 ------------------------------------------------------------
+
+
+def _session(
+    acr: str | None, amr: tuple[str, ...], signed_in: datetime.datetime, **claims: str
+) -> SsoSession:
+    return SsoSession(
+        session_hash=token_hash("session"),
+        subject="subject-1",
+        region="zj",
+        auth_time=signed_in,
+        acr=acr,
+        amr=amr,
+        created_at=signed_in,
+        expires_at=signed_in + datetime.timedelta(hours=8),
+        claims=dict(claims),
+    )
+
+
+def test_a_password_sign_in_never_binds_a_factor() -> None:
+    rule = BindingRule()
+    for acr, amr in (("loa1", ("pwd",)), (None, ()), ("bogus", ("pwd",))):
+        refused = rule.refusal(_session(acr, amr, START), START)
+        assert isinstance(refused, StrongerSignInNeededError), (acr, amr)
+
+
+def test_a_fresh_region_sign_in_at_loa2_or_above_binds() -> None:
+    rule = BindingRule()
+    for acr in ("loa2", "loa3"):
+        assert rule.refusal(_session(acr, ("pwd", "sms"), START), START) is None
+    at_the_edge = START + datetime.timedelta(minutes=10)
+    assert rule.refusal(_session("loa2", ("pwd",), START), at_the_edge) is None
+
+
+def test_a_region_sign_in_older_than_ten_minutes_must_be_repeated() -> None:
+    later = START + datetime.timedelta(minutes=10, seconds=1)
+    refused = BindingRule().refusal(_session("loa2", ("pwd",), START), later)
+    assert isinstance(refused, FreshSignInNeededError)
+
+
+def test_a_level_the_gateway_raised_is_not_the_regions() -> None:
+    """stepped_up sets acr loa2 and adds otp and mfa: that session vouched loa1 at its region."""
+    raised = _session("loa2", ("pwd", "otp", "mfa"), START)
+    assert region_vouched_level(raised) == "loa1"
+    assert isinstance(BindingRule().refusal(raised, START), StrongerSignInNeededError)
+    # A level the region recorded is read as recorded, whatever the amr says.
+    recorded = _session("loa2", ("pwd", "otp", "mfa"), START, **{REGION_LEVEL_CLAIM: "loa2"})
+    assert region_vouched_level(recorded) == "loa2"
+    recorded_low = _session("loa2", ("pwd",), START, **{REGION_LEVEL_CLAIM: "loa1"})
+    assert region_vouched_level(recorded_low) == "loa1"
+
+
+def test_confirming_an_enrolment_does_not_raise_any_session(
+    service: TotpService, subject: str, clock: Clock, store: SqlStore
+) -> None:
+    """The service binds a factor; only SignIn.stepped_up (after a verification) raises."""
+    session = _session("loa1", ("pwd",), clock())
+    session = dataclasses.replace(session, subject=subject)
+    store.create_session(session)
+    _enrol(service, subject, clock)
+    kept = store.get_session(session.session_hash, clock())
+    assert kept is not None
+    assert (kept.acr, kept.amr) == ("loa1", ("pwd",))

@@ -58,6 +58,56 @@ class SqlAttempts(SqlBase):
             )
             return locked_until
 
+    def delay_after_failure(
+        self,
+        key: str,
+        now: datetime.datetime,
+        budget: int,
+        window: datetime.timedelta,
+        first_delay: datetime.timedelta,
+        max_delay: datetime.timedelta,
+    ) -> datetime.datetime | None:
+        require_text(key=key)
+        require_aware(now=now)
+        if budget < 1:
+            raise ValueError("budget must be at least 1")
+        if not datetime.timedelta(0) < first_delay <= max_delay:
+            raise ValueError("need 0 < first_delay <= max_delay")
+        if window <= datetime.timedelta(0):
+            raise ValueError("window must be positive")
+        table = attempt_counters
+        with self._write() as conn:
+            conn.execute(
+                self._insert(table)
+                .values(key=key, failures=0, window_started_at=now, expires_at=now)
+                .on_conflict_do_nothing(index_elements=[table.c.key])
+            )
+            row = conn.execute(select(table).where(table.c.key == key).with_for_update()).one()
+            stale = row.expires_at <= now
+            failures = 1 if stale else row.failures + 1
+            started = now if stale else row.window_started_at
+            held_until: datetime.datetime | None = None if stale else row.locked_until
+            if held_until is not None and held_until <= now:
+                held_until = None
+            over = failures - budget
+            if over >= 1:
+                # 2 ** (over - 1) capped before it is computed, so a long run cannot overflow.
+                doublings = min(over - 1, 32)
+                delay = min(first_delay * (2**doublings), max_delay)
+                held_until = max(held_until or now, now + delay)
+            window_ends = started + window
+            conn.execute(
+                update(table)
+                .where(table.c.key == key)
+                .values(
+                    failures=failures,
+                    window_started_at=started,
+                    locked_until=held_until,
+                    expires_at=max(window_ends, held_until or window_ends),
+                )
+            )
+            return held_until
+
     def is_locked(self, key: str, now: datetime.datetime) -> datetime.datetime | None:
         require_aware(now=now)
         table = attempt_counters

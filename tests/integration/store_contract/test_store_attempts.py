@@ -118,3 +118,44 @@ def test_purge_forgets_attempt_counters_whose_window_and_lock_have_passed(store:
     assert store.is_locked("subject:locked", later) == NOW + 2 * HOUR
     assert store.purge_expired(NOW + 2 * HOUR) == 1
     assert store.reset_failures("ip:stale") is False
+
+
+# --- slowing a key down (a client address): never a lock-out ------------------------------------
+
+SECOND = datetime.timedelta(seconds=1)
+
+
+def test_failures_past_the_budget_hold_a_key_back_for_a_growing_bounded_delay(
+    store: Store,
+) -> None:
+    key = "ip:198.51.100.7"
+    for _ in range(3):
+        assert store.delay_after_failure(key, NOW, 3, LOCKOUT, 2 * SECOND, 8 * SECOND) is None
+    assert store.is_locked(key, NOW) is None
+    at = NOW
+    for expected in (2, 4, 8, 8):  # doubling from the first delay, capped at the maximum
+        held = store.delay_after_failure(key, at, 3, LOCKOUT, 2 * SECOND, 8 * SECOND)
+        assert held == at + expected * SECOND
+        assert store.is_locked(key, at) == held
+        at = held
+    assert store.is_locked(key, at) is None
+
+
+def test_the_count_of_a_slowed_key_starts_again_after_its_window(store: Store) -> None:
+    key = "ip:198.51.100.8"
+    for _ in range(4):
+        store.delay_after_failure(key, NOW, 3, LOCKOUT, SECOND, 4 * SECOND)
+    later = NOW + LOCKOUT
+    assert store.delay_after_failure(key, later, 3, LOCKOUT, SECOND, 4 * SECOND) is None
+    assert store.is_locked(key, later) is None
+
+
+def test_concurrent_failures_on_a_slowed_key_are_all_counted(store: Store) -> None:
+    key = "ip:198.51.100.9"
+    results = _race(
+        8, lambda _: store.delay_after_failure(key, NOW, 4, LOCKOUT, SECOND, 64 * SECOND)
+    )
+    assert not [r for r in results if isinstance(r, Exception)]
+    # Four of eight within the budget, the others held back 1, 2, 4 and 8 seconds.
+    assert sum(r is None for r in results) == 4
+    assert store.is_locked(key, NOW) == NOW + 8 * SECOND
