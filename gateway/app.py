@@ -11,7 +11,9 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from gateway.admin.api import blueprint as admin
 from gateway.errors import InvalidRequest, MethodNotAllowed, NotFound, ServerError, TongxingError
 from gateway.health import blueprint as health
+from gateway.provider.answers import HOST_PREFIX
 from gateway.provider.authorize import blueprint as authorize
+from gateway.provider.backchannel import blueprint as backchannel
 from gateway.provider.consents import blueprint as consents
 from gateway.provider.discovery import blueprint as discovery
 from gateway.provider.logout import blueprint as logout
@@ -44,6 +46,8 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     app.config["SECRET_KEY"] = services.settings.session_secret.get_secret_value()
     app.config["SESSION_COOKIE_SECURE"] = not services.settings.insecure_allow_http
     app.config["SESSION_COOKIE_SAMESITE"] = "Lax"
+    if not services.settings.insecure_allow_http:  # the forms' cookie, as the sign-in's
+        app.config["SESSION_COOKIE_NAME"] = f"{HOST_PREFIX}tongxing_forms"
     app.config["JSON_AS_ASCII"] = False
     app.extensions["tongxing"] = services
     if services.settings.proxy_hops:
@@ -53,7 +57,18 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         )
 
     app.extensions[EXTENSION] = build_oauth_server(services.tokens)
-    blueprints = (discovery, authorize, stepup, consents, token, userinfo, logout, health, admin)
+    blueprints = (
+        discovery,
+        authorize,
+        stepup,
+        consents,
+        token,
+        userinfo,
+        logout,
+        backchannel,
+        health,
+        admin,
+    )
     for blueprint in blueprints:
         app.register_blueprint(blueprint)
 

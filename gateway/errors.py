@@ -452,3 +452,61 @@ class InvalidPolicySet(TongxingError):
             f"policy set refused with {len(problems)} problem(s)",
             details={"problems": [dict(p) for p in problems], "active": dict(active)},
         )
+
+
+# --- the way back from the logout at the region (RP-Initiated Logout 1.0 §3) ---------------------
+
+
+class LogoutReturnInvalid(LogoutRefused):
+    """The region sent the browser back with a ``state`` the gateway did not give for this
+    region, that has expired, or that was used already: nobody is redirected anywhere."""
+
+    message_zh = "退出登录的返回链接无效、已过期或已使用过，未跳转到任何网站。"
+    message_en = (
+        "This sign-out return link is not valid, has expired or was used already; "
+        "you were not sent on to any site."
+    )
+
+
+# --- a logout at the region (OpenID Connect Back-Channel Logout 1.0) -----------------------------
+
+
+class LogoutTokenInvalid(InvalidRequest):
+    """A region's back-channel logout request the gateway does not act on (§2.6, §2.8): no
+    ``logout_token``, an unknown or disabled region, or a token that fails a check of §2.6.
+    ``detail`` (for the log) names the check; the answer does not."""
+
+    title_zh = "退出登录通知无效"
+    title_en = "Invalid logout notice"
+    message_zh = "退出登录通知无效，未结束任何会话。"
+    message_en = "The logout token is not valid; no session was ended."
+
+
+# --- second factors (admin API) -------------------------------------------------------------------
+
+
+class SubjectNotFound(NotFound):
+    """The admin API names a national subject the gateway does not know."""
+
+    code = "unknown_subject"
+    title_zh = "用户不存在"
+    title_en = "Unknown subject"
+    message_zh = "不存在该用户。"
+    message_en = "No subject with this id."
+
+
+class NoSecondFactor(NotFound):
+    """The subject has no second factor (bound or pending) to reset."""
+
+    code = "no_second_factor"
+    title_zh = "未设置动态口令"
+    title_en = "No second factor"
+    message_zh = "该用户未设置动态口令，未作任何更改。"
+    message_en = "The subject has no second factor; nothing was changed."
+
+
+class LogoutParameterTooLong(LogoutRefused):
+    """A logout parameter is longer than any the gateway carries (THREAT_MODEL row 7)."""
+
+    message_zh = "退出登录请求中的参数过长。"
+    message_en = "A parameter of the sign-out request is too long."

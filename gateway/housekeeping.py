@@ -1,10 +1,16 @@
-"""Housekeeping: expired records leave the store on a timer, not only when read.
+"""Housekeeping: expired records leave the store on a timer, not only when read; failed
+back-channel logout deliveries are tried again on a timer.
 
 Codes, pending authorizations, tokens, SSO sessions, attempt counters and used assertions all
 expire by time, and every read already ignores what has expired; without a purge the rows would
 stay, and an anonymous caller who starts sign-ins it never finishes would grow the store without
 bound (THREAT_MODEL.md row 7). Each gateway process runs one :class:`ExpiredRecordPurge`; several
 replicas purging the same database is harmless (a delete of what is gone deletes nothing).
+
+Each process also runs one :class:`LogoutRedelivery`: a portal that did not accept a logout token
+is sent a new one with back-off (:class:`~gateway.sessions.Sessions`, Back-Channel Logout 1.0
+§2.8). Several replicas are safe there too: each delivery is claimed in the store before it is
+sent, so only one replica sends it.
 """
 
 from __future__ import annotations
@@ -13,38 +19,35 @@ import logging
 import threading
 
 from gateway.clock import Clock, utc_now
+from gateway.sessions import Sessions
 from gateway.store.contract import LifecycleStore
 
 log = logging.getLogger(__name__)
 
+REDELIVERY_INTERVAL = 5.0
+"""Seconds between two looks for due logout deliveries (the shortest back-off is 10 s)."""
 
-class ExpiredRecordPurge:
-    """Deletes expired records every ``interval`` seconds, in a daemon thread, until stopped."""
 
-    def __init__(self, store: LifecycleStore, interval: float, clock: Clock = utc_now) -> None:
+class _PeriodicJob:
+    """Runs :meth:`run_once` every ``interval`` seconds, in a daemon thread, until stopped."""
+
+    name = "tongxing-job"
+
+    def __init__(self, interval: float, clock: Clock) -> None:
         if interval <= 0:
-            raise ValueError("the purge interval must be positive")
-        self.store = store
+            raise ValueError("the interval must be positive")
         self.interval = interval
         self.clock = clock
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
     def run_once(self) -> int:
-        """One purge now; the number of records deleted, or 0 when the store is unavailable."""
-        try:
-            purged = self.store.purge_expired(self.clock())
-        except Exception:  # a database hiccup must not end the timer; the next run tries again
-            log.warning("purging expired records failed; trying again in %.0f s", self.interval)
-            return 0
-        if purged:
-            log.info("purged %d expired records", purged)
-        return purged
+        raise NotImplementedError
 
     def start(self) -> None:
         if self._thread is not None:
             return
-        self._thread = threading.Thread(target=self._run, name="tongxing-purge", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
         self._thread.start()
 
     def stop(self, timeout: float = 5.0) -> None:
@@ -57,4 +60,49 @@ class ExpiredRecordPurge:
             self.run_once()
 
 
-__all__ = ["ExpiredRecordPurge"]
+class ExpiredRecordPurge(_PeriodicJob):
+    """Deletes expired records every ``interval`` seconds, in a daemon thread, until stopped."""
+
+    name = "tongxing-purge"
+
+    def __init__(self, store: LifecycleStore, interval: float, clock: Clock = utc_now) -> None:
+        if interval <= 0:
+            raise ValueError("the purge interval must be positive")
+        super().__init__(interval, clock)
+        self.store = store
+
+    def run_once(self) -> int:
+        """One purge now; the number of records deleted, or 0 when the store is unavailable."""
+        try:
+            purged = self.store.purge_expired(self.clock())
+        except Exception:  # a database hiccup must not end the timer; the next run tries again
+            log.warning("purging expired records failed; trying again in %.0f s", self.interval)
+            return 0
+        if purged:
+            log.info("purged %d expired records", purged)
+        return purged
+
+
+class LogoutRedelivery(_PeriodicJob):
+    """Tries again the back-channel logout deliveries that are due, every ``interval`` seconds
+    (:meth:`gateway.sessions.Sessions.redeliver`)."""
+
+    name = "tongxing-logout-redelivery"
+
+    def __init__(
+        self, sessions: Sessions, interval: float = REDELIVERY_INTERVAL, clock: Clock = utc_now
+    ) -> None:
+        super().__init__(interval, clock)
+        self.sessions = sessions
+
+    def run_once(self) -> int:
+        """One round now; how many deliveries were tried (0 when the store is unavailable)."""
+        try:
+            report = self.sessions.redeliver(self.clock())
+        except Exception:  # as for the purge: the next round tries again
+            log.warning("retrying logout deliveries failed; trying again in %.0f s", self.interval)
+            return 0
+        return len(report.notified) + len(report.failed)
+
+
+__all__ = ["REDELIVERY_INTERVAL", "ExpiredRecordPurge", "LogoutRedelivery"]

@@ -11,9 +11,10 @@ from gateway.broker import RegionClient
 from gateway.broker.metadata import MetadataCache
 from gateway.broker.transport import HttpLimits
 from gateway.clock import Clock, utc_now
-from gateway.housekeeping import ExpiredRecordPurge
+from gateway.housekeeping import ExpiredRecordPurge, LogoutRedelivery
 from gateway.keys import KEY_FILE_CHECK_INTERVAL, KeyRing, load_or_create
 from gateway.mfa import TotpService
+from gateway.outbound import OutboundPolicy
 from gateway.policy import PolicyEngine
 from gateway.registry import Registry
 from gateway.sealing import IdentitySealer, SecretCipher
@@ -42,10 +43,13 @@ class Services:
     signin: SignIn
     clock: Clock = utc_now
     purge: ExpiredRecordPurge | None = field(default=None, repr=False)
+    redelivery: LogoutRedelivery | None = field(default=None, repr=False)
 
     def close(self) -> None:
         if self.purge is not None:
             self.purge.stop()
+        if self.redelivery is not None:
+            self.redelivery.stop()
         self.regions.close()
         self.store.close()
 
@@ -71,6 +75,8 @@ def build_services(settings: Settings) -> Services:
         store, settings.purge_interval.total_seconds(), services.clock
     )
     services.purge.start()
+    services.redelivery = LogoutRedelivery(services.sessions, clock=services.clock)
+    services.redelivery.start()
     return services
 
 
@@ -83,6 +89,7 @@ def wire(settings: Settings, store: Store, keys: KeyRing, clock: Clock = utc_now
         registry,
         settings.issuer_url,
         settings.pairwise_secret.get_secret_value().encode(),
+        OutboundPolicy.from_settings(settings).session(),
     )
     cipher = SecretCipher.from_secrets(settings.mfa_secret)
     sealer = IdentitySealer(cipher)

@@ -7,18 +7,23 @@ portal, in parallel and with short timeouts so one slow portal delays nobody.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import logging
 import secrets
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import requests
 
 from gateway.keys import KeyRing
+from gateway.outbound import OutboundPolicy
 from gateway.registry import Registry
-from gateway.store.contract import SessionParticipant, SessionStore, SsoSession, token_hash
+from gateway.sealing import IdentitySealer, SecretUnreadableError
+from gateway.store.contract import SessionParticipant, SsoSession, Store, StoreError, token_hash
+from gateway.store.contract.deliveries import LogoutDelivery
 
 log = logging.getLogger(__name__)
 
@@ -26,9 +31,13 @@ SESSION_COOKIE = "tongxing_sso"
 # The session keeps the resident identity number only sealed (AES-GCM, bound to the subject), so
 # that it can be released to portals whose registration allows it and to no one else.
 SEALED_ID_NUMBER = "id_number_sealed"
+# The region's ID token of the sign-in, kept sealed the same way (bound to the subject under its
+# own purpose): the ``id_token_hint`` of the logout at the region (RP-Initiated Logout 1.0 §2).
+SEALED_REGION_ID_TOKEN = "region_id_token_sealed"  # noqa: S105 - a claim name, not a secret
 BACKCHANNEL_EVENT = "http://schemas.openid.net/event/backchannel-logout"
 LOGOUT_TOKEN_LIFETIME = 120
 BACKCHANNEL_TIMEOUT = 2.0
+_NO_RECEIVER = "no back-channel logout URI registered"
 
 
 @dataclass(frozen=True)
@@ -40,22 +49,44 @@ class LogoutReport:
 
 
 class Sessions:
-    """Create, find and end SSO sessions."""
+    """Create, find and end SSO sessions; tell the portals, and try again those that failed.
+
+    A delivery a portal does not accept (no answer, or not 200: Back-Channel Logout 1.0 §2.8) is
+    recorded in the store and tried again after each of :attr:`RETRY_DELAYS` in turn, each time
+    with a new logout token (its ``jti`` is single use and it expires, §2.4); after the last it
+    is given up, and the record kept for :attr:`DELIVERY_RECORD_KEPT`.
+    """
+
+    RETRY_DELAYS: tuple[timedelta, ...] = (
+        timedelta(seconds=10),
+        timedelta(minutes=1),
+        timedelta(minutes=5),
+        timedelta(minutes=30),
+        timedelta(hours=2),
+    )
+    # Longer than a try can take (every post is bounded by BACKCHANNEL_TIMEOUT).
+    DELIVERY_LEASE = timedelta(minutes=1)
+    DELIVERY_RECORD_KEPT = timedelta(days=7)
+    # A region's sid names one session, its sub a few; a disabled region's are ended in batches.
+    REGION_BATCH = 100
 
     def __init__(
         self,
-        store: SessionStore,
+        store: Store,
         keys: KeyRing,
         registry: Registry,
         issuer: str,
         pairwise_secret: bytes,
+        http: requests.Session | None = None,
     ) -> None:
         self.store = store
         self.pairwise_secret = pairwise_secret
         self.keys = keys
         self.registry = registry
         self.issuer = issuer
-        self.http = requests.Session()
+        # Portals' back-channel URIs are theirs to name: connect only where the registration
+        # rules allow (https, no loopback or link-local address, checked again after DNS).
+        self.http = http if http is not None else OutboundPolicy().session()
 
     def start(self, session: SsoSession) -> None:
         self.store.create_session(session)
@@ -81,26 +112,135 @@ class Sessions:
             return LogoutReport((), ())
         return self.notify(ended.session, ended.participants, now)
 
+    def end_region_logout(
+        self, region: str, sid: str | None, sub: str | None, now: datetime
+    ) -> int:
+        """A region's logout token asked to end its session ``sid`` (or, without one, every
+        session of its person ``sub``): end each live session of ``region`` it names, with its
+        grants, and tell their portals (Back-Channel Logout 1.0 §2.7). How many were ended.
+        """
+        if sid is None and sub is None:
+            raise ValueError("a region's logout names a sid or a sub")
+        found = self.store.find_region_sessions(
+            region, now, region_sid=sid, region_sub=None if sid else sub, limit=self.REGION_BATCH
+        )
+        return sum(1 for session in found if self._end_found(session, now))
+
+    def end_region(self, region: str, now: datetime) -> int:
+        """End every live session of ``region`` (a region disabled, or withdrawn), in batches,
+        each with its grants and its portals told. How many were ended."""
+        ended = 0
+        while found := self.store.find_region_sessions(region, now, limit=self.REGION_BATCH):
+            progress = sum(1 for session in found if self._end_found(session, now))
+            ended += progress
+            if not progress:
+                break  # all ended by other requests meanwhile: nothing live is left
+        return ended
+
+    def _end_found(self, session: SsoSession, now: datetime) -> bool:
+        ended = self.store.end_session_and_revoke_grants(session.session_hash, now)
+        if ended.session is None:
+            return False  # ended by another request in the meantime: it told the portals
+        if ended.participants:
+            self.notify(ended.session, ended.participants, now)
+        return True
+
     def notify(
         self, session: SsoSession, participants: list[SessionParticipant], now: datetime
     ) -> LogoutReport:
-        """POST a logout token to each participant's ``backchannel_logout_uri`` (§2.5)."""
+        """POST a logout token to each participant's ``backchannel_logout_uri`` (§2.5).
+
+        Each delivery the portal does not accept is recorded, to be tried again
+        (:meth:`redeliver`).
+        """
         jobs: list[tuple[str, str, str]] = []
         for participant in participants:
             portal = self.registry.portal(participant.client_id)
             if portal is None or not portal.backchannel_logout_uri:
                 continue
-            token = self.logout_token(
-                portal.client_id, self._sub_for(portal.client_id, session), participant.sid, now
-            )
-            jobs.append((portal.client_id, portal.backchannel_logout_uri, token))
+            sub = self._sub_for(portal.client_id, session)
+            jobs.append((portal.client_id, sub, participant.sid))
         if not jobs:
             return LogoutReport((), ())
         with ThreadPoolExecutor(max_workers=min(8, len(jobs))) as pool:
-            results = list(pool.map(lambda job: (job[0], self._post(job[1], job[2])), jobs))
+            failures = list(pool.map(lambda job: self._deliver(*job, now=now), jobs))
+        for (client_id, sub, sid), failure in zip(jobs, failures, strict=True):
+            if failure is not None:
+                self._record_failure(client_id, sub, sid, failure, now)
         return LogoutReport(
-            tuple(c for c, ok in results if ok), tuple(c for c, ok in results if not ok)
+            tuple(job[0] for job, failure in zip(jobs, failures, strict=True) if failure is None),
+            tuple(job[0] for job, failure in zip(jobs, failures, strict=True) if failure),
         )
+
+    def redeliver(self, now: datetime, limit: int = 50) -> LogoutReport:
+        """Try again the deliveries that are due; claim each first, so that of several replicas
+        running this at once only one sends it. A portal no longer registered (or without a
+        ``backchannel_logout_uri``) is given up at once."""
+        claimed = self.store.claim_logout_deliveries(now, self.DELIVERY_LEASE, limit)
+        if not claimed:
+            return LogoutReport((), ())
+        with ThreadPoolExecutor(max_workers=min(8, len(claimed))) as pool:
+            failures = list(
+                pool.map(lambda d: self._deliver(d.client_id, d.subject, d.sid, now=now), claimed)
+            )
+        for delivery, failure in zip(claimed, failures, strict=True):
+            if failure is None:
+                self.store.logout_delivered(delivery.delivery_id)
+                log.info("back-channel logout to %s delivered on retry", delivery.client_id)
+                continue
+            attempts = delivery.attempts + 1
+            retry = attempts <= len(self.RETRY_DELAYS) and failure != _NO_RECEIVER
+            self.store.logout_delivery_failed(
+                delivery.delivery_id,
+                attempts=attempts,
+                status=failure,
+                next_attempt_at=now + self.RETRY_DELAYS[attempts - 1] if retry else None,
+                now=now,
+                expires_at=self._record_expiry(now, attempts if retry else None),
+            )
+            if not retry:
+                log.warning(
+                    "back-channel logout to %s given up after %d attempts (%s)",
+                    delivery.client_id,
+                    attempts,
+                    failure,
+                )
+        return LogoutReport(
+            tuple(d.client_id for d, f in zip(claimed, failures, strict=True) if f is None),
+            tuple(d.client_id for d, f in zip(claimed, failures, strict=True) if f),
+        )
+
+    def _deliver(self, client_id: str, sub: str, sid: str, *, now: datetime) -> str | None:
+        """One try with a new logout token: ``None`` when the portal accepted it, else why not."""
+        portal = self.registry.portal(client_id)
+        if portal is None or not portal.backchannel_logout_uri:
+            return _NO_RECEIVER
+        token = self.logout_token(client_id, sub, sid, now)
+        return self._post(portal.backchannel_logout_uri, token)
+
+    def _record_failure(
+        self, client_id: str, sub: str, sid: str, failure: str, now: datetime
+    ) -> None:
+        delivery = LogoutDelivery(
+            delivery_id=secrets.token_urlsafe(24),
+            client_id=client_id,
+            subject=sub,
+            sid=sid,
+            attempts=1,
+            created_at=now,
+            next_attempt_at=now + self.RETRY_DELAYS[0],
+            expires_at=self._record_expiry(now, 1),
+            last_status=failure,
+        )
+        try:
+            self.store.record_logout_delivery(delivery)
+        except StoreError:
+            log.warning("could not record the failed back-channel logout to %s", client_id)
+
+    def _record_expiry(self, now: datetime, attempts: int | None) -> datetime:
+        """Kept past the last try still to come (``attempts`` made), or past giving up."""
+        remaining = sum(self.RETRY_DELAYS[attempts - 1 :], timedelta()) if attempts else None
+        return now + (remaining or timedelta()) + self.DELIVERY_RECORD_KEPT
 
     def _sub_for(self, client_id: str, session: SsoSession) -> str:
         portal = self.registry.portal(client_id)
@@ -122,7 +262,8 @@ class Sessions:
         }
         return self.keys.sign(claims, typ="logout+jwt")
 
-    def _post(self, uri: str, token: str) -> bool:
+    def _post(self, uri: str, token: str) -> str | None:
+        """POST the token (§2.5); ``None`` on 200 (§2.8), else a short label of what happened."""
         try:
             response = self.http.post(
                 uri,
@@ -132,8 +273,39 @@ class Sessions:
             )
         except requests.RequestException as exc:
             log.warning("back-channel logout to %s failed: %s", uri, type(exc).__name__)
-            return False
-        if response.status_code != 200:
-            log.warning("back-channel logout to %s answered %s", uri, response.status_code)
-            return False
-        return True
+            return type(exc).__name__
+        with response:
+            if response.status_code != 200:
+                log.warning("back-channel logout to %s answered %s", uri, response.status_code)
+                return f"http {response.status_code}"
+        return None
+
+
+def seal_region_id_token(sealer: IdentitySealer, id_token: str, subject: str) -> str:
+    """The region's ID token sealed for the session's ``claims`` (AES-GCM, bound to ``subject``).
+
+    Its purpose is part of the binding (``region_id_token:<subject>``), so neither the sealed
+    identity number nor a TOTP secret of the same subject opens as one, nor the other way round.
+    """
+    sealed = sealer.cipher.encrypt(id_token.encode(), _region_id_token_binding(subject))
+    return base64.b64encode(sealed).decode()
+
+
+def open_region_id_token(sealer: IdentitySealer, session: SsoSession) -> str | None:
+    """The region's ID token of ``session``'s sign-in, or ``None``: none kept (a session opened
+    before it was), or one that does not open for this subject (moved to another row, or sealed
+    under a key no longer configured). Used only as the ``id_token_hint`` of RP-Initiated
+    Logout 1.0 §2 at the region."""
+    sealed = session.claims.get(SEALED_REGION_ID_TOKEN)
+    if not isinstance(sealed, str) or not sealed:
+        return None
+    try:
+        raw = base64.b64decode(sealed, validate=True)
+        return sealer.cipher.decrypt(raw, _region_id_token_binding(session.subject)).decode()
+    except (binascii.Error, SecretUnreadableError, UnicodeDecodeError):
+        log.warning("session of %s: the sealed region ID token does not open", session.subject)
+        return None
+
+
+def _region_id_token_binding(subject: str) -> str:
+    return f"region_id_token:{subject}"

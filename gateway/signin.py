@@ -46,9 +46,15 @@ from gateway.errors import (
     UnregisteredRedirectUri,
 )
 from gateway.identity import identity_key
+from gateway.mfa import REGION_LEVEL_CLAIM
 from gateway.registry import Portal, Region, RegionKind, Registry
 from gateway.sealing import IdentitySealer
-from gateway.sessions import SEALED_ID_NUMBER, Sessions
+from gateway.sessions import (
+    SEALED_ID_NUMBER,
+    SEALED_REGION_ID_TOKEN,
+    Sessions,
+    seal_region_id_token,
+)
 from gateway.settings import Settings
 from gateway.store.contract import (
     AuthorizationRequest,
@@ -370,6 +376,20 @@ class SignIn:
         except SessionNotFoundError:
             raise LoginExpired("the SSO session ended during the step-up") from None
 
+    def cannot_step_up(self, pending_id: str | None, session_id: str | None, why: str) -> Answer:
+        """The step-up cannot happen (the person has no factor, and a password alone may not
+        bind one: NIST SP 800-63B §6.1.2.1): the portal gets
+        ``unmet_authentication_requirements`` (OIDC Core §3.1.2.6), as an unreachable level
+        does in :meth:`_decide`."""
+        now = self.clock()
+        found = self._waiting(pending_id, session_id, PendingStage.STEP_UP, now)
+        if found is None:
+            raise LoginExpired("no authorization request waits for this step-up")
+        live = found[0]
+        return self._to_portal(
+            live.record.request, live, "unmet_authentication_requirements", why, now
+        )
+
     def resume(self, pending_id: str | None, session_id: str | None) -> Answer:
         """After the step-up: decide again with the raised session."""
         now = self.clock()
@@ -660,17 +680,29 @@ class SignIn:
             claims["name"] = identity.name
         if identity.phone_number:
             claims["phone_number"] = identity.phone_number
+        if identity.id_token:
+            # Kept for the logout at the region (RP-Initiated Logout 1.0 §2), sealed.
+            claims[SEALED_REGION_ID_TOKEN] = seal_region_id_token(
+                self.sealer, identity.id_token, subject.id
+            )
+        level = region_level(region, identity.acr, self.settings.ceiling_for(region.code))
+        # What the region vouched, kept apart from what a step-up makes of the session later:
+        # only the region's level may bind a second factor (gateway.mfa.BindingRule).
+        claims[REGION_LEVEL_CLAIM] = level
         session_id = self.sessions.new_id()
         session = SsoSession(
             session_hash=token_hash(session_id),
             subject=subject.id,
             region=region.code,
             auth_time=_region_auth_time(identity, now),
-            acr=region_level(region, identity.acr, self.settings.ceiling_for(region.code)),
+            acr=level,
             amr=identity.amr,  # what the region said, nothing assumed (THREAT_MODEL row 3)
             created_at=now,
             expires_at=now + self.settings.sso_session_lifetime,
             claims=claims,
+            # How the region's logout token will name this session (Back-Channel Logout §2.4).
+            region_sid=identity.sid,
+            region_sub=identity.subject,
         )
         self.sessions.start(session)
         return session_id, session

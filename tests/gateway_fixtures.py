@@ -263,7 +263,15 @@ def keycloak_region(
             "standardFlowEnabled": True,
             "directAccessGrantsEnabled": False,
             "redirectUris": [f"{gateway.issuer}/callback/{code}"],
-            "attributes": {"pkce.code.challenge.method": "S256"},
+            "attributes": {
+                "pkce.code.challenge.method": "S256",
+                # As realms/_base.json.j2 registers them: the way back from a logout at the
+                # region, and the region's back-channel logout to the gateway.
+                "post.logout.redirect.uris": f"{gateway.issuer}/logout/return/{code}",
+                "backchannel.logout.url": f"{gateway.issuer}/backchannel-logout/{code}",
+                "backchannel.logout.session.required": "true",
+                "backchannel.logout.revoke.offline.tokens": "false",
+            },
             "protocolMappers": [
                 {
                     "name": "id_number",

@@ -25,7 +25,7 @@ import logging
 import re
 import secrets
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, NamedTuple
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
@@ -150,6 +150,13 @@ class UpstreamIdentity:
     amr: tuple[str, ...]
     auth_time: int | None
     claims: Mapping[str, Any] = field(repr=False)
+    sid: str | None = None
+    """The region's session id (its ID token's ``sid``, Back-Channel Logout 1.0 §2.1): a
+    logout token from the region names the session by it (§2.4)."""
+    id_token: str | None = field(default=None, repr=False)
+    """The region's ID token as it came (a compact JWS), kept only to be sent back to the region
+    as ``id_token_hint`` at logout (RP-Initiated Logout 1.0 §2). A bearer of the person's
+    sign-in: never logged (no ``repr``) and stored only sealed (:mod:`gateway.sessions`)."""
 
 
 class RegionClient:
@@ -280,7 +287,8 @@ class RegionClient:
             resolve_key=self._resolve_key,
         )
         today = datetime.datetime.fromtimestamp(self.cache.clock(), CHINA_STANDARD_TIME).date()
-        return identity_from_claims(self.region, claims, today=today)
+        identity = identity_from_claims(self.region, claims, today=today)
+        return replace(identity, id_token=id_token)
 
     def _check_issuer(self, iss: str | None, metadata: ProviderMetadata) -> None:
         """RFC 9207 §2.4: ``iss``, when present, must be this region's issuer, exactly; when the
@@ -392,6 +400,7 @@ def identity_from_claims(
         if isinstance(auth_time, int | float) and not isinstance(auth_time, bool)
         else None,
         claims={k: v for k, v in claims.items() if k != mapping.identity_number},
+        sid=sid if (sid := _optional_string(claims, "sid")) and len(sid) <= 255 else None,
     )
 
 

@@ -9,6 +9,11 @@ tests:
   finds no such cookie (login CSRF, RFC 6749 §10.12, RFC 9700 §4.7).
 * :data:`REGION_COOKIE`: the region chosen last, preselected on the chooser.
 * :data:`~gateway.sessions.SESSION_COOKIE`: the SSO session's opaque id.
+
+Under https each name carries the ``__Host-`` prefix (RFC 6265bis §4.1.3.2): the browser then
+takes the cookie only when it is ``Secure``, from a secure origin, with ``Path=/`` and no
+``Domain``, so a sibling host (``*.gov.cn``) or a plain-HTTP page cannot plant or overwrite one
+(a session fixation or login CSRF vector). The names are read through :func:`cookie_name`.
 """
 
 from __future__ import annotations
@@ -35,18 +40,35 @@ from gateway.signin import (
 PENDING_COOKIE = "tongxing_login"
 REGION_COOKIE = "tongxing_region"
 REGION_COOKIE_AGE = 365 * 86400
+HOST_PREFIX = "__Host-"
 PENDING_FIELD = "pending"  # the form field that names the pending authorization a page answers
 CONSENT_FORM = "consent"  # the CSRF purpose of the consent page
 
 
+def cookie_name(base: str) -> str:
+    """``base`` as the browser knows it: ``__Host-`` prefixed unless on plain HTTP (tests)."""
+    return base if current_services().settings.insecure_allow_http else f"{HOST_PREFIX}{base}"
+
+
+def read_cookie(base: str) -> str | None:
+    return request.cookies.get(cookie_name(base))
+
+
+def delete_cookie(response: Response, base: str) -> None:
+    """Expire the cookie with the attributes it was set with (a ``__Host-`` one needs them)."""
+    response.delete_cookie(
+        cookie_name(base), path="/", secure=_secure(), httponly=True, samesite="Lax"
+    )
+
+
 def pending_id() -> str | None:
     """The opaque id of this browser's pending authorization, if it has one."""
-    return request.cookies.get(PENDING_COOKIE)
+    return read_cookie(PENDING_COOKIE)
 
 
 def session_id() -> str | None:
     """The opaque id of this browser's SSO session, if it has one."""
-    return request.cookies.get(SESSION_COOKIE)
+    return read_cookie(SESSION_COOKIE)
 
 
 def render(answer: Answer) -> Response:
@@ -66,7 +88,7 @@ def render(answer: Answer) -> Response:
         page = render_template(
             "chooser.html",
             regions=answer.regions,
-            last=request.cookies.get(REGION_COOKIE),
+            last=read_cookie(REGION_COOKIE),
             field=PENDING_FIELD,
             form=answer.form,
         )
@@ -101,8 +123,8 @@ def render_refusal(error: TongxingError) -> Response:
 
 def end_pending(response: Response) -> None:
     """The pending authorization is over: the browser forgets its id."""
-    if PENDING_COOKIE in request.cookies:
-        response.delete_cookie(PENDING_COOKIE, secure=_secure(), httponly=True, samesite="Lax")
+    if cookie_name(PENDING_COOKIE) in request.cookies:
+        delete_cookie(response, PENDING_COOKIE)
 
 
 def set_pending(response: Response, pending: PendingCookie) -> None:
@@ -115,7 +137,13 @@ def set_session(response: Response, session: SessionCookie) -> None:
 
 def _cookie(response: Response, name: str, value: str, max_age: int) -> None:
     response.set_cookie(
-        name, value, max_age=max_age, secure=_secure(), httponly=True, samesite="Lax"
+        cookie_name(name),
+        value,
+        max_age=max_age,
+        path="/",
+        secure=_secure(),
+        httponly=True,
+        samesite="Lax",
     )
 
 
@@ -125,11 +153,15 @@ def _secure() -> bool:
 
 __all__ = [
     "CONSENT_FORM",
+    "HOST_PREFIX",
     "PENDING_COOKIE",
     "PENDING_FIELD",
     "REGION_COOKIE",
+    "cookie_name",
+    "delete_cookie",
     "end_pending",
     "pending_id",
+    "read_cookie",
     "render",
     "render_refusal",
     "session_id",

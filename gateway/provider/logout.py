@@ -4,11 +4,13 @@ A logout request that proves itself with an ``id_token_hint`` for the current se
 once; any other request is confirmed by the person first (a logout is a state change a third
 party must not trigger, §2 and §6). ``post_logout_redirect_uri`` is honoured only when it is
 registered, exactly, for the portal the request identifies.
+
+A logout that ends a live session goes on to the region that signed the person in, when it
+publishes an ``end_session_endpoint`` (:mod:`gateway.provider.region_logout`): the browser comes
+back through the gateway and only then reaches the portal's ``post_logout_redirect_uri``.
 """
 
 from __future__ import annotations
-
-from urllib.parse import urlencode
 
 from flask import Blueprint, redirect, render_template, request
 from werkzeug.wrappers import Response
@@ -17,17 +19,30 @@ from gateway.errors import (
     LogoutClientMismatch,
     LogoutHintForeign,
     LogoutHintInvalid,
+    LogoutParameterTooLong,
     LogoutRedirectUnregistered,
 )
 from gateway.keys import TokenRejectedError
-from gateway.provider import csrf
+from gateway.provider import csrf, region_logout
+from gateway.provider.answers import delete_cookie, session_id
+from gateway.provider.oauth.authorization import MAX_PARAMETER_LENGTH
+from gateway.provider.region_logout import (
+    MAX_PORTAL_STATE_BYTES,
+    Onward,
+    form_post,
+    region_logout_request,
+    to_portal,
+)
 from gateway.registry import Portal
 from gateway.services import Services, current_services
 from gateway.sessions import SESSION_COOKIE
 
 blueprint = Blueprint("logout", __name__)
+# The way back from the region's logout is part of this logout: it is served with it.
+blueprint.register_blueprint(region_logout.blueprint)
 PARAMS = ("id_token_hint", "client_id", "post_logout_redirect_uri", "state", "ui_locales")
 FORM = "logout"  # the CSRF purpose of the confirmation form (one-shot)
+MAX_LENGTHS = {"id_token_hint": 8192}  # the others: MAX_PARAMETER_LENGTH, as at /authorize
 
 
 def _hint(services: Services, token: str | None) -> dict[str, object] | None:
@@ -58,13 +73,19 @@ def _portal(
 def logout() -> Response | str:
     services = current_services()
     params = {k: v for k in PARAMS if (v := request.values.get(k))}
+    # Bounded as at /authorize; the portal's state travels sealed through the region and back.
+    too_long = [k for k, v in params.items() if len(v) > MAX_LENGTHS.get(k, MAX_PARAMETER_LENGTH)]
+    if len(params.get("state", "").encode()) > MAX_PORTAL_STATE_BYTES:
+        too_long.append("state")
+    if too_long:
+        raise LogoutParameterTooLong(f"{too_long[0]} is too long")
     hint = _hint(services, params.get("id_token_hint"))
     portal = _portal(services, hint, params.get("client_id"))
     target = params.get("post_logout_redirect_uri")
     if target is not None and (portal is None or target not in portal.post_logout_redirect_uris):
         raise LogoutRedirectUnregistered()
     now = services.clock()
-    sso = services.sessions.find(request.cookies.get(SESSION_COOKIE), now)
+    sso = services.sessions.find(session_id(), now)
     if sso is not None:
         proven = (
             hint is not None
@@ -77,13 +98,21 @@ def logout() -> Response | str:
                 "logout_confirm.html", params=params.items(), csrf=csrf.token(FORM, fresh=True)
             )
         services.sessions.end(sso.session_hash, now)
+        # The person's session at the region ends too (THREAT_MODEL row 5); the region sends
+        # the browser back through the gateway, which then answers as below.
+        onward = Onward()  # the signed-out page
+        if portal is not None and target is not None:
+            onward = Onward(portal.client_id, target, params.get("state"))
+        at_region = region_logout_request(services, sso, onward, now)
+        if at_region is not None:
+            response = form_post(at_region)
+            delete_cookie(response, SESSION_COOKIE)
+            return response
     if target is not None:
-        query = {"state": params["state"]} if "state" in params else {}
-        separator = "&" if "?" in target else "?"
-        response = redirect(f"{target}{separator}{urlencode(query)}" if query else target, 303)
+        response = redirect(to_portal(target, params.get("state")), 303)
     else:
-        response = Response(render_template("logged_out.html"))
-    response.delete_cookie(SESSION_COOKIE)
+        response = Response(render_template("logged_out.html"), mimetype="text/html")
+    delete_cookie(response, SESSION_COOKIE)
     return response
 
 

@@ -143,6 +143,13 @@ sso_sessions = Table(
     Column("created_at", UtcDateTime(), nullable=False),
     Column("expires_at", UtcDateTime(), nullable=False, index=True),
     Column("ended_at", UtcDateTime(), nullable=True),
+    # Revision 0007: the region's own session id (its ID token's sid) and the person's upstream
+    # sub, by which a region's back-channel logout token finds the session (Back-Channel Logout
+    # 1.0 §2.4, §2.7).
+    Column("region_sid", String(NAME), nullable=True),
+    Column("region_sub", String(NAME), nullable=True),
+    Index("ix_sso_sessions_region_region_sid", "region", "region_sid"),
+    Index("ix_sso_sessions_region_region_sub", "region", "region_sub"),
 )
 
 session_participants = Table(
@@ -336,5 +343,28 @@ pending_authorizations = Table(
     Column("upstream", json_type(), nullable=True),
     Column("session_hash", String(HASH), nullable=True),
     Column("consent_claims", json_type(), nullable=False),
+    Column("expires_at", UtcDateTime(), nullable=False, index=True),
+)
+
+# --- logout deliveries (revision 0007) ----------------------------------------------------------
+
+# A back-channel logout token a portal did not accept (Back-Channel Logout 1.0 §2.5, §2.8), kept
+# to try again with back-off: what is needed to make a fresh token (the sub the portal knows and
+# the sid it was given; never a token, which would expire), how often it was tried, when next,
+# and what the portal last answered. A row is claimed before a try by moving next_attempt_at
+# (one conditional UPDATE), so several replicas never send the same one twice at once. Given up
+# after a bounded number of tries; purged at expires_at.
+logout_deliveries = Table(
+    "logout_deliveries",
+    metadata,
+    Column("delivery_id", String(ID), primary_key=True),
+    Column("client_id", String(NAME), nullable=False),
+    Column("subject", String(NAME), nullable=False),
+    Column("sid", String(NAME), nullable=False),
+    Column("attempts", Integer(), nullable=False),
+    Column("last_status", String(NAME), nullable=True),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("next_attempt_at", UtcDateTime(), nullable=False, index=True),
+    Column("given_up_at", UtcDateTime(), nullable=True),
     Column("expires_at", UtcDateTime(), nullable=False, index=True),
 )

@@ -106,6 +106,7 @@ class RealmTemplates:
 
     def context(self, spec: RegionSpec, gateway_issuer: str) -> dict[str, Any]:
         """Everything a template may use, from the Region and the gateway's issuer."""
+        issuer = gateway_issuer.rstrip("/")
         return {
             "code": spec.code,
             "realm": spec.realm_name,
@@ -113,7 +114,11 @@ class RealmTemplates:
             "names": {"zh": spec.names.zh, "en": spec.names.en},
             "gateway": {
                 "client_id": GATEWAY_CLIENT_ID,
-                "callback": f"{gateway_issuer.rstrip('/')}/callback/{spec.code}",
+                "callback": f"{issuer}/callback/{spec.code}",
+                # RP-Initiated Logout 1.0 §3: where the region sends the browser back.
+                "logout_return": f"{issuer}/logout/return/{spec.code}",
+                # Back-Channel Logout 1.0 §2.2: where the region tells of its logouts.
+                "backchannel_logout": f"{issuer}/backchannel-logout/{spec.code}",
             },
             "acr_loa_map": spec.acr_loa_map,
             "mfa": {"otp": spec.mfa.otp.value},

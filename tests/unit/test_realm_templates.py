@@ -103,6 +103,18 @@ def test_the_gateway_client_is_confidential_with_pkce_and_the_regions_callback(
     assert claims == {"id_number", "name", "phone_number"}
 
 
+def test_the_gateway_client_registers_the_regions_logout_return_and_back_channel_receiver(
+    templates: RealmTemplates,
+) -> None:
+    """RP-Initiated Logout 1.0 §3 (the way back through the gateway) and Back-Channel Logout
+    1.0 §2.2 (the region tells the gateway of its logouts, with the session's ``sid``)."""
+    attributes = templates.render_for(spec(), GATEWAY + "/").client["attributes"]
+    assert attributes["post.logout.redirect.uris"] == f"{GATEWAY}/logout/return/zj"
+    assert attributes["backchannel.logout.url"] == f"{GATEWAY}/backchannel-logout/zj"
+    assert attributes["backchannel.logout.session.required"] == "true"
+    assert attributes["backchannel.logout.revoke.offline.tokens"] == "false"
+
+
 def test_the_user_profile_validates_the_resident_identity_number(
     templates: RealmTemplates,
 ) -> None:

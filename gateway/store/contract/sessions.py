@@ -15,6 +15,9 @@ class SsoSession:
 
     ``claims`` are the person's claims as the region asserted them at login, kept so that a
     second portal gets its ID token without another upstream round trip (single sign-on).
+    ``region_sid`` is the region's own session id (the ``sid`` of its ID token) and
+    ``region_sub`` the person's ``sub`` at the region: a logout token from the region names
+    the session by one or the other (Back-Channel Logout 1.0 §2.4, §2.7).
     """
 
     session_hash: str
@@ -27,6 +30,8 @@ class SsoSession:
     expires_at: datetime.datetime
     ended_at: datetime.datetime | None = None
     claims: JsonObject = field(default_factory=dict, hash=False)
+    region_sid: str | None = None
+    region_sub: str | None = None
 
     def __post_init__(self) -> None:
         require_aware(
@@ -110,6 +115,25 @@ class SessionStore(Protocol):
         An expired but not yet ended session still returns its participants, since their own
         sessions may outlive ours. Ending twice returns an empty list the second time, so the
         fan-out happens once.
+        """
+        ...
+
+    def find_region_sessions(
+        self,
+        region: str,
+        now: datetime.datetime,
+        *,
+        region_sid: str | None = None,
+        region_sub: str | None = None,
+        limit: int = 100,
+    ) -> list[SsoSession]:
+        """The live sessions of ``region``, at most ``limit``, oldest first.
+
+        With ``region_sid``, those the region's session ``region_sid`` opened (one, normally);
+        else with ``region_sub``, those of the person the region knows as ``region_sub``; with
+        neither, any. What a region's logout token (Back-Channel Logout 1.0 §2.7) or the end of
+        a disabled region must end; ``limit`` bounds the read (a caller ends them and asks
+        again).
         """
         ...
 

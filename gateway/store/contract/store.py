@@ -7,6 +7,7 @@ from typing import Protocol
 
 from gateway.store.contract.attempts import AttemptStore
 from gateway.store.contract.consents import ConsentStore
+from gateway.store.contract.deliveries import LogoutDeliveryStore
 from gateway.store.contract.pending_authorizations import PendingAuthorizationStore
 from gateway.store.contract.registry import RegistryStore
 from gateway.store.contract.replay import ReplayStore
@@ -34,7 +35,8 @@ class LifecycleStore(Protocol):
     def purge_expired(self, now: datetime.datetime) -> int:
         """Delete expired short-lived rows; return how many rows went.
 
-        Attempt counters go once their window and any lock have passed.
+        Attempt counters go once their window and any lock have passed; logout deliveries at
+        their ``expires_at`` (pending or given up).
         """
         ...
 
@@ -50,6 +52,7 @@ class Store(
     AttemptStore,
     ConsentStore,
     ReplayStore,
+    LogoutDeliveryStore,
     Protocol,
 ):
     """Everything the gateway keeps. One transaction per call; see :mod:`gateway.store.contract`.

@@ -30,6 +30,9 @@ from gateway.store.sql.base import SqlBase, json_object, require_aware, require_
 from gateway.store.sql.grants import revoke_grants
 from gateway.store.sql.subjects import subject_exists
 
+MAX_REGION_SESSIONS = 1000
+"""The most sessions one :meth:`SqlSessions.find_region_sessions` reads."""
+
 SESSION_COLUMNS = [column.label(f"session_{column.name}") for column in sso_sessions.c]
 """The session's columns in a read joined with it (see :func:`joined_session`)."""
 
@@ -79,6 +82,8 @@ class SqlSessions(SqlBase):
                 created_at=session.created_at,
                 expires_at=session.expires_at,
                 ended_at=session.ended_at,
+                region_sid=session.region_sid,
+                region_sub=session.region_sub,
             )
 
     def get_session(self, session_hash: str, now: datetime.datetime) -> SsoSession | None:
@@ -126,6 +131,33 @@ class SqlSessions(SqlBase):
             if ended is None:
                 return []
             return participants(conn, session_hash)
+
+    def find_region_sessions(
+        self,
+        region: str,
+        now: datetime.datetime,
+        *,
+        region_sid: str | None = None,
+        region_sub: str | None = None,
+        limit: int = 100,
+    ) -> list[SsoSession]:
+        require_text(region=region)
+        require_aware(now=now)
+        if not 0 < limit <= MAX_REGION_SESSIONS:
+            raise ValueError(f"limit must be between 1 and {MAX_REGION_SESSIONS}")
+        query = select(sso_sessions).where(
+            sso_sessions.c.region == region,
+            sso_sessions.c.ended_at.is_(None),
+            sso_sessions.c.expires_at > now,
+        )
+        if region_sid is not None:
+            query = query.where(sso_sessions.c.region_sid == region_sid)
+        elif region_sub is not None:
+            query = query.where(sso_sessions.c.region_sub == region_sub)
+        query = query.order_by(sso_sessions.c.created_at, sso_sessions.c.session_hash).limit(limit)
+        with self._read() as conn:
+            rows = conn.execute(query).all()
+        return [session_from_row(row._mapping) for row in rows]
 
     def end_session_and_revoke_grants(
         self, session_hash: str, now: datetime.datetime
@@ -199,6 +231,8 @@ def session_from_row(row: RowMapping, prefix: str = "") -> SsoSession:
         expires_at=row[f"{prefix}expires_at"],
         ended_at=row[f"{prefix}ended_at"],
         claims=row[f"{prefix}claims"],
+        region_sid=row[f"{prefix}region_sid"],
+        region_sub=row[f"{prefix}region_sub"],
     )
 
 

@@ -22,6 +22,7 @@ from gateway.store.schema import (
     attempt_counters,
     authorization_codes,
     grants,
+    logout_deliveries,
     pending_authorizations,
     refresh_tokens,
     session_participants,
@@ -31,6 +32,7 @@ from gateway.store.schema import (
 from gateway.store.sql.attempts import SqlAttempts
 from gateway.store.sql.base import require_aware, unavailable
 from gateway.store.sql.consents import SqlConsents
+from gateway.store.sql.deliveries import SqlDeliveries
 from gateway.store.sql.pending_authorizations import SqlPendingAuthorizations
 from gateway.store.sql.registry import SqlRegistry
 from gateway.store.sql.replay import SqlReplay
@@ -50,6 +52,7 @@ class SqlStore(
     SqlAttempts,
     SqlConsents,
     SqlReplay,
+    SqlDeliveries,
 ):
     """:class:`~gateway.store.contract.Store` on SQLite or PostgreSQL.
 
@@ -99,8 +102,8 @@ class SqlStore(
         self._engine.dispose()
 
     def purge_expired(self, now: datetime.datetime) -> int:
-        """Delete expired codes, pending authorizations, tokens, sessions,
-        attempt counters and used assertions, and spent revoked grants.
+        """Delete expired codes, pending authorizations, tokens, sessions, attempt counters,
+        used assertions and logout deliveries, and spent revoked grants.
 
         Participants are deleted with their session and counted. A revoked grant goes once no
         code or token refers to it; a live grant stays (its session may still issue tokens).
@@ -120,6 +123,7 @@ class SqlStore(
             delete(sso_sessions).where(sso_sessions.c.expires_at <= now),
             delete(attempt_counters).where(attempt_counters.c.expires_at <= now),
             delete(used_assertions).where(used_assertions.c.expires_at <= now),
+            delete(logout_deliveries).where(logout_deliveries.c.expires_at <= now),
             delete(grants).where(
                 grants.c.revoked_at.is_not(None),
                 ~exists().where(authorization_codes.c.grant_id == grants.c.grant_id),
