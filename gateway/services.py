@@ -14,6 +14,7 @@ from gateway.clock import Clock, utc_now
 from gateway.housekeeping import ExpiredRecordPurge, LogoutRedelivery
 from gateway.keys import KEY_FILE_CHECK_INTERVAL, KeyRing, load_or_create
 from gateway.mfa import TotpService
+from gateway.observe import Events
 from gateway.outbound import OutboundPolicy
 from gateway.policy import PolicyEngine
 from gateway.registry import Registry
@@ -44,6 +45,7 @@ class Services:
     clock: Clock = utc_now
     purge: ExpiredRecordPurge | None = field(default=None, repr=False)
     redelivery: LogoutRedelivery | None = field(default=None, repr=False)
+    events: Events = field(default_factory=Events, repr=False)
 
     def close(self) -> None:
         if self.purge is not None:
@@ -81,7 +83,9 @@ def build_services(settings: Settings) -> Services:
 
 
 def wire(settings: Settings, store: Store, keys: KeyRing, clock: Clock = utc_now) -> Services:
-    """The services over an open store and a loaded key ring, all on one ``clock``."""
+    """The services over an open store and a loaded key ring, all on one ``clock``; every part
+    that says what happened emits on the one ``events`` stream (:mod:`gateway.observe`)."""
+    events = Events()
     registry = Registry(store)
     sessions = Sessions(
         store,
@@ -125,6 +129,7 @@ def wire(settings: Settings, store: Store, keys: KeyRing, clock: Clock = utc_now
         tokens=tokens,
         signin=signin,
         clock=clock,
+        events=events,
     )
 
 
