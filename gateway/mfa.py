@@ -52,6 +52,7 @@ import segno
 from gateway.assurance import STEP_UP_LEVEL
 from gateway.clock import Clock, utc_now
 from gateway.errors import TongxingError
+from gateway.observe import Events, LockedOut
 from gateway.policy import known_level, level_rank
 from gateway.registry import Level
 from gateway.sealing import SecretCipher, SecretUnreadableError
@@ -456,8 +457,11 @@ class TotpService:
         enrolment_lifetime: datetime.timedelta = datetime.timedelta(minutes=15),
         recovery_code_count: int = 10,
         hasher: RecoveryCodeHasher | None = None,
+        events: Events | None = None,
     ) -> None:
         self._store = store
+        # Where a lock-out is said (LockedOut); one built without (unit tests) tells nobody.
+        self.events = events if events is not None else Events()
         self._cipher = cipher
         self._clock = clock
         self._throttle = throttle or ThrottlePolicy()
@@ -656,6 +660,10 @@ class TotpService:
             until = self._store.record_failure(
                 by_subject, now, throttle.max_failures + 1, throttle.lockout
             )
+            if until is not None:
+                # This attempt locked the subject (the store counted it): said once, here;
+                # the attempts refused while the lock lasts are not new lock-outs.
+                self.events.emit(LockedOut(subject=subject))
         if until is not None:
             self._log_outcome(subject, by_client, method, "locked_out", logging.WARNING)
             raise LockedOutError(until)

@@ -220,6 +220,7 @@ class PolicyReloaded(Event):
     principal: str | None
     digest: str
     outcome: str  # "activated" or "refused"
+    generation: int | None = None  # the store's generation active after the reload
 
 
 Sink = Callable[[Event], None]

@@ -3,6 +3,12 @@
 The browser holds only an opaque session id in a cookie; the store keeps its hash and the facts
 of the sign-in. Ending a session notifies every portal that took part, with a logout token per
 portal, in parallel and with short timeouts so one slow portal delays nobody.
+
+Each session ended here is said once (:class:`~gateway.observe.LoggedOut`, with who ended it
+and the portals told), after the store ended it, and each delivery and retry of a logout token
+(:class:`~gateway.observe.LogoutDelivered`), after the store recorded its outcome. A session
+that simply expires is not said per row: the purge deletes expired rows in bulk
+(:class:`gateway.housekeeping.ExpiredRecordPurge`), and nobody ended them.
 """
 
 from __future__ import annotations
@@ -14,11 +20,14 @@ import secrets
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from functools import partial
+from typing import Any, Literal
 
 import requests
 
 from gateway.keys import KeyRing
+from gateway.logs import in_this_context
+from gateway.observe import Events, LoggedOut, LogoutDelivered
 from gateway.outbound import OutboundPolicy
 from gateway.registry import Registry
 from gateway.sealing import IdentitySealer, SecretUnreadableError
@@ -38,6 +47,10 @@ BACKCHANNEL_EVENT = "http://schemas.openid.net/event/backchannel-logout"
 LOGOUT_TOKEN_LIFETIME = 120
 BACKCHANNEL_TIMEOUT = 2.0
 _NO_RECEIVER = "no back-channel logout URI registered"
+Initiator = Literal["portal", "person", "region", "admin"]
+"""Who ended a session (:class:`~gateway.observe.LoggedOut`): a portal's RP-initiated logout
+proven by its ``id_token_hint``, the person confirming at the gateway, the region's
+back-channel logout, or an administrator ending a region's sessions."""
 
 
 @dataclass(frozen=True)
@@ -78,8 +91,12 @@ class Sessions:
         issuer: str,
         pairwise_secret: bytes,
         http: requests.Session | None = None,
+        *,
+        events: Events | None = None,
     ) -> None:
         self.store = store
+        # A service built without one (unit tests) says what happened to nobody.
+        self.events = events if events is not None else Events()
         self.pairwise_secret = pairwise_secret
         self.keys = keys
         self.registry = registry
@@ -100,17 +117,20 @@ class Sessions:
             return None
         return self.store.get_session(token_hash(session_id), now)
 
-    def end(self, session_hash: str, now: datetime) -> LogoutReport:
-        """End the session, revoke its grants and tell every participating portal.
+    def end(
+        self, session_hash: str, now: datetime, initiator: Initiator = "person"
+    ) -> LogoutReport:
+        """End the session, revoke its grants and tell every participating portal
+        (RP-Initiated Logout 1.0 §2, Back-Channel Logout 1.0 §2.5).
 
         The end and the revocation are one store transaction: a crash cannot leave the grants
         of an ended session alive. Portals are told only by the logout that ended a live
-        session, so concurrent logouts fan out once.
+        session, so concurrent logouts fan out once, and the logout is said once.
         """
         ended = self.store.end_session_and_revoke_grants(session_hash, now)
-        if ended.session is None or not ended.participants:
+        if ended.session is None:
             return LogoutReport((), ())
-        return self.notify(ended.session, ended.participants, now)
+        return self._ended(ended.session, ended.participants, now, initiator)
 
     def end_region_logout(
         self, region: str, sid: str | None, sub: str | None, now: datetime
@@ -124,26 +144,44 @@ class Sessions:
         found = self.store.find_region_sessions(
             region, now, region_sid=sid, region_sub=None if sid else sub, limit=self.REGION_BATCH
         )
-        return sum(1 for session in found if self._end_found(session, now))
+        return sum(1 for session in found if self._end_found(session, now, "region"))
 
     def end_region(self, region: str, now: datetime) -> int:
         """End every live session of ``region`` (a region disabled, or withdrawn), in batches,
         each with its grants and its portals told. How many were ended."""
         ended = 0
         while found := self.store.find_region_sessions(region, now, limit=self.REGION_BATCH):
-            progress = sum(1 for session in found if self._end_found(session, now))
+            progress = sum(1 for session in found if self._end_found(session, now, "admin"))
             ended += progress
             if not progress:
                 break  # all ended by other requests meanwhile: nothing live is left
         return ended
 
-    def _end_found(self, session: SsoSession, now: datetime) -> bool:
+    def _end_found(self, session: SsoSession, now: datetime, initiator: Initiator) -> bool:
         ended = self.store.end_session_and_revoke_grants(session.session_hash, now)
         if ended.session is None:
             return False  # ended by another request in the meantime: it told the portals
-        if ended.participants:
-            self.notify(ended.session, ended.participants, now)
+        self._ended(ended.session, ended.participants, now, initiator)
         return True
+
+    def _ended(
+        self,
+        session: SsoSession,
+        participants: list[SessionParticipant],
+        now: datetime,
+        initiator: Initiator,
+    ) -> LogoutReport:
+        """Say that ``session`` ended (committed by the caller), then tell its portals."""
+        jobs = self._jobs(session, participants)
+        self.events.emit(
+            LoggedOut(
+                subject=session.subject,
+                region=session.region,
+                initiator=initiator,
+                portals=tuple(job[0] for job in jobs),
+            )
+        )
+        return self._notify_jobs(jobs, now)
 
     def notify(
         self, session: SsoSession, participants: list[SessionParticipant], now: datetime
@@ -153,6 +191,13 @@ class Sessions:
         Each delivery the portal does not accept is recorded, to be tried again
         (:meth:`redeliver`).
         """
+        return self._notify_jobs(self._jobs(session, participants), now)
+
+    def _jobs(
+        self, session: SsoSession, participants: list[SessionParticipant]
+    ) -> list[tuple[str, str, str]]:
+        """The deliveries to make: (client id, its ``sub``, ``sid``) of each participant
+        with a ``backchannel_logout_uri``, the portals to be told."""
         jobs: list[tuple[str, str, str]] = []
         for participant in participants:
             portal = self.registry.portal(participant.client_id)
@@ -160,13 +205,19 @@ class Sessions:
                 continue
             sub = self._sub_for(portal.client_id, session)
             jobs.append((portal.client_id, sub, participant.sid))
+        return jobs
+
+    def _notify_jobs(self, jobs: list[tuple[str, str, str]], now: datetime) -> LogoutReport:
         if not jobs:
             return LogoutReport((), ())
         with ThreadPoolExecutor(max_workers=min(8, len(jobs))) as pool:
-            failures = list(pool.map(lambda job: self._deliver(*job, now=now), jobs))
+            # The pool's threads do not inherit the request's context (its X-Request-ID).
+            deliver = in_this_context(lambda job: self._deliver(*job, now=now))
+            failures = list(pool.map(deliver, jobs))
         for (client_id, sub, sid), failure in zip(jobs, failures, strict=True):
             if failure is not None:
                 self._record_failure(client_id, sub, sid, failure, now)
+            self._delivered(client_id, "delivered" if failure is None else "failed", 1)
         return LogoutReport(
             tuple(job[0] for job, failure in zip(jobs, failures, strict=True) if failure is None),
             tuple(job[0] for job, failure in zip(jobs, failures, strict=True) if failure),
@@ -181,14 +232,15 @@ class Sessions:
             return LogoutReport((), ())
         with ThreadPoolExecutor(max_workers=min(8, len(claimed))) as pool:
             failures = list(
-                pool.map(lambda d: self._deliver(d.client_id, d.subject, d.sid, now=now), claimed)
+                pool.map(in_this_context(partial(self._redeliver_one, now=now)), claimed)
             )
         for delivery, failure in zip(claimed, failures, strict=True):
+            attempts = delivery.attempts + 1
             if failure is None:
                 self.store.logout_delivered(delivery.delivery_id)
                 log.info("back-channel logout to %s delivered on retry", delivery.client_id)
+                self._delivered(delivery.client_id, "delivered", attempts)
                 continue
-            attempts = delivery.attempts + 1
             retry = attempts <= len(self.RETRY_DELAYS) and failure != _NO_RECEIVER
             self.store.logout_delivery_failed(
                 delivery.delivery_id,
@@ -205,10 +257,18 @@ class Sessions:
                     attempts,
                     failure,
                 )
+            self._delivered(delivery.client_id, "failed" if retry else "given_up", attempts)
         return LogoutReport(
             tuple(d.client_id for d, f in zip(claimed, failures, strict=True) if f is None),
             tuple(d.client_id for d, f in zip(claimed, failures, strict=True) if f),
         )
+
+    def _delivered(self, client_id: str, outcome: str, attempt: int) -> None:
+        """Say how one try went, once the store has its outcome."""
+        self.events.emit(LogoutDelivered(portal=client_id, outcome=outcome, attempt=attempt))
+
+    def _redeliver_one(self, delivery: LogoutDelivery, *, now: datetime) -> str | None:
+        return self._deliver(delivery.client_id, delivery.subject, delivery.sid, now=now)
 
     def _deliver(self, client_id: str, sub: str, sid: str, *, now: datetime) -> str | None:
         """One try with a new logout token: ``None`` when the portal accepted it, else why not."""

@@ -24,7 +24,8 @@ from __future__ import annotations
 import hmac
 import logging
 import secrets
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
@@ -47,6 +48,14 @@ from gateway.errors import (
 )
 from gateway.identity import identity_key
 from gateway.mfa import REGION_LEVEL_CLAIM
+from gateway.observe import (
+    ConsentGiven,
+    Events,
+    IdentityLinked,
+    SignInCompleted,
+    SignInFailed,
+    SignInStarted,
+)
 from gateway.registry import Portal, Region, RegionKind, Registry
 from gateway.sealing import IdentitySealer
 from gateway.sessions import (
@@ -172,9 +181,15 @@ class RefusedRequest(Exception):  # noqa: N818 - named after what happened
     §4.1.2.1, OIDC Core §3.1.2.6) goes to its verified ``redirect_uri`` with its ``state``."""
 
     def __init__(
-        self, error: str, description: str | None, redirect_uri: str, state: str | None
+        self,
+        error: str,
+        description: str | None,
+        redirect_uri: str,
+        state: str | None,
+        client_id: str | None = None,
     ) -> None:
         super().__init__(f"{error}: {description or 'no description'}")
+        self.client_id = client_id  # the verified client, for what is said of the refusal
         self.error = error
         self.description = description
         self.redirect_uri = redirect_uri
@@ -216,6 +231,23 @@ class _Live:
     record: PendingAuthorization
 
 
+@dataclass
+class _Seen:
+    """What a step of the sign-in has learned so far (portal, region, person): what is said
+    of the failure it may end in (:class:`~gateway.observe.SignInFailed`)."""
+
+    portal: str | None = None
+    region: str | None = None
+    subject: str | None = None
+
+    def failed(self, events: Events, reason: str) -> None:
+        events.emit(
+            SignInFailed(
+                portal=self.portal, region=self.region, reason=reason, subject=self.subject
+            )
+        )
+
+
 class SignIn:
     """The sign-in service: one method per step, each over the one pending authorization."""
 
@@ -231,6 +263,7 @@ class SignIn:
         sealer: IdentitySealer,
         broker: Callable[[Region], RegionBroker],
         clock: Clock = utc_now,
+        events: Events | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -241,35 +274,61 @@ class SignIn:
         self.sealer = sealer
         self.broker = broker
         self.clock = clock
+        # What happened, said once (gateway.observe); built without (unit tests): to nobody.
+        self.events = events if events is not None else Events()
+
+    @contextmanager
+    def _step(self, portal: str | None = None, region: str | None = None) -> Iterator[_Seen]:
+        """One step a view calls: a :class:`~gateway.errors.TongxingError` it ends in (the
+        page the person is shown) is said as :class:`~gateway.observe.SignInFailed` with its
+        code, naming what the step had learned; answers for the portal say their own."""
+        seen = _Seen(portal, region)
+        try:
+            yield seen
+        except TongxingError as error:
+            seen.failed(self.events, error.code)
+            raise
 
     # -- /authorize ---------------------------------------------------------------------------
 
     def begin(self, request: AuthorizationRequest, session_id: str | None) -> Answer:
         """A portal's validated request (OIDC Core §3.1.2.2): answered at once when the SSO
         session satisfies it (§3.1.2.3), else the person goes to their region, through the
-        chooser unless the portal named one."""
-        now = self.clock()
-        user = self._session_user(request, self.sessions.find(session_id, now), now)
-        if user is not None:
-            return self._decide(request, user, None, now)
-        if "none" in request.prompt:  # OIDC Core §3.1.2.6: no page may be shown
-            return self._to_portal(request, None, "login_required", None, now)
-        pending_id = secrets.token_urlsafe(ID_BYTES)
-        region = self._enabled_region(request.region)
-        if region is None:
-            record = self._record(pending_id, request, PendingStage.CHOOSING, now)
+        chooser unless the portal named one.
+
+        The sign-in is said to have started (:class:`~gateway.observe.SignInStarted`) once it
+        exists: answered from the SSO session, or its record stored. A request refused here
+        at once is only said to have failed, as one refused at ``/authorize`` is.
+        """
+        with self._step(request.client_id, request.region) as seen:
+            now = self.clock()
+            user = self._session_user(request, self.sessions.find(session_id, now), now)
+            if user is not None:
+                seen.region, seen.subject = _home_region(user), user.subject
+                self.events.emit(SignInStarted(portal=request.client_id, region=seen.region))
+                return self._decide(request, user, None, now)
+            if "none" in request.prompt:  # OIDC Core §3.1.2.6: no page may be shown
+                return self._to_portal(request, None, "login_required", None, now)
+            pending_id = secrets.token_urlsafe(ID_BYTES)
+            region = self._enabled_region(request.region)
+            if region is None:
+                record = self._record(pending_id, request, PendingStage.CHOOSING, now)
+                self.store.save_pending_authorization(record)
+                self.events.emit(SignInStarted(portal=request.client_id, region=None))
+                return self._chooser(pending_id)
+            seen.region = region.code
+            try:
+                leg, url = self._start_leg(region, request)
+            except ValueError as error:
+                return self._to_portal(request, None, "invalid_request", str(error), now)
+            record = self._record(pending_id, request, PendingStage.AT_REGION, now, upstream=leg)
             self.store.save_pending_authorization(record)
-            return self._chooser(pending_id)
-        try:
-            leg, url = self._start_leg(region, request)
-        except ValueError as error:
-            return self._to_portal(request, None, "invalid_request", str(error), now)
-        record = self._record(pending_id, request, PendingStage.AT_REGION, now, upstream=leg)
-        self.store.save_pending_authorization(record)
-        return ToRegion(url, region.code, self._cookie(pending_id, PendingStage.AT_REGION))
+            self.events.emit(SignInStarted(portal=request.client_id, region=region.code))
+            return ToRegion(url, region.code, self._cookie(pending_id, PendingStage.AT_REGION))
 
     def refused(self, refused: RefusedRequest) -> ToPortal:
         """The error a request refused at ``/authorize`` earned, for its verified redirect URI."""
+        self.events.emit(SignInFailed(portal=refused.client_id, region=None, reason=refused.error))
         return ToPortal(
             self._error_url(
                 refused.redirect_uri, refused.state, refused.error, refused.description
@@ -283,21 +342,25 @@ class SignIn:
         Choosing again while at a region (the back button) starts a new round trip; the old
         ``state`` is no longer answered.
         """
-        now = self.clock()
-        stages = (PendingStage.CHOOSING, PendingStage.AT_REGION)
-        live = self._live(pending_id, stages, now)
-        if live is None or not _names(form, live):
-            raise LoginExpired("the chooser's answer names no pending authorization here")
-        region = self._enabled_region(code)
-        if region is None:
-            self._move(live, stages, now, stage=PendingStage.CHOOSING, upstream=None)
-            return self._chooser(live.id)
-        try:
-            leg, url = self._start_leg(region, live.record.request)
-        except ValueError as error:
-            return self._to_portal(live.record.request, live, "invalid_request", str(error), now)
-        self._move(live, stages, now, stage=PendingStage.AT_REGION, upstream=leg)
-        return ToRegion(url, region.code, self._cookie(live.id, PendingStage.AT_REGION))
+        with self._step() as seen:
+            now = self.clock()
+            stages = (PendingStage.CHOOSING, PendingStage.AT_REGION)
+            live = self._live(pending_id, stages, now)
+            if live is None or not _names(form, live):
+                raise LoginExpired("the chooser's answer names no pending authorization here")
+            seen.portal = live.record.request.client_id
+            region = self._enabled_region(code)
+            if region is None:
+                self._move(live, stages, now, stage=PendingStage.CHOOSING, upstream=None)
+                return self._chooser(live.id)
+            seen.region = region.code
+            try:
+                leg, url = self._start_leg(region, live.record.request)
+            except ValueError as error:
+                request = live.record.request
+                return self._to_portal(request, live, "invalid_request", str(error), now)
+            self._move(live, stages, now, stage=PendingStage.AT_REGION, upstream=leg)
+            return ToRegion(url, region.code, self._cookie(live.id, PendingStage.AT_REGION))
 
     # -- /callback/<region> -----------------------------------------------------------------
 
@@ -308,96 +371,119 @@ class SignIn:
 
         Takes the round trip its ``state`` names (once), checks that this browser started it,
         lets the broker check and redeem the response, links the national subject, opens the
-        SSO session and answers the portal's request with it.
+        SSO session and answers the portal's request with it. A failure of the broker's checks
+        (mix-up, signature, state, an unavailable region) is said with its stable code.
         """
-        region = self.registry.region(code)
-        states = params.get("state") or ()
-        state = states[0] if states else None
-        if region is None or not state:
-            raise CallbackNotRecognised(f"callback for region {code[:40]!r}, state: {bool(state)}")
-        now = self.clock()
-        try:
-            record = self.store.take_upstream_leg(token_hash(state), now)
-        except PendingAuthorizationNotFoundError:
-            expired = f"region {region.code}: no live sign-in for this state"
-            raise SignInLinkExpired(expired) from None
-        if not pending_id or not hmac.compare_digest(token_hash(pending_id), record.id_hash):
-            raise SignInFromAnotherBrowser(f"region {region.code}: the pending cookie is foreign")
-        live = _Live(pending_id, record)
-        leg = record.upstream
-        if leg is None:  # pragma: no cover - the store returns the leg it took
-            raise SignInLinkExpired(f"region {region.code}: the sign-in has no round trip")
-        if not region.enabled:
-            raise RegionUnavailable(region.code, "the region was disabled during the sign-in")
-        try:
-            identity = self.broker(region).finish_login(params, _transaction(leg, state))
-        except UpstreamAccessDenied:
-            # The person said no at their region: the portal hears it (RFC 6749 §4.1.2.1).
-            cancelled = "sign-in was cancelled at the region"
-            answer = self._to_portal(record.request, live, "access_denied", cancelled, now)
-            return Completion(answer, None)
-        except StaleAuthentication:
-            stale = "the region did not sign the person in again within max_age"
-            answer = self._to_portal(record.request, live, "login_required", stale, now)
-            return Completion(answer, None)
-        stale_reason = _not_fresh(record.request, leg, identity.auth_time, now)
-        if stale_reason is not None:
-            # Never report a sign-in fresher than the region's (OIDC Core §3.1.2.6).
-            answer = self._to_portal(record.request, live, "login_required", stale_reason, now)
-            return Completion(answer, None)
-        session_id, session = self._open_session(region, identity, now)
-        self._note_new_link(session.subject, region.code, now)
-        cookie = SessionCookie(session_id, int(self.settings.sso_session_lifetime.total_seconds()))
-        try:
-            return Completion(self._signed_in(live, User.from_session(session), now), cookie)
-        except TongxingError as error:
-            # The portal's request no longer stands (say, the portal was removed meanwhile):
-            # the person still signed in, so the SSO session is kept and the page says why.
-            return Completion(error, cookie)
+        with self._step() as seen:
+            region = self.registry.region(code)
+            states = params.get("state") or ()
+            state = states[0] if states else None
+            if region is None or not state:
+                raise CallbackNotRecognised(
+                    f"callback for region {code[:40]!r}, state: {bool(state)}"
+                )
+            seen.region = region.code
+            now = self.clock()
+            try:
+                record = self.store.take_upstream_leg(token_hash(state), now)
+            except PendingAuthorizationNotFoundError:
+                expired = f"region {region.code}: no live sign-in for this state"
+                raise SignInLinkExpired(expired) from None
+            if not pending_id or not hmac.compare_digest(token_hash(pending_id), record.id_hash):
+                raise SignInFromAnotherBrowser(
+                    f"region {region.code}: the pending cookie is foreign"
+                )
+            seen.portal = record.request.client_id
+            live = _Live(pending_id, record)
+            leg = record.upstream
+            if leg is None:  # pragma: no cover - the store returns the leg it took
+                raise SignInLinkExpired(f"region {region.code}: the sign-in has no round trip")
+            if not region.enabled:
+                raise RegionUnavailable(region.code, "the region was disabled during the sign-in")
+            try:
+                identity = self.broker(region).finish_login(params, _transaction(leg, state))
+            except UpstreamAccessDenied:
+                # The person said no at their region: the portal hears it (RFC 6749 §4.1.2.1).
+                cancelled = "sign-in was cancelled at the region"
+                answer = self._to_portal(record.request, live, "access_denied", cancelled, now)
+                return Completion(answer, None)
+            except StaleAuthentication:
+                stale = "the region did not sign the person in again within max_age"
+                answer = self._to_portal(record.request, live, "login_required", stale, now)
+                return Completion(answer, None)
+            stale_reason = _not_fresh(record.request, leg, identity.auth_time, now)
+            if stale_reason is not None:
+                # Never report a sign-in fresher than the region's (OIDC Core §3.1.2.6).
+                answer = self._to_portal(record.request, live, "login_required", stale_reason, now)
+                return Completion(answer, None)
+            session_id, session = self._open_session(region, identity, now)
+            seen.subject = session.subject
+            self._note_new_link(session.subject, region.code, now)
+            lifetime = int(self.settings.sso_session_lifetime.total_seconds())
+            cookie = SessionCookie(session_id, lifetime)
+            try:
+                return Completion(self._signed_in(live, User.from_session(session), now), cookie)
+            except TongxingError as error:
+                # The portal's request no longer stands (say, the portal was removed meanwhile):
+                # the person still signed in, so the SSO session is kept and the page says why.
+                seen.failed(self.events, error.code)
+                return Completion(error, cookie)
 
     # -- the step-up pages -------------------------------------------------------------------
 
     def step_up_session(self, pending_id: str | None, session_id: str | None) -> SsoSession:
         """The SSO session the second-factor pages are for: :class:`LoginExpired` unless this
         browser's pending authorization waits for a step-up of that very session."""
-        now = self.clock()
-        found = self._waiting(pending_id, session_id, PendingStage.STEP_UP, now)
-        if found is None:
-            raise LoginExpired("no SSO session or no authorization request to step up for")
-        return found[1]
+        with self._step():
+            now = self.clock()
+            found = self._waiting(pending_id, session_id, PendingStage.STEP_UP, now)
+            if found is None:
+                raise LoginExpired("no SSO session or no authorization request to step up for")
+            return found[1]
 
     def stepped_up(self, session: SsoSession, amr: tuple[str, ...]) -> None:
         """Record a second factor in the SSO session: it now vouches for ``loa2``."""
-        methods = tuple(dict.fromkeys((*session.amr, *amr, "mfa")))
-        try:
-            self.store.raise_session_assurance(
-                session.session_hash, STEP_UP_LEVEL, methods, self.clock()
-            )
-        except SessionNotFoundError:
-            raise LoginExpired("the SSO session ended during the step-up") from None
+        with self._step(region=session.region) as seen:
+            seen.subject = session.subject
+            methods = tuple(dict.fromkeys((*session.amr, *amr, "mfa")))
+            try:
+                self.store.raise_session_assurance(
+                    session.session_hash, STEP_UP_LEVEL, methods, self.clock()
+                )
+            except SessionNotFoundError:
+                raise LoginExpired("the SSO session ended during the step-up") from None
 
     def cannot_step_up(self, pending_id: str | None, session_id: str | None, why: str) -> Answer:
         """The step-up cannot happen (the person has no factor, and a password alone may not
         bind one: NIST SP 800-63B §6.1.2.1): the portal gets
         ``unmet_authentication_requirements`` (OIDC Core §3.1.2.6), as an unreachable level
         does in :meth:`_decide`."""
-        now = self.clock()
-        found = self._waiting(pending_id, session_id, PendingStage.STEP_UP, now)
-        if found is None:
-            raise LoginExpired("no authorization request waits for this step-up")
-        live = found[0]
-        return self._to_portal(
-            live.record.request, live, "unmet_authentication_requirements", why, now
-        )
+        with self._step():
+            now = self.clock()
+            found = self._waiting(pending_id, session_id, PendingStage.STEP_UP, now)
+            if found is None:
+                raise LoginExpired("no authorization request waits for this step-up")
+            live, session = found
+            return self._to_portal(
+                live.record.request,
+                live,
+                "unmet_authentication_requirements",
+                why,
+                now,
+                user=User.from_session(session),
+            )
 
     def resume(self, pending_id: str | None, session_id: str | None) -> Answer:
         """After the step-up: decide again with the raised session."""
-        now = self.clock()
-        found = self._waiting(pending_id, session_id, PendingStage.STEP_UP, now)
-        if found is None:
-            raise LoginExpired("no authorization request to resume after the step-up")
-        live, session = found
-        return self._decide(live.record.request, User.from_session(session), live, now)
+        with self._step() as seen:
+            now = self.clock()
+            found = self._waiting(pending_id, session_id, PendingStage.STEP_UP, now)
+            if found is None:
+                raise LoginExpired("no authorization request to resume after the step-up")
+            live, session = found
+            seen.portal, seen.region = live.record.request.client_id, session.region
+            seen.subject = session.subject
+            return self._decide(live.record.request, User.from_session(session), live, now)
 
     # -- the consent page --------------------------------------------------------------------
 
@@ -406,18 +492,27 @@ class SignIn:
     ) -> Answer:
         """The consent page's answer: remembered when given (then decide again), else
         ``access_denied`` for the portal."""
-        now = self.clock()
-        found = self._waiting(pending_id, session_id, PendingStage.CONSENT, now)
-        if found is None or not _names(form, found[0]):
-            raise ConsentRequestExpired("no pending consent, SSO session or matching form")
-        live, session = found
-        request = live.record.request
-        if not allow:
-            refused = "the person did not consent"
-            return self._to_portal(request, live, "access_denied", refused, now)
-        claims = frozenset(live.record.consent_claims)
-        self.store.save_consent(session.subject, request.client_id, claims, now)
-        return self._decide(request, User.from_session(session), live, now)
+        with self._step() as seen:
+            now = self.clock()
+            found = self._waiting(pending_id, session_id, PendingStage.CONSENT, now)
+            if found is None or not _names(form, found[0]):
+                raise ConsentRequestExpired("no pending consent, SSO session or matching form")
+            live, session = found
+            request = live.record.request
+            seen.portal, seen.region = request.client_id, session.region
+            seen.subject = session.subject
+            user = User.from_session(session)
+            if not allow:
+                refused = "the person did not consent"
+                return self._to_portal(request, live, "access_denied", refused, now, user=user)
+            claims = frozenset(live.record.consent_claims)
+            self.store.save_consent(session.subject, request.client_id, claims, now)
+            self.events.emit(
+                ConsentGiven(
+                    subject=session.subject, portal=request.client_id, claims=tuple(sorted(claims))
+                )
+            )
+            return self._decide(request, user, live, now)
 
     # -- deciding the answer -----------------------------------------------------------------
 
@@ -427,35 +522,51 @@ class SignIn:
         """The portal's answer for a signed-in ``user``: the policies' verdict (enter, step up,
         or refuse), then consent to reserved claims, then the code (RFC 6749 §4.1.2).
 
-        A refusal carries no personal data: only the error code, ``state`` and ``iss``.
+        A refusal carries no personal data: only the error code, ``state`` and ``iss``. The
+        code, once stored, is the sign-in completed (:class:`~gateway.observe.SignInCompleted`;
+        ``single_sign_on`` when ``/authorize`` was answered from the SSO session at once).
         """
         portal = self._portal(request, live, now)
         if "authorization_code" not in portal.grant_types:
             refused = "The client is not authorized to use 'response_type=code'"
-            return self._to_portal(request, live, "unauthorized_client", refused, now)
+            return self._to_portal(request, live, "unauthorized_client", refused, now, user=user)
         none = "none" in request.prompt
         outcome = self.assurance.evaluate(user.sign_in(), portal, request.acr_values)
         if outcome.verdict is Verdict.DENIED:
             denied = "the policies do not admit this person"
-            return self._to_portal(request, live, "access_denied", denied, now)
+            return self._to_portal(request, live, "access_denied", denied, now, user=user)
         if outcome.verdict is Verdict.UNMET:
             unmet = f"{outcome.required_level} needs a sign-in at a region that can vouch for it"
-            return self._to_portal(request, live, "unmet_authentication_requirements", unmet, now)
+            return self._to_portal(
+                request, live, "unmet_authentication_requirements", unmet, now, user=user
+            )
         if outcome.verdict is Verdict.STEP_UP:
             if none:
                 needed = "a second factor is required"
-                return self._to_portal(request, live, "interaction_required", needed, now)
+                return self._to_portal(
+                    request, live, "interaction_required", needed, now, user=user
+                )
             return StepUp(self._wait(request, live, PendingStage.STEP_UP, user, (), now))
         released = self.tokens.releasable(portal, user, request.scope)
         missing = tuple(sorted(self.tokens.missing_consent(portal, user, released)))
         if missing:
             if none:
                 asked = "the person has not consented to the requested claims"
-                return self._to_portal(request, live, "consent_required", asked, now)
+                return self._to_portal(request, live, "consent_required", asked, now, user=user)
             pending = self._wait(request, live, PendingStage.CONSENT, user, missing, now)
             return AskConsent(portal, missing, form_handle(pending.value), pending)
         self._close(live, now)  # taken once, before the code exists
         code = self.tokens.issue_code(request, user)
+        self.events.emit(
+            SignInCompleted(
+                subject=user.subject,
+                portal=request.client_id,
+                region=_home_region(user) or "",
+                level=user.acr or "",
+                amr=user.amr,
+                single_sign_on=live is None,
+            )
+        )
         return ToPortal(self._code_url(request, code))
 
     def _signed_in(self, live: _Live, user: User, now: datetime) -> Answer:
@@ -467,7 +578,7 @@ class SignIn:
             portal = self._portal(request, live, now)
             if request.hinted_subject != self.tokens.subject_for(portal, user.subject):
                 other = "the person who signed in is not the one id_token_hint names"
-                return self._to_portal(request, live, "login_required", other, now)
+                return self._to_portal(request, live, "login_required", other, now, user=user)
         return self._decide(request, user, live, now)
 
     def _session_user(
@@ -708,28 +819,20 @@ class SignIn:
         return session_id, session
 
     def _note_new_link(self, subject: str, region: str, now: datetime) -> None:
-        """Record a number already linked through another region being asserted by ``region``
+        """Say that a number already linked through another region was asserted by ``region``
         for the first time (THREAT_MODEL row 2: allowed, since people move, but recorded).
 
         The link itself is the store's record (``subject_links``: region, upstream account,
-        time); this adds the warning an operator watches for, naming only the national
-        subject's id and the regions, never the number.
+        time), committed by now; :class:`~gateway.observe.IdentityLinked` is what the audit
+        trail and the operators' log hear, naming only the national subject's id and the
+        regions, never the number.
         """
         links = self.store.list_subject_links(subject)
         new = [link for link in links if link.region == region and link.created_at == now]
         earlier = sorted({link.region for link in links if link.region != region})
         if new and earlier:
-            log.warning(
-                "subject %s linked from region %s, already linked through %s",
-                subject,
-                region,
-                ", ".join(earlier),
-                extra={
-                    "event": "identity.linked_from_another_region",
-                    "subject": subject,
-                    "region": region,
-                    "earlier_regions": earlier,
-                },
+            self.events.emit(
+                IdentityLinked(subject=subject, region=region, earlier_regions=tuple(earlier))
             )
 
     # -- the portal's answer (RFC 6749 §4.1.2, RFC 9207) -------------------------------------
@@ -741,8 +844,22 @@ class SignIn:
         error: str,
         description: str | None,
         now: datetime,
+        *,
+        user: User | None = None,
     ) -> ToPortal:
+        """An error for the portal (the pending authorization, if any, taken first), said as
+        :class:`~gateway.observe.SignInFailed` with the error code: the region is the signed-in
+        person's, else the round trip's, else the one the portal named."""
         self._close(live, now)
+        region = request.region
+        if user is not None:
+            region = _home_region(user)
+        elif live is not None and live.record.upstream is not None:
+            region = live.record.upstream.region
+        subject = user.subject if user is not None else None
+        self.events.emit(
+            SignInFailed(portal=request.client_id, region=region, reason=error, subject=subject)
+        )
         url = self._error_url(request.redirect_uri, request.state, error, description)
         return ToPortal(url, error)
 
@@ -780,6 +897,12 @@ def form_handle(pending_id: str) -> str:
 def _names(form: str | None, live: _Live) -> bool:
     """Whether a page's ``form`` handle names this pending authorization (constant time)."""
     return hmac.compare_digest((form or "").encode(), form_handle(live.id).encode())
+
+
+def _home_region(user: User) -> str | None:
+    """The region that signed ``user``'s SSO session in (its ``home_region`` claim)."""
+    home = user.claims.get("home_region")
+    return home if isinstance(home, str) else None
 
 
 def _region_auth_time(identity: UpstreamIdentity, now: datetime) -> datetime:

@@ -16,6 +16,7 @@ from typing import Any, Protocol
 from gateway.assurance import Assurance, SignIn
 from gateway.clock import Clock, utc_now
 from gateway.keys import KeyRing, TokenRejectedError, half_hash
+from gateway.observe import Events
 from gateway.policy import ID_NUMBER_CLAIM, SCOPE_CLAIMS
 from gateway.registry import Portal, Registry
 from gateway.sealing import IdentitySealer
@@ -97,6 +98,8 @@ class TokenService:
         sealer: IdentitySealer,
         assurance: Assurance,
         clock: Clock = utc_now,
+        *,
+        events: Events | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -105,6 +108,9 @@ class TokenService:
         self.sealer = sealer
         self.assurance = assurance
         self.clock = clock
+        # Where a grant that issued tokens says so (TokenIssued, emitted by the grants of
+        # gateway.provider.oauth); a service built without one (unit tests) has its own.
+        self.events = events if events is not None else Events()
         self._pairwise = settings.pairwise_secret.get_secret_value().encode()
 
     # -- portals and people ------------------------------------------------------------------

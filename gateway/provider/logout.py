@@ -97,7 +97,7 @@ def logout() -> Response | str:
             return render_template(
                 "logout_confirm.html", params=params.items(), csrf=csrf.token(FORM, fresh=True)
             )
-        services.sessions.end(sso.session_hash, now)
+        services.sessions.end(sso.session_hash, now, "portal" if proven else "person")
         # The person's session at the region ends too (THREAT_MODEL row 5); the region sends
         # the browser back through the gateway, which then answers as below.
         onward = Onward()  # the signed-out page

@@ -19,7 +19,8 @@ from __future__ import annotations
 from flask import Blueprint, render_template, request
 from werkzeug.wrappers import Response
 
-from gateway.mfa import MfaError, SlowDownError
+from gateway.mfa import InvalidCodeError, LockedOutError, MfaError, SlowDownError
+from gateway.observe import SteppedUp
 from gateway.provider import csrf
 from gateway.provider.answers import pending_id, render, session_id
 from gateway.services import Services, current_services
@@ -78,15 +79,30 @@ def verify() -> Response:
     sso = _sso(services)
     csrf.require(FORM)
     recovery = request.form.get("recovery_code", "").strip()
+    method = "recovery_code" if recovery else "totp"
     try:
         if recovery:
             verified = services.totp.verify_recovery_code(sso.subject, recovery, client_ip())
         else:
             verified = services.totp.verify(sso.subject, request.form.get("code", ""), client_ip())
     except MfaError as error:
+        outcome = _OUTCOMES.get(type(error))
+        if outcome is not None:  # a check that was made (or refused by the throttle)
+            services.events.emit(SteppedUp(subject=sso.subject, method=method, outcome=outcome))
         return _form(services, sso, error)
+    # The check is spent in the store by now; the session is raised next.
+    services.events.emit(SteppedUp(subject=sso.subject, method=method, outcome="accepted"))
     services.signin.stepped_up(sso, verified.amr)
     return resume()
+
+
+_OUTCOMES: dict[type[MfaError], str] = {
+    InvalidCodeError: "wrong",
+    LockedOutError: "locked_out",
+    SlowDownError: "slowed",
+}
+"""The :class:`~gateway.observe.SteppedUp` outcome of each refusal; ``NotEnrolledError``
+checked nothing, so it is not a step-up attempt."""
 
 
 @blueprint.post("/mfa/cancel")

@@ -35,6 +35,7 @@ from gateway.errors import (
 )
 from gateway.identity import parse_identity_number
 from gateway.keys import KeyRing
+from gateway.observe import Event, IdentityLinked
 from gateway.policy import default_policy_dir
 from gateway.registry import Names, Portal, Region, RegionKind, hash_secret
 from gateway.services import Services, wire
@@ -58,7 +59,6 @@ NOW = datetime(2025, 3, 1, 8, 0, tzinfo=UTC)
 PERSON_ID = "11010519491231002X"  # the worked example of GB 11643-1999
 PORTAL_STATE = "portal-state-7f3a"
 REDIRECT = "https://portal.zj.gov.cn/callback"
-EVENT_LINKED = "identity.linked_from_another_region"
 
 
 class Clock:
@@ -147,7 +147,14 @@ class World:
     def __post_init__(self) -> None:
         s = self.services
         tokens = TokenService(
-            s.settings, s.store, s.registry, s.keys, s.sealer, Assurance(s.policy), self.clock
+            s.settings,
+            s.store,
+            s.registry,
+            s.keys,
+            s.sealer,
+            Assurance(s.policy),
+            self.clock,
+            events=s.events,
         )
         self.signin = SignIn(
             settings=s.settings,
@@ -159,6 +166,7 @@ class World:
             sealer=s.sealer,
             broker=lambda region: FakeRegion(region, self),
             clock=self.clock,
+            events=s.events,
         )
 
     def put_region(self, code: str, kind: RegionKind = RegionKind.PROVINCE, **extra: Any) -> None:
@@ -723,11 +731,14 @@ def test_a_region_below_the_requested_level_is_unmet_never_reported_higher(world
 def test_a_number_linked_through_another_region_is_allowed_and_recorded(
     world: World, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """THREAT_MODEL row 2: people move, so the link is made; the operator is told, by subject id
-    and regions only, never the number; a second sign-in through the same region is quiet."""
+    """THREAT_MODEL row 2: people move, so the link is made; it is said (IdentityLinked, which
+    the audit trail and the log hear), by subject id and regions only, never the number; a
+    second sign-in through the same region is quiet."""
+    heard: list[Event] = []
+    world.services.events.subscribe(heard.append)
     with caplog.at_level(logging.INFO, logger="gateway.signin"):
         first = come_back(world, to_region(world, scope="openid"))
-        assert not [r for r in caplog.records if getattr(r, "event", "") == EVENT_LINKED]
+        assert not [e for e in heard if isinstance(e, IdentityLinked)]
         world.upstream_sub = "sh-user-9"
         world.clock.advance(timedelta(seconds=1))
         second = come_back(world, to_region(world, "sh", scope="openid"), code="sh")
@@ -735,16 +746,12 @@ def test_a_number_linked_through_another_region_is_allowed_and_recorded(
         come_back(world, to_region(world, "sh", scope="openid", prompt=("login",)), code="sh")
     assert first.session is not None
     assert second.session is not None
-    noted = [r for r in caplog.records if getattr(r, "event", "") == EVENT_LINKED]
-    [record] = noted
+    [linked] = [e for e in heard if isinstance(e, IdentityLinked)]
     subject = world.signin.sessions.find(second.session.value, world.clock())
     assert subject is not None
-    assert (record.subject, record.region, record.earlier_regions) == (  # type: ignore[attr-defined]
-        subject.subject,
-        "sh",
-        ["zj"],
-    )
+    assert linked == IdentityLinked(subject=subject.subject, region="sh", earlier_regions=("zj",))
     assert PERSON_ID not in caplog.text
+    assert PERSON_ID not in repr(heard)
     links = world.services.store.list_subject_links(subject.subject)
     assert sorted(link.region for link in links) == ["sh", "zj"]
 

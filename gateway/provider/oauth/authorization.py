@@ -20,6 +20,7 @@ from gateway.errors import (
     UnsupportedResponseType,
     UnverifiedClient,
 )
+from gateway.observe import SignInFailed
 from gateway.registry import Portal
 from gateway.signin import RefusedRequest
 from gateway.store.contract import AuthorizationRequest
@@ -53,8 +54,19 @@ def parse_authorization_request(server: OAuthServer) -> AuthorizationRequest:
 
     Raises an :class:`~gateway.errors.UnverifiedClient` when the client or redirect URI cannot
     be verified (a page for the person: no redirect to an unverified URI, RFC 6749 §4.1.2.1),
-    and :class:`~gateway.signin.RefusedRequest` for any other error (for the portal).
+    and :class:`~gateway.signin.RefusedRequest` for any other error (for the portal). The page
+    is a sign-in that failed before a portal could be named: said as
+    :class:`~gateway.observe.SignInFailed` with its code (the refusal for the portal is said
+    by :meth:`gateway.signin.SignIn.refused`, which answers it).
     """
+    try:
+        return _validated(server)
+    except UnverifiedClient as error:
+        server.tokens.events.emit(SignInFailed(portal=None, region=None, reason=error.code))
+        raise
+
+
+def _validated(server: OAuthServer) -> AuthorizationRequest:
     oauth_request = server.create_oauth2_request(None)
     payload = oauth_request.payload
     _refuse_unprintable_echoes(server, payload)
@@ -68,12 +80,19 @@ def parse_authorization_request(server: OAuthServer) -> AuthorizationRequest:
         if error.redirect_uri is None:
             raise _unverified(error) from None
         raise RefusedRequest(
-            error.error, error.description or None, error.redirect_uri, payload.state
+            error.error,
+            error.description or None,
+            error.redirect_uri,
+            payload.state,
+            payload.data.get("client_id"),  # verified, with the redirect URI
         ) from None
     values: dict[str, str] = {k: v for k in KEPT if (v := payload.data.get(k)) is not None}
+    client_id: str = grant.request.client.client_id
 
     def refuse(description: str) -> RefusedRequest:
-        return RefusedRequest("invalid_request", description, redirect_uri, payload.state)
+        return RefusedRequest(
+            "invalid_request", description, redirect_uri, payload.state, client_id
+        )
 
     too_long = sorted(k for k, v in values.items() if len(v) > MAX_PARAMETER_LENGTH)
     if too_long:
@@ -91,10 +110,11 @@ def parse_authorization_request(server: OAuthServer) -> AuthorizationRequest:
             "the portal is not registered for the openid scope it must ask for",
             redirect_uri,
             payload.state,
+            client_id,
         )
     hint = values.get("id_token_hint")
     return AuthorizationRequest(
-        client_id=grant.request.client.client_id,
+        client_id=client_id,
         redirect_uri=redirect_uri,
         scope=scope,
         state=values.get("state"),
@@ -145,6 +165,7 @@ def _refuse_unprintable_echoes(server: OAuthServer, payload: Any) -> None:
         "response_type holds characters outside printable ASCII",
         target,
         payload.state,
+        client.client_id,
     )
 
 

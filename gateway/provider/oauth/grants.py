@@ -27,6 +27,7 @@ from authlib.oauth2.rfc6749.errors import (
 from authlib.oauth2.rfc7636 import CodeChallenge
 from authlib.oidc.core.grants import OpenIDCode
 
+from gateway.observe import TokenIssued
 from gateway.store.contract import (
     CodeNotFoundError,
     CodeRecord,
@@ -47,11 +48,17 @@ class ServedGrant:
     """What every grant here shares: the token service, reached through its server."""
 
     server: Any  # the OAuthServer that made this grant (Authlib sets it per request)
+    GRANT_TYPE: str  # Authlib's grant class says which (RFC 6749 §4.1.3, §4.4.2, §6)
 
     @property
     def tokens(self) -> TokenService:
         tokens: TokenService = self.server.tokens
         return tokens
+
+    def issued(self, client_id: str) -> None:
+        """Say that this grant answered with tokens (:class:`~gateway.observe.TokenIssued`):
+        called once per successful token response, after what it issued is stored."""
+        self.tokens.events.emit(TokenIssued(portal=client_id, grant_type=self.GRANT_TYPE))
 
 
 class S256Only(CodeChallenge):  # type: ignore[misc]
@@ -110,6 +117,15 @@ class CodeGrant(ServedGrant, grants.AuthorizationCodeGrant):  # type: ignore[mis
     """RFC 6749 §4.1.3-4.1.4: single-use codes, whose replay revokes the grant (§4.1.2)."""
 
     TOKEN_ENDPOINT_AUTH_METHODS: ClassVar[list[str]] = list(TOKEN_AUTH_METHODS)
+
+    def create_token_response(self) -> tuple[int, dict[str, Any], list[tuple[str, str]]]:
+        """Authlib's response (RFC 6749 §4.1.4, with the ID token of OIDC Core §3.1.3.3),
+        said once it stands: every token in it is stored by then (:meth:`generate_token`)."""
+        response: tuple[int, dict[str, Any], list[tuple[str, str]]] = (
+            super().create_token_response()
+        )
+        self.issued(self.request.client.client_id)
+        return response
 
     def save_authorization_code(self, code: str, request: OAuth2Request) -> None:
         raise RuntimeError("codes are issued by the sign-in: TokenService.issue_code")
@@ -287,6 +303,7 @@ class RefreshGrant(ServedGrant, grants.RefreshTokenGrant):  # type: ignore[misc]
                 access_token=token["access_token"],
                 sid=None,
             )
+        self.issued(old.record.client_id)
         return 200, token, self.TOKEN_RESPONSE_HEADER
 
 
@@ -314,6 +331,7 @@ class PortalCredentialsGrant(ServedGrant, grants.ClientCredentialsGrant):  # typ
         token = tokens.issue_tokens(
             client.client_id, grant.grant_id, client.client_id, scope, include_refresh_token=False
         )
+        self.issued(client.client_id)
         return 200, token, self.TOKEN_RESPONSE_HEADER
 
 
