@@ -15,12 +15,13 @@ sent, so only one replica sends it.
 
 from __future__ import annotations
 
+import datetime
 import logging
 import threading
 
 from gateway.clock import Clock, utc_now
 from gateway.sessions import Sessions
-from gateway.store.contract import LifecycleStore
+from gateway.store.contract import AuditStore, LifecycleStore
 
 log = logging.getLogger(__name__)
 
@@ -65,16 +66,34 @@ class ExpiredRecordPurge(_PeriodicJob):
 
     name = "tongxing-purge"
 
-    def __init__(self, store: LifecycleStore, interval: float, clock: Clock = utc_now) -> None:
+    def __init__(
+        self,
+        store: LifecycleStore,
+        interval: float,
+        clock: Clock = utc_now,
+        *,
+        audit: AuditStore | None = None,
+        audit_retention: datetime.timedelta | None = None,
+    ) -> None:
         if interval <= 0:
             raise ValueError("the purge interval must be positive")
         super().__init__(interval, clock)
         self.store = store
+        self.audit = audit
+        self.audit_retention = audit_retention
 
     def run_once(self) -> int:
-        """One purge now; the number of records deleted, or 0 when the store is unavailable."""
+        """One purge now; the number of records deleted, or 0 when the store is unavailable.
+
+        With an ``audit`` store and its ``audit_retention``, audit days older than the retention
+        go too (:meth:`~gateway.store.contract.AuditStore.purge_audit`: whole days, from the
+        start, leaving the anchor verification starts from).
+        """
         try:
-            purged = self.store.purge_expired(self.clock())
+            now = self.clock()
+            purged = self.store.purge_expired(now)
+            if self.audit is not None and self.audit_retention is not None:
+                purged += self.audit.purge_audit(now - self.audit_retention)
         except Exception:  # a database hiccup must not end the timer; the next run tries again
             log.warning("purging expired records failed; trying again in %.0f s", self.interval)
             return 0

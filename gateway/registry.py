@@ -12,20 +12,23 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import re
 import secrets
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Annotated, Any, Generic, Literal, Self, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, Final, Generic, Literal, Self, TypeVar
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
+from gateway.errors import RegionSecretUnreadable
 from gateway.identity import pairwise_subject
-from gateway.store.contract import RegistryKind, Store
+from gateway.sealing import RegionSecretSealer, SecretUnreadableError
+from gateway.store.contract import RegistryKind, RevisionConflictError, Store
 
 # The rest of the gateway knows these by this module (``as``: re-exported).
 from tongxing_api.vocabulary import CLIENT_ID_PATTERN as CLIENT_ID_PATTERN
@@ -47,7 +50,15 @@ from tongxing_api.vocabulary import Names as Names
 from tongxing_api.vocabulary import RegionKind as RegionKind
 from tongxing_api.vocabulary import check_absolute_url as check_absolute_url
 
+if TYPE_CHECKING:  # settings.py imports this module
+    from gateway.settings import Settings
+
+log = logging.getLogger(__name__)
+
 GrantType = Literal["authorization_code", "refresh_token", "client_credentials"]
+
+SEALED_SECRET_FIELD: Final = "client_secret_sealed"  # noqa: S105 - a field name
+"""Where a region document keeps its client secret, sealed (:class:`RegionSecretSealer`)."""
 
 
 def _default_grants() -> list[GrantType]:
@@ -121,11 +132,34 @@ class Region(BaseModel):
             raise ValueError("scopes must include openid")
         return list(dict.fromkeys(value))
 
-    def document(self) -> dict[str, Any]:
-        """The JSON document the store keeps (the client secret included)."""
-        data = self.model_dump(mode="json")
-        data["client_secret"] = self.client_secret.get_secret_value()
+    def document(self, sealer: RegionSecretSealer) -> dict[str, Any]:
+        """The JSON document the store keeps: the client secret sealed by ``sealer`` under
+        :data:`SEALED_SECRET_FIELD`, never in clear (THREAT_MODEL row 8)."""
+        data = self.model_dump(mode="json", exclude={"client_secret"})
+        data[SEALED_SECRET_FIELD] = sealer.seal(self.code, self.client_secret.get_secret_value())
         return data
+
+    @classmethod
+    def from_document(
+        cls, code: str, document: Mapping[str, Any], sealer: RegionSecretSealer | None
+    ) -> Region:
+        """The region stored under ``code``: its secret opened (bound to ``code``, so a sealed
+        secret copied to another region's row does not open), or read in clear from a row
+        written before secrets were sealed (sealed at its next write, or by ``tongxing secrets
+        reseal``). :class:`RegionSecretUnreadable` when the secret does not open."""
+        data = dict(document)
+        sealed = data.pop(SEALED_SECRET_FIELD, None)
+        if sealed is not None:
+            if sealer is None or not isinstance(sealed, str):
+                raise RegionSecretUnreadable(f"region {code}: a sealed secret and no sealing key")
+            try:
+                data["client_secret"] = sealer.open(code, sealed)
+            except SecretUnreadableError as error:
+                raise RegionSecretUnreadable(
+                    f"region {code}: its client secret does not open ({error}); was a sealing "
+                    "key removed before `tongxing secrets reseal`?"
+                ) from None
+        return cls.model_validate(data)
 
 
 class Portal(BaseModel):
@@ -342,6 +376,16 @@ _KEY_PATTERNS: dict[RegistryKind, re.Pattern[str]] = {
 }
 
 
+@dataclass
+class ResealReport:
+    """What :meth:`Registry.reseal_regions` did, by region code."""
+
+    resealed: list[str] = field(default_factory=list)
+    current: list[str] = field(default_factory=list)  # already sealed with the first key
+    unreadable: list[str] = field(default_factory=list)  # the secret does not open: left as is
+    conflicted: list[str] = field(default_factory=list)  # changed twice while being resealed
+
+
 class Registry:
     """Regions and portals over the store's registry documents, validated on the way in and out.
 
@@ -354,10 +398,14 @@ class Registry:
         self,
         store: Store,
         *,
+        sealer: RegionSecretSealer | None = None,
         cache_seconds: float = CACHE_SECONDS,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        """``sealer`` seals and opens region client secrets; without one, regions cannot be
+        written and only rows from before sealing (clear secrets) can be read."""
         self._store = store
+        self._sealer = sealer
         self._cache_seconds = cache_seconds
         self._clock = clock
         self._lock = threading.Lock()
@@ -365,6 +413,29 @@ class Registry:
         # Bumped by every local write: a lookup that read the store before a write finished
         # must not put what it read into the copy afterwards.
         self._generation = 0
+
+    @classmethod
+    def for_settings(cls, store: Store, settings: Settings) -> Registry:
+        """The registry of a gateway: region secrets sealed with ``TONGXING_SEALING_KEYS``, or,
+        when none is set, with a key derived from the MFA secret (and a log line saying so)."""
+        sealer = RegionSecretSealer.from_keys(settings.sealing_keys, settings.mfa_secret)
+        if sealer.derived:
+            log.warning(
+                "TONGXING_SEALING_KEYS is not set: region client secrets are sealed with a key "
+                "derived from TONGXING_MFA_SECRET (docs/security/secrets.md)",
+                extra={"event": "sealing.derived_key"},
+            )
+        return cls(store, sealer=sealer)
+
+    def _value(
+        self, kind: RegistryKind, key: str, document: Mapping[str, Any], model: type[Registered]
+    ) -> Registered:
+        if kind is RegistryKind.REGION:
+            region = Region.from_document(key, document, self._sealer)
+            if not isinstance(region, model):  # pragma: no cover - the kind names the model
+                raise TypeError(f"a region document read as {model.__name__}")
+            return region
+        return model.model_validate(document)
 
     def _lookup(self, kind: RegistryKind, key: str, model: type[Registered]) -> Registered | None:
         # A key no registration can have (a region code or client_id from a URL or a form) names
@@ -381,7 +452,7 @@ class Registry:
         found = self._store.get_document(kind, key)
         if found is None:
             return None
-        value = model.model_validate(found.document)
+        value = self._value(kind, key, found.document, model)
         if self._cache_seconds > 0:
             with self._lock:
                 if generation == self._generation:
@@ -401,7 +472,12 @@ class Registry:
         found = self._store.get_document(kind, key)
         if found is None:
             return None
-        return Stored(model.model_validate(found.document), found.revision)
+        return Stored(self._value(kind, key, found.document, model), found.revision)
+
+    def _require_sealer(self) -> RegionSecretSealer:
+        if self._sealer is None:
+            raise ValueError("this registry has no sealer: it cannot write region secrets")
+        return self._sealer
 
     def put_region(
         self, region: Region, now: datetime, *, expected_revision: int | None = None
@@ -415,7 +491,7 @@ class Registry:
             stored = self._store.put_document(
                 RegistryKind.REGION,
                 region.code,
-                region.document(),
+                region.document(self._require_sealer()),
                 now,
                 expected_revision=expected_revision,
             )
@@ -432,7 +508,47 @@ class Registry:
 
     def regions(self) -> list[Region]:
         documents = self._store.list_documents(RegistryKind.REGION)
-        return [Region.model_validate(d.document) for d in documents]
+        return [Region.from_document(d.key, d.document, self._sealer) for d in documents]
+
+    def reseal_regions(self, now: datetime) -> ResealReport:
+        """Seal every region's client secret with the first sealing key: clear secrets from
+        before sealing, and secrets sealed under an older key (the middle step of a key
+        rotation, ``tongxing secrets reseal``; docs/security/secrets.md).
+
+        Each region is rewritten at the revision it was read at, so a concurrent change through
+        the admin API is never overwritten (the region is read again and tried once more). A
+        region whose secret does not open is left as it is and named in the report.
+        """
+        sealer = self._require_sealer()
+        report = ResealReport()
+        for document in self._store.list_documents(RegistryKind.REGION):
+            code = document.key
+            for attempt in range(2):
+                found = (
+                    document
+                    if attempt == 0
+                    else self._store.get_document(RegistryKind.REGION, code)
+                )
+                if found is None:
+                    break
+                try:
+                    region = Region.from_document(code, found.document, sealer)
+                except RegionSecretUnreadable:
+                    report.unreadable.append(code)
+                    break
+                sealed = found.document.get(SEALED_SECRET_FIELD)
+                if isinstance(sealed, str) and sealer.is_current(sealed):
+                    report.current.append(code)
+                    break
+                try:
+                    self.put_region(region, now, expected_revision=found.revision)
+                except RevisionConflictError:
+                    if attempt == 1:
+                        report.conflicted.append(code)
+                    continue
+                report.resealed.append(code)
+                break
+        return report
 
     def delete_region(self, code: str, *, expected_revision: int | None = None) -> bool:
         """Delete a region (``False`` if there was none); ``expected_revision`` as for put."""

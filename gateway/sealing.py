@@ -1,9 +1,13 @@
-"""What the gateway keeps sealed at rest: TOTP secrets and resident identity numbers.
+"""What the gateway keeps sealed at rest: TOTP secrets, resident identity numbers, and the
+client secrets of regions.
 
-Both are sealed by one :class:`SecretCipher`, AES-256-GCM (NIST SP 800-38D) under keys derived
-from the configured MFA secret, and bound to what they belong to through the associated data: a
-TOTP secret to its subject, an identity number to ``id_number:<subject>`` (see
-:class:`IdentitySealer`). A sealed value copied to another row does not open.
+Each is sealed by a :class:`SecretCipher`, AES-256-GCM (NIST SP 800-38D), and bound to what it
+belongs to through the associated data: a TOTP secret to its subject, an identity number to
+``id_number:<subject>`` (see :class:`IdentitySealer`), a region's client secret to
+``region_client_secret:<code>`` (see :class:`RegionSecretSealer`). A sealed value copied to
+another row does not open. TOTP secrets and identity numbers are sealed under keys derived from
+the configured MFA secret; region client secrets under the sealing keys
+(``TONGXING_SEALING_KEYS``), which can be rotated (docs/security/secrets.md).
 
 The byte-level format, the HKDF ``info`` and the binding prefix are the ones the TOTP secrets
 were first stored with (hence ``mfa``/``totp`` in them): changing any of them would make every
@@ -26,12 +30,20 @@ from pydantic import SecretStr
 
 from gateway.identity import ResidentIdentityNumber
 
-__all__ = ["SecretCipher", "SecretUnreadableError", "derive_key"]
+__all__ = [
+    "IdentitySealer",
+    "RegionSecretSealer",
+    "SecretCipher",
+    "SecretUnreadableError",
+    "derive_key",
+]
 
 _FORMAT_VERSION: Final = b"\x01"
 _KEY_ID_LENGTH: Final = 8
 _NONCE_LENGTH: Final = 12
 _HKDF_INFO: Final = b"tongxing/mfa/totp-secret/v1"
+#: A key of its own for region client secrets, also when it is derived from the MFA secret.
+_REGION_SECRET_INFO: Final = b"tongxing/registry/region-client-secret/v1"
 
 
 class SecretUnreadableError(Exception):
@@ -66,6 +78,10 @@ class SecretCipher:
         sealed = self._keys[self._current].encrypt(nonce, plaintext, header + _bind(subject))
         return header + nonce + sealed
 
+    def sealed_with_current_key(self, stored: bytes) -> bool:
+        """Whether ``stored`` was sealed under the first key (a reseal would not change it)."""
+        return stored[:1] == _FORMAT_VERSION and stored[1 : 1 + _KEY_ID_LENGTH] == self._current
+
     def decrypt(self, stored: bytes, subject: str) -> bytes:
         head = 1 + _KEY_ID_LENGTH
         if len(stored) < head + _NONCE_LENGTH + 16 or stored[:1] != _FORMAT_VERSION:
@@ -80,12 +96,13 @@ class SecretCipher:
             raise SecretUnreadableError("does not decrypt for this subject with this key") from None
 
 
-def derive_key(secret: SecretStr | str) -> bytes:
-    """A 32-byte AES key from a configuration secret (HKDF-SHA-256, RFC 5869)."""
+def derive_key(secret: SecretStr | str, info: bytes = _HKDF_INFO) -> bytes:
+    """A 32-byte AES key from a configuration secret (HKDF-SHA-256, RFC 5869); ``info`` keeps
+    the keys of different uses apart (RFC 5869 §3.2)."""
     value = secret.get_secret_value() if isinstance(secret, SecretStr) else secret
     if len(value) < 32:
-        raise ValueError("the MFA secret must be at least 32 characters")
-    hkdf = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=_HKDF_INFO)
+        raise ValueError("a secret to derive keys from must be at least 32 characters")
+    hkdf = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=info)
     return hkdf.derive(value.encode("utf-8"))
 
 
@@ -109,3 +126,53 @@ class IdentitySealer:
 
     def open_identity_number(self, sealed: str, subject: str) -> str:
         return self.cipher.decrypt(base64.b64decode(sealed), f"id_number:{subject}").decode()
+
+
+class RegionSecretSealer:
+    """Seals the client secret a region gave the gateway, for the registry document.
+
+    Stored form: base64 of :class:`SecretCipher`'s, bound to ``region_client_secret:<code>``.
+    Keys: HKDF-SHA-256 of each configured sealing key (``TONGXING_SEALING_KEYS``, a JSON list;
+    the first seals, every one opens), or, when none is configured, of the MFA secret under an
+    ``info`` of its own (``derived`` is then true, and the gateway says so at start). Rotation:
+    put a new key first, run ``tongxing secrets reseal``, then drop the old key
+    (docs/security/secrets.md).
+    """
+
+    def __init__(self, cipher: SecretCipher, *, derived: bool = False) -> None:
+        self.cipher = cipher
+        self.derived = derived
+
+    @classmethod
+    def from_keys(
+        cls, keys: Sequence[SecretStr | str], fallback: SecretStr | str
+    ) -> RegionSecretSealer:
+        """Sealing keys ``keys`` (first seals), or keys derived from ``fallback`` when empty."""
+        if keys:
+            return cls(SecretCipher([derive_key(key, _REGION_SECRET_INFO) for key in keys]))
+        return cls(SecretCipher([derive_key(fallback, _REGION_SECRET_INFO)]), derived=True)
+
+    def seal(self, code: str, secret: str) -> str:
+        sealed = self.cipher.encrypt(secret.encode("utf-8"), _region_binding(code))
+        return base64.b64encode(sealed).decode("ascii")
+
+    def open(self, code: str, sealed: str) -> str:
+        """The clear secret; :class:`SecretUnreadableError` under an unknown key, for another
+        region, or tampered with."""
+        try:
+            stored = base64.b64decode(sealed.encode("ascii"), validate=True)
+        except (ValueError, UnicodeEncodeError):
+            raise SecretUnreadableError("not a sealed region secret") from None
+        return self.cipher.decrypt(stored, _region_binding(code)).decode("utf-8")
+
+    def is_current(self, sealed: str) -> bool:
+        """Whether ``sealed`` is sealed under the first key (nothing for a reseal to do)."""
+        try:
+            stored = base64.b64decode(sealed.encode("ascii"), validate=True)
+        except (ValueError, UnicodeEncodeError):
+            return False
+        return self.cipher.sealed_with_current_key(stored)
+
+
+def _region_binding(code: str) -> str:
+    return f"region_client_secret:{code}"

@@ -35,6 +35,7 @@ from gateway.errors import (
     NoSecondFactor,
     SubjectNotFound,
 )
+from gateway.observe import AdminChange, FactorRemoved, PolicyReloaded, redact
 from gateway.policy import PolicySetError, PolicySetInfo
 from gateway.registry import Portal, Region
 from gateway.services import current_services
@@ -128,6 +129,43 @@ def portal_view(portal: Portal) -> dict[str, Any]:
     return portal.model_dump(mode="json", exclude={"client_secret_hash"})
 
 
+def _changed(
+    action: str,
+    target_kind: str,
+    target: str,
+    before: Mapping[str, Any] | None = None,
+    after: Mapping[str, Any] | None = None,
+    reason: str | None = None,
+) -> None:
+    """Say what the principal changed (:class:`~gateway.observe.AdminChange`), once the change
+    is stored: the documents as the API shows them (:func:`region_view`, :func:`portal_view`:
+    no secret, no hash of one) and redacted again, so a field added later cannot leak one
+    (THREAT_MODEL rows 8 and 9)."""
+    principal = _principal()
+    current_services().events.emit(
+        AdminChange(
+            principal=principal.name,
+            role=principal.role.value,
+            action=action,
+            target_kind=target_kind,
+            target=target,
+            before=redact(before),
+            after=redact(after),
+            reason=reason,
+        )
+    )
+
+
+def _stored_region(code: str) -> dict[str, Any] | None:
+    stored = current_services().registry.stored_region(code)
+    return region_view(stored.value) if stored is not None else None
+
+
+def _stored_portal(client_id: str) -> dict[str, Any] | None:
+    stored = current_services().registry.stored_portal(client_id)
+    return portal_view(stored.value) if stored is not None else None
+
+
 @blueprint.get("/regions")
 def list_regions() -> Response:
     return jsonify([region_view(r) for r in _registrations().regions(_principal())])
@@ -140,17 +178,21 @@ def get_region(code: str) -> Response:
 
 @blueprint.put("/regions/<code>")
 def put_region(code: str) -> tuple[Response, int]:
+    before = _stored_region(code)
     region, created = _registrations().put_region(
         _principal(), code, _body(), current_services().clock()
     )
     # A replaced region may have a new realm behind it: fetch its metadata and keys afresh.
     current_services().regions.forget(region)
+    _changed("put", "region", region.code, before, region_view(region))
     return jsonify(region_view(region)), 201 if created else 200
 
 
 @blueprint.delete("/regions/<code>")
 def delete_region(code: str) -> tuple[str, int]:
+    before = _stored_region(code)
     _registrations().delete_region(_principal(), code, _query())
+    _changed("delete", "region", code, before, None)
     return "", 204
 
 
@@ -164,6 +206,7 @@ def end_region_sessions(code: str) -> Response:
     principal, services = _principal(), current_services()
     region = _registrations().region(principal, code, _query())
     ended = services.sessions.end_region(region.code, services.clock())
+    _changed("end_sessions", "region", region.code, None, {"sessions_ended": ended})
     log.warning(
         "%d sessions of region %s ended by %s",
         ended,
@@ -192,9 +235,11 @@ def get_portal(client_id: str) -> Response:
 @blueprint.put("/portals/<client_id>")
 def put_portal(client_id: str) -> tuple[Response, int]:
     """Create or replace a portal; its client secret is returned only by the call that set it."""
+    before = _stored_portal(client_id)
     written = _registrations().put_portal(
         _principal(), client_id, _body(), current_services().clock()
     )
+    _changed("put", "portal", written.portal.client_id, before, portal_view(written.portal))
     body = portal_view(written.portal)
     if written.client_secret is not None:
         body["client_secret"] = written.client_secret
@@ -203,7 +248,9 @@ def put_portal(client_id: str) -> tuple[Response, int]:
 
 @blueprint.delete("/portals/<client_id>")
 def delete_portal(client_id: str) -> tuple[str, int]:
+    before = _stored_portal(client_id)
     _registrations().delete_portal(_principal(), client_id, _query())
+    _changed("delete", "portal", client_id, before, None)
     return "", 204
 
 
@@ -212,27 +259,54 @@ def _policy_view(info: PolicySetInfo) -> dict[str, Any]:
         "files": list(info.files),
         "policy_ids": list(info.policy_ids),
         "digest": info.digest,
+        "generation": info.generation,
+        "activated_by": info.activated_by,
+        "activated_at": None if info.activated_at is None else info.activated_at.isoformat(),
         "loaded_at": info.loaded_at.isoformat(),
     }
 
 
 @blueprint.get("/policies")
 def get_policies() -> Response:
-    """The active policy set."""
+    """The active policy set of this process: its digest (SHA-256 over the canonical form of
+    its documents) and its generation in the store, the same in every process once they have
+    polled (:mod:`gateway.policy.stored`)."""
     return jsonify(_policy_view(current_services().policy.info))
 
 
 @blueprint.post("/policies/reload")
 def reload_policies() -> Response:
-    """Validate and activate the policy files; an invalid set is refused whole (422) and the
-    last good set stays active. Each replica reloads its own copy."""
+    """Validate the policy files of this process and activate them everywhere: written to the
+    store as the next generation, which every worker and replica activates within a few
+    seconds (:data:`gateway.policy.POLL_INTERVAL`). An invalid set is refused whole (422),
+    nothing is written, and the last good set stays active. Emits
+    :class:`~gateway.observe.PolicyReloaded` either way, with the principal, the digest of the
+    set (of the refused one when its files could be read) and the outcome."""
+    principal = _principal()
+    services = current_services()
     try:
-        info = current_services().policy.reload()
+        info = services.policy.reload(principal.name)
     except PolicySetError as exc:
+        services.events.emit(
+            PolicyReloaded(
+                principal=principal.name,
+                digest=exc.digest or "",
+                outcome="refused",
+                generation=services.policy.info.generation,
+            )
+        )
         raise InvalidPolicySet(
             [{"file": file, "message": message} for file, message in exc.problems],
-            _policy_view(current_services().policy.info),
+            _policy_view(services.policy.info),
         ) from None
+    services.events.emit(
+        PolicyReloaded(
+            principal=principal.name,
+            digest=info.digest,
+            outcome="activated",
+            generation=info.generation,
+        )
+    )
     return jsonify(_policy_view(info))
 
 
@@ -272,6 +346,10 @@ def reset_second_factor(subject_id: str) -> tuple[str, int]:
         outcome = "removed" if services.totp.remove(subject_id) else "no_factor"
         if outcome == "no_factor":
             raise NoSecondFactor(f"subject {subject_id} has no second factor")
+        services.events.emit(
+            FactorRemoved(subject=subject_id, principal=principal.name, reason=reason)
+        )
+        _changed("reset_second_factor", "subject", subject_id, reason=reason)
     finally:
         log.log(
             logging.INFO if outcome == "removed" else logging.WARNING,
@@ -418,7 +496,7 @@ def _policy_operations() -> dict[str, Any]:
         "/policies/reload": {
             "post": {
                 "tags": ["policies"],
-                "summary": "validate and activate the policy files (this replica)",
+                "summary": "validate the policy files and activate them in every replica",
                 **_roles(Operation.RELOAD_POLICIES),
                 "responses": {
                     "200": {"description": "activated"},

@@ -1,8 +1,9 @@
 """The ``tongxing`` command: serve the gateway, manage its signing keys and registry, run the demo.
 
 One module per command group (:mod:`~gateway.cli.serve`, :mod:`~gateway.cli.keys`,
-:mod:`~gateway.cli.admin`, :mod:`~gateway.cli.demo`, :mod:`~gateway.cli.operator`), each adding
-its parser and handlers; what they share is in :mod:`~gateway.cli.base`.
+:mod:`~gateway.cli.admin`, :mod:`~gateway.cli.audit`, :mod:`~gateway.cli.demo`,
+:mod:`~gateway.cli.operator`, :mod:`~gateway.cli.sealing`), each adding its parser and handlers;
+what they share is in :mod:`~gateway.cli.base`.
 
 Exit codes: 0 success, 1 the work failed (a refused request, an unreachable server, a store that
 cannot be opened), 2 a usage error or bad local input (missing settings, an unreadable file).
@@ -16,7 +17,7 @@ import argparse
 import sys
 
 from gateway import __version__
-from gateway.cli import admin, demo, keys, operator, serve
+from gateway.cli import admin, audit, demo, keys, operator, sealing, serve
 from gateway.cli.base import EXIT_FAILED, EXIT_USAGE, CliError, Handler
 from gateway.wsgi import ServerUnavailableError
 
@@ -30,7 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"tongxing {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for group in (serve, keys, admin, demo, operator):
+    for group in (serve, keys, admin, audit, demo, operator, sealing):
         group.add_parser(commands)
     return parser
 

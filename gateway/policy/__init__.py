@@ -10,6 +10,9 @@ HTTP. The package is split by job:
 :mod:`~gateway.policy.loader`
     the files: parsed, validated against the schema, ``@id`` on every policy, all or nothing;
     a refused reload keeps the last good set.
+:mod:`~gateway.policy.stored`
+    the set kept in the store: one generation for every worker and replica, written by a
+    reload, polled by every process.
 :mod:`~gateway.policy.engine`
     :class:`PolicyEngine`: the questions, Cedar's answers as :class:`Decision` values (fail
     closed), the decision cache and the decision log.
@@ -36,7 +39,14 @@ from gateway.policy.entities import (
     known_level,
     level_rank,
 )
-from gateway.policy.loader import SCHEMA_FILE, PolicySetError, PolicySetInfo, default_policy_dir
+from gateway.policy.loader import (
+    SCHEMA_FILE,
+    PolicySetError,
+    PolicySetInfo,
+    default_policy_dir,
+    policy_digest,
+)
+from gateway.policy.stored import POLL_INTERVAL
 
 __all__ = [
     "ACTION",
@@ -46,6 +56,7 @@ __all__ = [
     "LEVELS",
     "NAMESPACE",
     "PERSON",
+    "POLL_INTERVAL",
     "PORTAL",
     "SCHEMA_FILE",
     "SCOPE_CLAIMS",
@@ -62,4 +73,5 @@ __all__ = [
     "default_policy_dir",
     "known_level",
     "level_rank",
+    "policy_digest",
 ]

@@ -46,7 +46,14 @@ from gateway.policy.loader import (
     default_policy_dir,
     one_line,
 )
+from gateway.policy.stored import (
+    POLL_INTERVAL,
+    PolicyFollower,
+    StoredPolicySets,
+    initial_policy_set,
+)
 from gateway.registry import Level
+from gateway.store.contract import PolicySetStore
 
 # The package's logger, one name for operators to filter on (as before the package was split).
 log = logging.getLogger(__package__)
@@ -158,6 +165,11 @@ class PolicyEngine:
 
     Thread-safe: a decision reads the active set once; :meth:`reload` swaps in a new one only
     after it has been validated completely (:class:`~gateway.policy.loader.PolicyLoader`).
+
+    With a ``store`` the set is the store's (:mod:`gateway.policy.stored`): the engine starts on
+    its newest generation (or records the files as the first), a reload writes a new generation,
+    and :meth:`follow` activates what other processes wrote, so every worker and replica
+    enforces one set (issue 14).
     """
 
     def __init__(
@@ -165,16 +177,20 @@ class PolicyEngine:
         directory: Path | None = None,
         *,
         clock: Callable[[], datetime.datetime] | None = None,
+        store: PolicySetStore | None = None,
     ) -> None:
-        """Load and validate ``directory`` (default :func:`default_policy_dir`).
+        """Load and validate ``directory`` (default :func:`default_policy_dir`), or with a
+        ``store`` its newest generation.
 
         Raises :class:`PolicySetError` if the set is invalid: a gateway never starts without one.
         """
-        self._loader = PolicyLoader(
-            directory or default_policy_dir(),
-            clock=clock or utc_now,
-        )
+        clock = clock or utc_now
+        folder = (directory or default_policy_dir()).resolve()
+        initial = initial_policy_set(store, folder, clock()) if store is not None else None
+        self._loader = PolicyLoader(folder, clock=clock, initial=initial)
         self._cache = DecisionCache(self._loader.active)
+        self._stored = StoredPolicySets(store, self._loader, clock) if store is not None else None
+        self._follower: PolicyFollower | None = None
 
     @property
     def directory(self) -> Path:
@@ -182,14 +198,51 @@ class PolicyEngine:
 
     @property
     def info(self) -> PolicySetInfo:
+        """The active set: digest, generation (``None`` without a store), files, policy ids.
+
+        What metrics and ``GET /admin/v1/policies`` show; one attribute read, cheap enough for
+        every scrape.
+        """
         return self._loader.active.info
 
-    def reload(self) -> PolicySetInfo:
+    @property
+    def digest(self) -> str:
+        """The active set's digest (:func:`~gateway.policy.loader.policy_digest`)."""
+        return self.info.digest
+
+    @property
+    def generation(self) -> int | None:
+        """The active set's generation in the store (``None`` without a store)."""
+        return self.info.generation
+
+    def reload(self, principal: str = "unknown") -> PolicySetInfo:
         """Load the directory again; on any problem keep the active set and raise.
 
+        With a store the new set is written as the next generation, by ``principal``, and the
+        other processes activate it at their next poll; a refused set writes nothing.
         Raises :class:`PolicySetError` naming each file and Cedar's message.
         """
-        return self._loader.reload().info
+        if self._stored is None:
+            return self._loader.reload().info
+        return self._stored.reload(principal).info
+
+    def refresh(self) -> bool:
+        """Activate the store's newest generation now if it is not the active one (what the
+        follower does every few seconds); ``False`` without a store."""
+        return self._stored.refresh() if self._stored is not None else False
+
+    def follow(self, interval: float = POLL_INTERVAL) -> None:
+        """Poll the store every ``interval`` seconds in a daemon thread until :meth:`stop`
+        (nothing without a store; a second call changes nothing)."""
+        if self._stored is None or self._follower is not None:
+            return
+        self._follower = PolicyFollower(self._stored, interval)
+        self._follower.start()
+
+    def stop(self) -> None:
+        """Stop following the store (if :meth:`follow` started it)."""
+        if self._follower is not None:
+            self._follower.stop()
 
     def _active(self) -> DecisionCache:
         """The active set, with the decisions it has made; a new set starts a new cache."""

@@ -12,6 +12,12 @@ the new set to prove the schema still fits them.
 
 A set that fails any of this is refused as a whole with a message naming the file and Cedar's
 error; :class:`PolicyLoader` keeps the set that was active.
+
+A set is its *documents*: file names (``schema.cedarschema``, ``*.cedar``) and their text, read
+from a directory (:func:`read_policy_documents`) or from the store (one generation of
+:class:`~gateway.store.contract.PolicySetRecord`, see :mod:`gateway.policy.stored`); both are
+compiled by :func:`compile_policy_set`. Its digest (:func:`policy_digest`) is SHA-256 over a
+canonical form of the documents, so every process that holds the same set shows the same digest.
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ import logging
 import re
 import threading
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Final
 
@@ -59,11 +65,22 @@ def default_policy_dir() -> Path:
 
 
 class PolicySetError(Exception):
-    """A policy set that cannot be used; ``problems`` are ``(file, message)`` pairs."""
+    """A policy set that cannot be used; ``problems`` are ``(file, message)`` pairs.
 
-    def __init__(self, directory: Path, problems: Sequence[tuple[str, str]]) -> None:
+    ``directory`` says where the set came from (a directory, or the store's generation);
+    ``digest`` is the refused set's :func:`policy_digest` when its documents could be read.
+    """
+
+    def __init__(
+        self,
+        directory: Path | str,
+        problems: Sequence[tuple[str, str]],
+        *,
+        digest: str | None = None,
+    ) -> None:
         self.directory = directory
         self.problems = tuple(problems)
+        self.digest = digest
         lines = "\n".join(f"  {file}: {message}" for file, message in self.problems)
         super().__init__(f"policy set in {directory} refused:\n{lines}")
 
@@ -80,13 +97,23 @@ class PolicyRule:
 
 @dataclass(frozen=True)
 class PolicySetInfo:
-    """What is active: where it came from, a digest of its text, and its policies' ids."""
+    """What is active: where it came from, a digest of its text, and its policies' ids.
+
+    ``generation``, ``activated_by`` and ``activated_at`` are the store's record of the set
+    (:class:`~gateway.store.contract.PolicySetRecord`): which generation it is, which principal
+    reloaded it and when. ``None`` for a set that is not in a store (a gateway without one, or a
+    set just read from files and not yet written). ``loaded_at`` is when this process activated
+    it.
+    """
 
     directory: Path
     files: tuple[str, ...]
     policy_ids: tuple[str, ...]
     digest: str
     loaded_at: datetime.datetime
+    generation: int | None = None
+    activated_by: str | None = None
+    activated_at: datetime.datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -103,57 +130,124 @@ class LoadedPolicySet:
     policies: cedarpy.PolicySet
     by_id: Mapping[str, PolicyRule] = field(hash=False)
     names_a_person: bool
+    documents: Mapping[str, str] = field(default_factory=dict, hash=False, repr=False)
+
+    def recorded(
+        self, generation: int, activated_by: str, activated_at: datetime.datetime
+    ) -> LoadedPolicySet:
+        """This set, as the store recorded it (its generation, who and when)."""
+        info = replace(
+            self.info,
+            generation=generation,
+            activated_by=activated_by,
+            activated_at=activated_at,
+        )
+        return replace(self, info=info)
+
+
+def policy_digest(documents: Mapping[str, str]) -> str:
+    """SHA-256 (lower-case hex) of the canonical form of a set's documents.
+
+    The canonical form is the JSON object of file names to texts with keys sorted, no
+    insignificant whitespace and non-ASCII characters as themselves, encoded in UTF-8 (the
+    subset of RFC 8785 that an object of strings needs): the same files give the same digest in
+    every process, whether read from a directory or from the store.
+    """
+    canonical = json.dumps(
+        dict(documents), sort_keys=True, separators=(",", ":"), ensure_ascii=False
+    )
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def read_policy_documents(directory: Path) -> dict[str, str]:
+    """The schema and every ``*.cedar`` file of ``directory``, text by file name.
+
+    Raises :class:`PolicySetError` when the schema or a policy file cannot be read as UTF-8, or
+    when there is no policy file.
+    """
+    problems: list[tuple[str, str]] = []
+    documents: dict[str, str] = {}
+    for path in [directory / SCHEMA_FILE, *sorted(directory.glob("*.cedar"))]:
+        try:
+            documents[path.name] = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as error:
+            problems.append((path.name, one_line(error)))
+    if problems:
+        raise PolicySetError(directory, problems)
+    if len(documents) < 2:
+        raise PolicySetError(directory, [("*.cedar", "no policy files found")])
+    return documents
 
 
 def load_policy_set(directory: Path, now: datetime.datetime) -> LoadedPolicySet:
     """Parse and validate every file of ``directory``; raise :class:`PolicySetError` if any fail."""
-    problems: list[tuple[str, str]] = []
-    schema_path = directory / SCHEMA_FILE
-    try:
-        schema_text = schema_path.read_text(encoding="utf-8")
-        schema = cedarpy.Schema.from_str(schema_text)
-    except (OSError, UnicodeDecodeError, ValueError) as error:
-        raise PolicySetError(directory, [(SCHEMA_FILE, one_line(error))]) from None
+    return compile_policy_set(read_policy_documents(directory), directory, now)
 
-    files = sorted(directory.glob("*.cedar"))
+
+def compile_policy_set(
+    documents: Mapping[str, str],
+    directory: Path,
+    now: datetime.datetime,
+    *,
+    source: str | None = None,
+) -> LoadedPolicySet:
+    """Parse and validate a set's documents; raise :class:`PolicySetError` if any fail.
+
+    ``directory`` is the one the set's info names (the engine's); ``source`` says in errors
+    where the documents came from when that is not the directory (the store's generation).
+    """
+    where: Path | str = source or directory
+    digest = policy_digest(documents)
+    problems: list[tuple[str, str]] = [
+        (name, "not a schema or policy file name")
+        for name in documents
+        if name != SCHEMA_FILE and not _POLICY_FILE.fullmatch(name)
+    ]
+    if problems:
+        raise PolicySetError(where, problems, digest=digest)
+    try:
+        schema_text = documents[SCHEMA_FILE]
+        schema = cedarpy.Schema.from_str(schema_text)
+    except (KeyError, ValueError) as error:
+        raise PolicySetError(where, [(SCHEMA_FILE, one_line(error))], digest=digest) from None
+
+    files = sorted(name for name in documents if name != SCHEMA_FILE)
     if not files:
-        raise PolicySetError(directory, [("*.cedar", "no policy files found")])
-    digest = hashlib.sha256(schema_text.encode())
+        raise PolicySetError(where, [("*.cedar", "no policy files found")], digest=digest)
     static: dict[str, Any] = {}
     by_id: dict[str, PolicyRule] = {}
-    for path in files:
+    for name in files:
+        text = documents[name]
         try:
-            text = path.read_text(encoding="utf-8")
             parsed = json.loads(cedarpy.policies_to_json_str(text))
-        except (OSError, UnicodeDecodeError, ValueError) as error:
-            problems.append((path.name, one_line(error)))
+        except ValueError as error:
+            problems.append((name, one_line(error)))
             continue
-        digest.update(path.name.encode() + b"\0" + text.encode())
         if parsed.get("templates"):
-            problems.append((path.name, "policy templates are not supported"))
+            problems.append((name, "policy templates are not supported"))
         names = _policy_names(parsed)
         result = cedarpy.validate_policies(text, schema)
         for invalid in result.errors:
-            where = names.get(invalid.policy_id, invalid.policy_id)
+            policy = names.get(invalid.policy_id, invalid.policy_id)
             message = _CEDAR_POLICY_PREFIX.sub("", invalid.error)
-            problems.append((path.name, f"{where}: {message}" if where else message))
+            problems.append((name, f"{policy}: {message}" if policy else message))
         for positional, body in parsed.get("staticPolicies", {}).items():
             annotations = body.get("annotations") or {}
             policy_id = annotations.get("id")
             if not policy_id:
                 number = int(positional.removeprefix("policy")) + 1
-                problems.append((path.name, f"policy #{number} has no @id annotation"))
+                problems.append((name, f"policy #{number} has no @id annotation"))
                 continue
             if policy_id in by_id:
                 first = by_id[policy_id].file
-                problems.append((path.name, f"@id {policy_id!r} is also used in {first}"))
+                problems.append((name, f"@id {policy_id!r} is also used in {first}"))
                 continue
             by_id[policy_id] = PolicyRule(
-                policy_id, path.name, str(body.get("effect")), annotations.get("reason")
+                policy_id, name, str(body.get("effect")), annotations.get("reason")
             )
             static[policy_id] = body
     if problems:
-        raise PolicySetError(directory, problems)
+        raise PolicySetError(where, problems, digest=digest)
 
     try:
         # Re-keyed by @id, so that Cedar's "reasons" are the ids we log.
@@ -161,21 +255,22 @@ def load_policy_set(directory: Path, now: datetime.datetime) -> LoadedPolicySet:
             json.dumps({"staticPolicies": static, "templates": {}, "templateLinks": []})
         )
     except ValueError as error:  # pragma: no cover - each file parsed on its own above
-        raise PolicySetError(directory, [("*.cedar", one_line(error))]) from None
+        raise PolicySetError(where, [("*.cedar", one_line(error))], digest=digest) from None
     loaded = LoadedPolicySet(
         PolicySetInfo(
             directory=directory,
-            files=tuple(path.name for path in files),
+            files=tuple(files),
             policy_ids=tuple(sorted(by_id)),
-            digest=digest.hexdigest(),
+            digest=digest,
             loaded_at=now,
         ),
         schema,
         policies,
         by_id,
         names_a_person=any(_names_a_person(body) for body in static.values()),
+        documents=dict(documents),
     )
-    _prove_schema_fits(loaded, directory)
+    _prove_schema_fits(loaded, where)
     return loaded
 
 
@@ -208,7 +303,7 @@ def _policy_names(parsed: Mapping[str, Any]) -> dict[str, str]:
     return names
 
 
-def _prove_schema_fits(loaded: LoadedPolicySet, directory: Path) -> None:
+def _prove_schema_fits(loaded: LoadedPolicySet, directory: Path | str) -> None:
     """Ask the new set one plain question of each kind before it goes live.
 
     A schema edited so that it no longer accepts the gateway's requests would make every
@@ -231,9 +326,10 @@ def _prove_schema_fits(loaded: LoadedPolicySet, directory: Path) -> None:
                 message = "does not fit the gateway's requests: " + one_line(error)
                 problems.append((SCHEMA_FILE, message))
     if problems:
-        raise PolicySetError(directory, sorted(set(problems)))
+        raise PolicySetError(directory, sorted(set(problems)), digest=loaded.info.digest)
 
 
+_POLICY_FILE = re.compile(r"[^/\\\0]{1,200}\.cedar")
 _FAILING_POLICY = re.compile(r"error while evaluating policy `([^`]+)`")
 _CEDAR_POLICY_PREFIX = re.compile(r"^for policy `[^`]+`, ")
 
@@ -248,31 +344,66 @@ class PolicyLoader:
     """A directory of policies and the last good set loaded from it.
 
     Thread-safe: :attr:`active` is one attribute read; :meth:`reload` swaps in a new set only
-    after it has been validated completely, and one reload runs at a time.
+    after it has been validated completely, and one reload (or :meth:`activate` by whoever holds
+    :attr:`lock`) runs at a time.
     """
 
-    def __init__(self, directory: Path, *, clock: Callable[[], datetime.datetime]) -> None:
-        """Load and validate ``directory``; :class:`PolicySetError` if the set is invalid."""
+    def __init__(
+        self,
+        directory: Path,
+        *,
+        clock: Callable[[], datetime.datetime],
+        initial: LoadedPolicySet | None = None,
+    ) -> None:
+        """Load and validate ``directory``, unless ``initial`` is the set to start with;
+        :class:`PolicySetError` if the set is invalid."""
         self._directory = directory.resolve()
         self._clock = clock
-        self._reload_lock = threading.Lock()
-        self._active = load_policy_set(self._directory, self._clock())
-        log.info(
-            "policy set loaded from %s: %d policies, digest %s",
-            self._directory,
-            len(self._active.info.policy_ids),
-            self._active.info.digest[:12],
-            extra={"event": "policy.loaded", "policy_ids": list(self._active.info.policy_ids)},
-        )
+        self._reload_lock = threading.RLock()
+        self._active = initial or load_policy_set(self._directory, self._clock())
+        _log_loaded("loaded", self._active)
 
     @property
     def directory(self) -> Path:
         return self._directory
 
     @property
+    def lock(self) -> threading.RLock:
+        """Held by :meth:`reload`; hold it to read, write and :meth:`activate` as one step."""
+        return self._reload_lock
+
+    @property
     def active(self) -> LoadedPolicySet:
         """The set in force: the last one that loaded completely."""
         return self._active
+
+    def load(self) -> LoadedPolicySet:
+        """Read and validate the directory without activating it; on any problem log and raise
+        :class:`PolicySetError` naming each file and Cedar's message."""
+        try:
+            return load_policy_set(self._directory, self._clock())
+        except PolicySetError as error:
+            self.refused(error)
+            raise
+
+    def refused(self, error: PolicySetError) -> None:
+        """Log a refused set, and that the active one stays."""
+        log.error(
+            "policy set refused, keeping %s: %s",
+            self._active.info.digest[:12],
+            "; ".join(f"{file}: {message}" for file, message in error.problems),
+            extra={
+                "event": "policy.refused",
+                "problems": [list(p) for p in error.problems],
+            },
+        )
+
+    def activate(self, loaded: LoadedPolicySet) -> LoadedPolicySet:
+        """Make ``loaded`` (validated by :func:`compile_policy_set`) the set in force."""
+        with self._reload_lock:
+            self._active = loaded
+        _log_loaded("activated", loaded)
+        return loaded
 
     def reload(self) -> LoadedPolicySet:
         """Load the directory again; on any problem keep the active set and raise.
@@ -280,25 +411,22 @@ class PolicyLoader:
         Raises :class:`PolicySetError` naming each file and Cedar's message.
         """
         with self._reload_lock:
-            try:
-                loaded = load_policy_set(self._directory, self._clock())
-            except PolicySetError as error:
-                log.error(
-                    "policy set refused, keeping %s: %s",
-                    self._active.info.digest[:12],
-                    "; ".join(f"{file}: {message}" for file, message in error.problems),
-                    extra={
-                        "event": "policy.refused",
-                        "problems": [list(p) for p in error.problems],
-                    },
-                )
-                raise
-            self._active = loaded
-        log.info(
-            "policy set reloaded from %s: %d policies, digest %s",
-            self._directory,
-            len(loaded.info.policy_ids),
-            loaded.info.digest[:12],
-            extra={"event": "policy.loaded", "policy_ids": list(loaded.info.policy_ids)},
-        )
-        return loaded
+            return self.activate(self.load())
+
+
+def _log_loaded(what: str, loaded: LoadedPolicySet) -> None:
+    info = loaded.info
+    log.info(
+        "policy set %s from %s: %d policies, digest %s, generation %s",
+        what,
+        "the store" if info.generation is not None else info.directory,
+        len(info.policy_ids),
+        info.digest[:12],
+        info.generation if info.generation is not None else "-",
+        extra={
+            "event": "policy.loaded",
+            "policy_ids": list(info.policy_ids),
+            "digest": info.digest,
+            "generation": info.generation,
+        },
+    )

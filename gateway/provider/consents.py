@@ -1,4 +1,5 @@
-"""A person's account page: their consents, and their second factor.
+"""A person's account page: their consents, their second factor, their recent sign-ins and the
+regions their identity is linked through.
 
 Consents: what the person agreed to release to which portal, and withdrawing it. Withdrawing a
 consent means the portal gets those claims only after asking again; tokens already issued are
@@ -9,28 +10,38 @@ the proof of NIST SP 800-63B §6.1.2.1 (:class:`gateway.mfa.BindingRule`: a fres
 that vouched at least ``loa2``), removing it a current code from it. Binding never raises the
 session that binds (THREAT_MODEL row 4); see ``docs/security/second-factor.md``. Pages that show
 a secret (the key, its QR code, the recovery codes) are never cached.
+
+Recent sign-ins come from the audit trail (:mod:`gateway.audit`): the last 20, each with the
+portal, the region, the time and the level reached, so a person can spot a sign-in that was not
+theirs (issue 14); the linked regions from the store's subject links (THREAT_MODEL row 2).
 """
 
 from __future__ import annotations
 
 import base64
+import datetime
+from dataclasses import dataclass
 from typing import Final
 
 from flask import Blueprint, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response
 
+from gateway.audit import SIGN_IN_KINDS
 from gateway.errors import LoginRequired
 from gateway.mfa import BindingRule, MfaError
+from gateway.observe import ConsentWithdrawn, FactorBound, FactorRemoved
 from gateway.provider import csrf
 from gateway.provider.answers import session_id
 from gateway.provider.labels import CLAIM_LABELS
 from gateway.provider.stepup import client_ip, form_page, no_store
+from gateway.registry import Names
 from gateway.services import Services, current_services
 from gateway.store.contract import SsoSession
 
 blueprint = Blueprint("consents", __name__)
 FORM = "consents"  # the CSRF purpose of the account page's buttons
 BINDING: Final = BindingRule()
+RECENT_SIGN_INS: Final = 20
 
 
 @blueprint.after_request
@@ -59,7 +70,54 @@ def _account(services: Services, sso: SsoSession, error: MfaError | None = None)
         labels=CLAIM_LABELS,
         csrf=csrf.token(FORM),
         factor=services.totp.status(sso.subject),
+        sign_ins=_recent_sign_ins(services, sso.subject),
+        links=_linked_regions(services, sso.subject),
     )
+
+
+@dataclass(frozen=True)
+class _Shown:
+    """One line of the account page: what the person sees of a record (names, not codes)."""
+
+    names: Names | None
+    key: str
+    when: datetime.datetime
+    region: Names | None = None
+    level: str | None = None
+
+
+def _recent_sign_ins(services: Services, subject: str) -> list[_Shown]:
+    """The person's last :data:`RECENT_SIGN_INS` sign-ins from the audit trail, newest first:
+    the portal, the region, the time and the level reached (GB/T 22239-2019 §8.1.4 records;
+    issue 14: the citizen sees their own)."""
+    shown = []
+    for record in services.store.recent_audit(subject, SIGN_IN_KINDS, RECENT_SIGN_INS):
+        entry = record.entry
+        portal = services.registry.portal(entry.portal) if entry.portal else None
+        region = services.registry.region(entry.region) if entry.region else None
+        shown.append(
+            _Shown(
+                names=portal.names if portal else None,
+                key=entry.portal or "",
+                when=entry.occurred_at,
+                region=region.names if region else None,
+                level=entry.level,
+            )
+        )
+    return shown
+
+
+def _linked_regions(services: Services, subject: str) -> list[_Shown]:
+    """The regions through which the person's identity is linked, oldest first."""
+    shown = []
+    for link in sorted(
+        services.store.list_subject_links(subject), key=lambda found: found.created_at
+    ):
+        region = services.registry.region(link.region)
+        shown.append(
+            _Shown(names=region.names if region else None, key=link.region, when=link.created_at)
+        )
+    return shown
 
 
 @blueprint.get("/consents")
@@ -73,7 +131,9 @@ def revoke() -> Response:
     services = current_services()
     sso = _signed_in()
     csrf.require(FORM)
-    services.store.revoke_consent(sso.subject, request.form.get("client_id", ""), services.clock())
+    client_id = request.form.get("client_id", "")
+    if services.store.revoke_consent(sso.subject, client_id, services.clock()):
+        services.events.emit(ConsentWithdrawn(subject=sso.subject, portal=client_id))
     return redirect(url_for("consents.consents"), code=303)
 
 
@@ -105,8 +165,9 @@ def enrol_factor() -> Response:
     sso = _signed_in()
     csrf.require(FORM)
     BINDING.require(sso, services.clock())
-    if services.totp.status(sso.subject).enrolled:
-        services.totp.remove(sso.subject)  # replaced: the proof above is the same as binding
+    # Replaced: the proof above is the same as binding.
+    if services.totp.status(sso.subject).enrolled and services.totp.remove(sso.subject):
+        services.events.emit(FactorRemoved(subject=sso.subject))
     return _enrol_page(services, sso)
 
 
@@ -123,6 +184,7 @@ def confirm_factor() -> Response:
         )
     except MfaError as error:
         return _enrol_page(services, sso, error)
+    services.events.emit(FactorBound(subject=sso.subject))
     page = render_template("mfa_recovery.html", codes=codes, next=url_for("consents.consents"))
     return Response(page, status=200, mimetype="text/html")
 
@@ -137,5 +199,6 @@ def remove_factor() -> Response:
         services.totp.verify(sso.subject, request.form.get("code", ""), client_ip())
     except MfaError as error:
         return _account(services, sso, error)
-    services.totp.remove(sso.subject)
+    if services.totp.remove(sso.subject):
+        services.events.emit(FactorRemoved(subject=sso.subject))
     return redirect(url_for("consents.consents"), code=303)

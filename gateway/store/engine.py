@@ -56,6 +56,10 @@ def create_store_engine(
     A plain ``postgresql://`` URL is taken to mean psycopg 3. In-memory SQLite is refused: each
     pooled connection would see its own empty database.
     """
+    # Imported here, not above: the CLI imports the store, and `tongxing serve --workers` must
+    # name the metrics directory before anything imports prometheus-client (gateway.wsgi).
+    from gateway.metrics import time_statements
+
     parsed = make_url(url)
     backend = parsed.get_backend_name()
     if backend == "sqlite":
@@ -70,6 +74,7 @@ def create_store_engine(
             connect_args={"timeout": busy_timeout, "check_same_thread": False},
         )
         _configure_sqlite(engine, busy_timeout)
+        time_statements(engine)
         return engine
     if backend == "postgresql":
         if parsed.drivername == "postgresql":
@@ -85,6 +90,7 @@ def create_store_engine(
             connect_args={"application_name": "tongxing-gateway"},
         )
         ping_idle_connections(engine, PING_AFTER_IDLE)
+        time_statements(engine)
         return engine
     raise ValueError(f"unsupported database {backend!r}: use sqlite or postgresql")
 

@@ -368,3 +368,60 @@ logout_deliveries = Table(
     Column("given_up_at", UtcDateTime(), nullable=True),
     Column("expires_at", UtcDateTime(), nullable=False, index=True),
 )
+
+# --- the audit trail (revision 0008) ------------------------------------------------------------
+
+# Append-only records of what happened (GB/T 22239-2019 §8.1.4; gateway.store.contract.audit):
+# one gapless sequence, hash-chained (each record's hash covers its fields and prev_hash), in one
+# chain per UTC day. details is canonical JSON text, so what is hashed is what is kept, byte for
+# byte, on both engines. No foreign key to subjects: a record outlives whatever it names. On
+# PostgreSQL a trigger refuses UPDATE, TRUNCATE and any DELETE but the retention purge's.
+audit_records = Table(
+    "audit_records",
+    metadata,
+    Column("sequence", BigInteger(), primary_key=True, autoincrement=False),
+    Column("chain", String(16), nullable=False, index=True),
+    Column("occurred_at", UtcDateTime(), nullable=False, index=True),
+    Column("kind", String(64), nullable=False),
+    Column("outcome", String(64), nullable=False),
+    Column("subject", String(ID), nullable=True),
+    Column("principal", String(NAME), nullable=True),
+    Column("portal", String(NAME), nullable=True),
+    Column("region", String(ID), nullable=True),
+    Column("level", String(NAME), nullable=True),
+    Column("details", Text(), nullable=False),
+    Column("prev_hash", String(HASH), nullable=False),
+    Column("hash", String(HASH), nullable=False),
+    Index("ix_audit_records_subject_sequence", "subject", "sequence"),
+)
+
+# The one head row (id 1): the newest record (every append locks this row first, so appends from
+# every replica take turns) and the anchor the retention purge left (the last record it deleted),
+# from which verification of the kept records starts.
+audit_head = Table(
+    "audit_head",
+    metadata,
+    Column("id", Integer(), primary_key=True, autoincrement=False),
+    Column("head_sequence", BigInteger(), nullable=False),
+    Column("head_hash", String(HASH), nullable=False),
+    Column("head_chain", String(16), nullable=False),
+    Column("anchor_sequence", BigInteger(), nullable=False),
+    Column("anchor_hash", String(HASH), nullable=False),
+    CheckConstraint("id = 1", name="one_row"),
+)
+
+# --- the policy set (revision 0009) --------------------------------------------------------------
+
+# One row per generation of the Cedar policy set (gateway.store.contract.policy_sets); the newest
+# is active. Every gateway process asks for max(generation) every few seconds, answered from the
+# primary key's index. documents maps file names to text; digest is SHA-256 over their canonical
+# form (gateway.policy.loader.policy_digest).
+policy_sets = Table(
+    "policy_sets",
+    metadata,
+    Column("generation", BigInteger(), primary_key=True, autoincrement=False),
+    Column("documents", json_type(), nullable=False),
+    Column("digest", String(HASH), nullable=False),
+    Column("activated_by", String(NAME), nullable=False),
+    Column("activated_at", UtcDateTime(), nullable=False),
+)

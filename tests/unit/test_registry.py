@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -10,6 +11,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
+from gateway.errors import RegionSecretUnreadable
 from gateway.registry import (
     CACHE_SECONDS,
     ManagedBy,
@@ -20,9 +22,11 @@ from gateway.registry import (
     pairwise_sector_errors,
     sector_document_errors,
 )
+from gateway.sealing import RegionSecretSealer
 from gateway.store import RegistryKind, RevisionConflictError, SqlStore
 
 NOW = datetime.datetime(2025, 3, 1, 8, 0, tzinfo=datetime.UTC)
+SEALER = RegionSecretSealer.from_keys(["k" * 32], fallback="f" * 32)
 NAMES = {"zh": "浙江政务服务网", "en": "Zhejiang Government Services"}
 
 
@@ -200,10 +204,13 @@ def test_region_issuer_is_normalised_and_needs_openid() -> None:
         region(code="ZJ!")
 
 
-def test_region_secret_is_hidden_in_repr_but_kept_in_the_document() -> None:
+def test_region_secret_is_hidden_in_repr_and_sealed_in_the_document() -> None:
     upstream = region()
     assert "upstream-secret" not in repr(upstream)
-    assert upstream.document()["client_secret"] == "upstream-secret"
+    document = upstream.document(SEALER)
+    assert "client_secret" not in document
+    assert "upstream-secret" not in json.dumps(document)
+    assert Region.from_document("zj", document, SEALER) == upstream
 
 
 def test_a_registration_has_no_owner_until_one_is_recorded() -> None:
@@ -211,7 +218,7 @@ def test_a_registration_has_no_owner_until_one_is_recorded() -> None:
     assert region().managed_by is None
     owned = portal(managed_by={"principal": "operator", "kind": "Portal", "namespace": "zj-gov"})
     assert owned.managed_by == ManagedBy(principal="operator", kind="Portal", namespace="zj-gov")
-    assert region(managed_by={"principal": "platform"}).document()["managed_by"] == {
+    assert region(managed_by={"principal": "platform"}).document(SEALER)["managed_by"] == {
         "principal": "platform",
         "kind": None,
         "namespace": None,
@@ -280,7 +287,7 @@ def test_a_portal_looked_up_again_soon_is_answered_without_the_store(
     store: SqlStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     clock = Clock()
-    registry = Registry(store, clock=clock)
+    registry = Registry(store, sealer=SEALER, clock=clock)
     registry.put_portal(portal(), NOW)
     reads = counting_reads(store, monkeypatch)
     first = registry.portal("zj-portal")
@@ -293,7 +300,7 @@ def test_a_portal_looked_up_again_soon_is_answered_without_the_store(
 
 
 def test_a_write_through_this_registry_is_seen_at_once(store: SqlStore) -> None:
-    registry = Registry(store, clock=Clock())
+    registry = Registry(store, sealer=SEALER, clock=Clock())
     registry.put_portal(portal(), NOW)
     assert registry.portal("zj-portal") is not None
     registry.put_portal(portal(enabled=False), NOW)
@@ -310,7 +317,10 @@ def test_a_write_through_this_registry_is_seen_at_once(store: SqlStore) -> None:
 
 def test_a_write_through_another_replica_is_seen_after_the_cache_time(store: SqlStore) -> None:
     clock = Clock()
-    here, elsewhere = Registry(store, clock=clock), Registry(store, clock=clock)
+    here, elsewhere = (
+        Registry(store, sealer=SEALER, clock=clock),
+        Registry(store, sealer=SEALER, clock=clock),
+    )
     assert here.portal("zj-portal") is None  # unknown keys are not remembered
     elsewhere.put_portal(portal(), NOW)
     assert here.portal("zj-portal") is not None
@@ -327,7 +337,7 @@ def test_a_write_through_another_replica_is_seen_after_the_cache_time(store: Sql
 def test_a_lookup_that_raced_a_local_write_does_not_keep_what_it_read(
     store: SqlStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    registry = Registry(store, clock=Clock())
+    registry = Registry(store, sealer=SEALER, clock=Clock())
     registry.put_portal(portal(), NOW)
     real = store.get_document
 
@@ -350,7 +360,7 @@ def test_a_lookup_that_raced_a_local_write_does_not_keep_what_it_read(
 
 
 def test_a_write_or_delete_names_the_revision_it_read(store: SqlStore) -> None:
-    registry = Registry(store, clock=Clock())
+    registry = Registry(store, sealer=SEALER, clock=Clock())
     registry.put_region(region(), NOW, expected_revision=0)
     read = registry.stored_region("zj")
     assert read is not None
@@ -368,7 +378,7 @@ def test_a_write_or_delete_names_the_revision_it_read(store: SqlStore) -> None:
 
 
 def test_a_create_only_write_refuses_an_existing_portal(store: SqlStore) -> None:
-    registry = Registry(store, clock=Clock())
+    registry = Registry(store, sealer=SEALER, clock=Clock())
     _, created = registry.put_portal(portal(), NOW, expected_revision=0)
     assert created is True
     with pytest.raises(RevisionConflictError):
@@ -383,10 +393,58 @@ def test_a_create_only_write_refuses_an_existing_portal(store: SqlStore) -> None
 
 def test_the_stored_registration_is_read_past_the_copy(store: SqlStore) -> None:
     clock = Clock()
-    here, elsewhere = Registry(store, clock=clock), Registry(store, clock=clock)
+    here, elsewhere = (
+        Registry(store, sealer=SEALER, clock=clock),
+        Registry(store, sealer=SEALER, clock=clock),
+    )
     elsewhere.put_portal(portal(), NOW)
     assert here.portal("zj-portal") is not None  # now in here's copy
     elsewhere.put_portal(portal(enabled=False), NOW)
     fresh = here.stored_portal("zj-portal")
     assert fresh is not None
     assert (fresh.value.enabled, fresh.revision) == (False, 2)
+
+
+# --- region client secrets sealed at rest (issue 14, THREAT_MODEL row 8) -----------------------
+
+
+def test_a_region_row_from_before_sealing_is_read_and_sealed_by_a_reseal(store: SqlStore) -> None:
+    clear = {**region().model_dump(mode="json"), "client_secret": "upstream-secret"}
+    store.put_document(RegistryKind.REGION, "zj", clear, NOW)
+    registry = Registry(store, sealer=SEALER, cache_seconds=0)
+    found = registry.region("zj")
+    assert found is not None
+    assert found.client_secret.get_secret_value() == "upstream-secret"
+
+    report = registry.reseal_regions(NOW)
+    assert (report.resealed, report.current, report.unreadable) == (["zj"], [], [])
+    row = store.get_document(RegistryKind.REGION, "zj")
+    assert row is not None
+    assert "upstream-secret" not in json.dumps(row.document)
+    assert registry.region("zj") == found
+    assert registry.reseal_regions(NOW).current == ["zj"]  # nothing left to do
+
+
+def test_a_sealed_secret_copied_to_another_region_does_not_open(store: SqlStore) -> None:
+    registry = Registry(store, sealer=SEALER, cache_seconds=0)
+    registry.put_region(region(), NOW)
+    registry.put_region(region(code="sh", client_secret="sh-secret"), NOW)
+    zj = store.get_document(RegistryKind.REGION, "zj")
+    sh = store.get_document(RegistryKind.REGION, "sh")
+    assert zj is not None
+    assert sh is not None
+    stolen = {**sh.document, "client_secret_sealed": zj.document["client_secret_sealed"]}
+    store.put_document(RegistryKind.REGION, "sh", stolen, NOW)
+    with pytest.raises(RegionSecretUnreadable):
+        registry.region("sh")
+    assert registry.reseal_regions(NOW).unreadable == ["sh"]
+
+
+def test_a_registry_without_a_sealer_writes_no_region() -> None:
+    with pytest.raises(ValueError, match="sealer"):
+        Registry(_NoStore()).put_region(region(), NOW)  # type: ignore[arg-type]
+
+
+class _NoStore:
+    def put_document(self, *_: Any, **__: Any) -> None:
+        raise AssertionError("nothing may be written without a sealer")

@@ -12,6 +12,8 @@ One module per aggregate, each with its records, its errors and its protocol:
 * :mod:`.attempts` (:class:`AttemptStore`): failed-attempt counters and lock-outs;
 * :mod:`.consents` (:class:`ConsentStore`): claims released with a person's consent;
 * :mod:`.replay` (:class:`ReplayStore`): client assertions used once;
+* :mod:`.policy_sets` (:class:`PolicySetStore`): the active Cedar policy set, by generation;
+* :mod:`.audit` (:class:`AuditStore`): the audit trail, append-only and hash-chained;
 * :mod:`.store` (:class:`LifecycleStore`, and :class:`Store`, the union of them all).
 
 Every engine (see :mod:`gateway.store.sql`) passes the same conformance suite,
@@ -28,6 +30,13 @@ Conventions that hold for every operation:
 """
 
 from gateway.store.contract.attempts import AttemptStore
+from gateway.store.contract.audit import (
+    AuditAnchor,
+    AuditEntry,
+    AuditRecord,
+    AuditStore,
+    AuditVerification,
+)
 from gateway.store.contract.common import (
     DuplicateRecordError,
     JsonObject,
@@ -44,6 +53,11 @@ from gateway.store.contract.pending_authorizations import (
     PendingAuthorizationStore,
     PendingStage,
     UpstreamLeg,
+)
+from gateway.store.contract.policy_sets import (
+    PolicyGenerationConflictError,
+    PolicySetRecord,
+    PolicySetStore,
 )
 from gateway.store.contract.registry import (
     RegistryDocument,
@@ -87,6 +101,11 @@ from gateway.store.contract.tokens import (
 __all__ = [
     "AccessTokenRecord",
     "AttemptStore",
+    "AuditAnchor",
+    "AuditEntry",
+    "AuditRecord",
+    "AuditStore",
+    "AuditVerification",
     "AuthorizationRequest",
     "CodeNotFoundError",
     "CodeRecord",
@@ -103,6 +122,9 @@ __all__ = [
     "PendingAuthorizationNotFoundError",
     "PendingAuthorizationStore",
     "PendingStage",
+    "PolicyGenerationConflictError",
+    "PolicySetRecord",
+    "PolicySetStore",
     "RecordNotFoundError",
     "RecoveryCode",
     "RefreshTokenNotFoundError",

@@ -6,9 +6,11 @@ import datetime
 from typing import Protocol
 
 from gateway.store.contract.attempts import AttemptStore
+from gateway.store.contract.audit import AuditStore
 from gateway.store.contract.consents import ConsentStore
 from gateway.store.contract.deliveries import LogoutDeliveryStore
 from gateway.store.contract.pending_authorizations import PendingAuthorizationStore
+from gateway.store.contract.policy_sets import PolicySetStore
 from gateway.store.contract.registry import RegistryStore
 from gateway.store.contract.replay import ReplayStore
 from gateway.store.contract.second_factors import SecondFactorStore
@@ -53,6 +55,8 @@ class Store(
     ConsentStore,
     ReplayStore,
     LogoutDeliveryStore,
+    AuditStore,
+    PolicySetStore,
     Protocol,
 ):
     """Everything the gateway keeps. One transaction per call; see :mod:`gateway.store.contract`.

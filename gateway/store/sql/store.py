@@ -30,10 +30,12 @@ from gateway.store.schema import (
     used_assertions,
 )
 from gateway.store.sql.attempts import SqlAttempts
+from gateway.store.sql.audit import SqlAudit
 from gateway.store.sql.base import require_aware, unavailable
 from gateway.store.sql.consents import SqlConsents
 from gateway.store.sql.deliveries import SqlDeliveries
 from gateway.store.sql.pending_authorizations import SqlPendingAuthorizations
+from gateway.store.sql.policy_sets import SqlPolicySets
 from gateway.store.sql.registry import SqlRegistry
 from gateway.store.sql.replay import SqlReplay
 from gateway.store.sql.second_factors import SqlSecondFactors
@@ -53,6 +55,8 @@ class SqlStore(
     SqlConsents,
     SqlReplay,
     SqlDeliveries,
+    SqlAudit,
+    SqlPolicySets,
 ):
     """:class:`~gateway.store.contract.Store` on SQLite or PostgreSQL.
 
