@@ -44,6 +44,7 @@ from urllib3.exceptions import ConnectTimeoutError, NameResolutionError, NewConn
 from urllib3.util import connection as urllib3_connection
 from urllib3.util.retry import Retry
 
+from gateway.logs import CorrelatedSession
 from tongxing_api.vocabulary import check_outbound_url, is_local_address
 
 if TYPE_CHECKING:
@@ -192,7 +193,7 @@ class OutboundAdapter(HTTPAdapter):
         return super().send(request, *args, **kwargs)
 
 
-class _NoRedirectSession(requests.Session):
+class _NoRedirectSession(CorrelatedSession):  # sends X-Request-ID (gateway.logs)
     """Never follows a redirect, whatever ``allow_redirects`` says: the 3xx is the answer."""
 
     def get_redirect_target(self, resp: requests.Response) -> None:

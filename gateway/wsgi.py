@@ -11,6 +11,12 @@ of gunicorn's pre-fork workers): on a replica with several cores, each worker ge
 parent binds the socket, forks, and then only supervises: it passes SIGTERM and SIGINT on to the
 workers, and when a worker dies it stops the others and exits non-zero, so that Kubernetes
 restarts the pod rather than a replica limping on with fewer workers.
+
+Metrics under ``--workers``: each worker counts in its own process, so the parent first makes a
+fresh directory for prometheus-client's multiprocess files (:func:`multiprocess_metrics_dir`),
+the workers inherit it, and the parent marks a worker dead when it exits
+(``prometheus_client.multiprocess.mark_process_dead``); ``/metrics`` merges them
+(:mod:`gateway.metrics`).
 """
 
 from __future__ import annotations
@@ -22,10 +28,13 @@ import logging
 import os
 import signal
 import socket
+import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from pathlib import Path
 from types import FrameType, ModuleType
 from typing import Any, NoReturn
 
@@ -153,11 +162,36 @@ def listening_socket(host: str, port: int, backlog: int = 1024) -> socket.socket
     return socket.create_server((host, port), family=family, backlog=backlog)
 
 
-def serve_workers(run_worker: Callable[[socket.socket], None], listen: Listen) -> int:
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+
+def multiprocess_metrics_dir() -> Path:
+    """A new, empty directory for prometheus-client's multiprocess files, named in
+    ``PROMETHEUS_MULTIPROC_DIR`` for this process and the workers it forks.
+
+    Fresh per server start: files left by an earlier start would be summed into this one's
+    counters. prometheus-client chooses per-process or multiprocess values when it is first
+    imported, so this must run before that; it refuses otherwise rather than let each worker
+    report only itself.
+    """
+    if "prometheus_client.values" in sys.modules:
+        raise RuntimeError("prometheus_client was imported before the metrics directory was set")
+    path = Path(tempfile.mkdtemp(prefix="tongxing-metrics-"))
+    os.environ[MULTIPROC_ENV] = str(path)
+    return path
+
+
+def serve_workers(
+    run_worker: Callable[[socket.socket], None],
+    listen: Listen,
+    metrics_dir: Path | None = None,
+) -> int:
     """Fork ``listen.workers`` processes that each run ``run_worker`` on one shared socket.
 
     Returns the exit status for the parent: 0 when it was told to stop, 1 when a worker died on
     its own. Call it before any thread is started: a forked child has only the forking thread.
+    With ``metrics_dir`` (:func:`multiprocess_metrics_dir`), each worker that exits is marked
+    dead there, so its live gauges leave the merged metrics.
     """
     sock = listening_socket(listen.host, listen.port)
     log.info(
@@ -174,7 +208,15 @@ def serve_workers(run_worker: Callable[[socket.socket], None], listen: Listen) -
             _run_child(run_worker, sock)
         children.add(pid)
     sock.close()
-    return _supervise(children)
+    return _supervise(children, _metrics_bookkeeping(metrics_dir))
+
+
+def _metrics_bookkeeping(metrics_dir: Path | None) -> Callable[[int], None]:
+    if metrics_dir is None:
+        return lambda _pid: None
+    from prometheus_client.multiprocess import mark_process_dead
+
+    return lambda pid: mark_process_dead(pid, str(metrics_dir))  # type: ignore[no-untyped-call]
 
 
 def _run_child(run_worker: Callable[[socket.socket], None], sock: socket.socket) -> None:
@@ -195,7 +237,7 @@ def _run_child(run_worker: Callable[[socket.socket], None], sock: socket.socket)
         os._exit(status)
 
 
-def _supervise(children: set[int]) -> int:
+def _supervise(children: set[int], exited: Callable[[int], None] = lambda _pid: None) -> int:
     stopping = False
 
     def stop(_signum: int, _frame: FrameType | None) -> None:
@@ -214,6 +256,7 @@ def _supervise(children: set[int]) -> int:
             except ChildProcessError:
                 break
             children.discard(pid)
+            exited(pid)
             if not stopping:
                 log.error("gateway worker %d exited; stopping the others", pid)
                 status = 1

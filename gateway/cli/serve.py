@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
+import shutil
 import socket
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
@@ -16,7 +19,13 @@ from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from gateway.cli.base import EXIT_USAGE, CliError, Commands, env_name, port, positive
 from gateway.keys import KeyFileError
 from gateway.settings import Settings
-from gateway.wsgi import Listen, exit_on_sigterm, load_waitress
+from gateway.wsgi import (
+    MULTIPROC_ENV,
+    Listen,
+    exit_on_sigterm,
+    load_waitress,
+    multiprocess_metrics_dir,
+)
 
 if TYPE_CHECKING:
     from gateway.services import Services
@@ -69,27 +78,50 @@ def _database_problem(settings: Settings, error: SQLAlchemyError) -> str:
 # --- serve -------------------------------------------------------------------------------------
 
 
-def configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=getattr(logging, level), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+LOG_FORMATS = ("json", "text")
+
+
+def configure_logging(level: str, log_format: str = "text") -> None:
+    """One handler on the root logger, on standard error: JSON lines (:mod:`gateway.logs`, for
+    a log collector) or readable text lines with the same fields (the demo and development)."""
+    from gateway.logs import JsonLineFormatter, TextLineFormatter
+
+    handler = logging.StreamHandler()
+    handler.setFormatter(JsonLineFormatter() if log_format == "json" else TextLineFormatter())
+    logging.basicConfig(level=getattr(logging, level), handlers=[handler])
+    # Authlib's DEBUG lines carry the tokens it issues and the requests it validates (codes,
+    # client secrets in a form): never written, even under --log-level DEBUG (THREAT_MODEL row 8).
+    logging.getLogger("authlib").setLevel(logging.INFO)
     if level != "DEBUG":
         # Alembic narrates every plugin and migration step at INFO: one line per start is enough.
         logging.getLogger("alembic").setLevel(logging.WARNING)
 
 
 def command_serve(args: argparse.Namespace) -> int:
+    configure_logging(args.log_level, args.log_format)
+    listen = Listen(args.host, args.port, args.threads, args.workers)
+    forking = listen.workers > 1 and not args.insecure_dev_server
+    # Before anything imports prometheus-client (gateway.app does): it picks per-process or
+    # multiprocess values at import. One process: the ordinary registry, whatever was inherited.
+    os.environ.pop(MULTIPROC_ENV, None)
+    metrics_dir = multiprocess_metrics_dir() if forking else None
+    try:
+        return _serve(args, listen, metrics_dir)
+    finally:
+        if metrics_dir is not None:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
+
+
+def _serve(args: argparse.Namespace, listen: Listen, metrics_dir: Path | None) -> int:
     from gateway.app import create_app
     from gateway.services import build_services
     from gateway.wsgi import serve_insecure_dev_server, serve_waitress, serve_workers
 
-    configure_logging(args.log_level)
-    listen = Listen(args.host, args.port, args.threads, args.workers)
     if not args.insecure_dev_server:
         load_waitress()  # fail before opening anything
     settings = load_settings()
     services = open_services(settings, build_services)
-    if listen.workers > 1 and not args.insecure_dev_server:
+    if metrics_dir is not None:
         # The store is migrated and the key file made once, here; each worker opens its own.
         services.close()
 
@@ -102,7 +134,7 @@ def command_serve(args: argparse.Namespace) -> int:
                 worker_services.close()
 
         try:
-            return serve_workers(run_worker, listen)
+            return serve_workers(run_worker, listen, metrics_dir)
         except OSError as error:
             raise CliError(f"cannot listen on {args.host}:{args.port}: {error.strerror}") from None
     try:
@@ -152,4 +184,10 @@ def add_parser(commands: Commands) -> None:
         help="use Werkzeug's development server instead of waitress (loopback only)",
     )
     serve.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING"])
+    serve.add_argument(
+        "--log-format",
+        default="text",
+        choices=LOG_FORMATS,
+        help="json: one JSON object per line, for a log collector; text: readable [text]",
+    )
     serve.set_defaults(handler=command_serve)

@@ -43,6 +43,12 @@ def parser() -> argparse.ArgumentParser:
     cli.add_argument("--priority", type=int, help="peering priority (default: random)")
     cli.add_argument("--liveness", help="liveness endpoint, e.g. http://0.0.0.0:8080/healthz")
     cli.add_argument("-v", "--verbose", action="store_true")
+    cli.add_argument(
+        "--log-format",
+        choices=("json", "text"),
+        default="text",
+        help="json: kopf's JSON lines, one object per line, for a log collector [text]",
+    )
     return cli
 
 
@@ -57,7 +63,10 @@ def run(argv: Sequence[str] | None = None) -> int:
     if not templates.names():
         print(f"tongxing operator: no realm templates in {templates.directory}")
         return 2
-    kopf.configure(verbose=args.verbose, log_prefix=True)
+    if args.log_format == "json":  # the object's namespace and name are fields of the line
+        kopf.configure(verbose=args.verbose, log_format=kopf.LogFormat.JSON, log_refkey="object")
+    else:
+        kopf.configure(verbose=args.verbose, log_prefix=True)
     # A refused connection is reported as a condition; urllib3's retry warning adds nothing.
     logging.getLogger("urllib3.connectionpool").setLevel(logging.ERROR)
     memo = kopf.Memo(services=Services.build(settings, templates))

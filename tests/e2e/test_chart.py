@@ -254,7 +254,9 @@ def test_the_ingress_routes_the_public_endpoints_and_not_the_admin_api(
 
     paths = ingress_paths()
     routes = _gateway_routes(tmp_path)
-    internal = [r for r in routes if r.startswith(("/admin/", "/healthz", "/readyz"))]
+    internal = [
+        r for r in routes if r.startswith(("/admin/", "/healthz", "/readyz", "/status", "/metrics"))
+    ]
     public = [r for r in routes if r not in internal]
     assert len(internal) > 3
     assert len(public) > 10
@@ -321,6 +323,11 @@ def test_every_template_file_holds_one_kind_named_after_it(helm: Helm) -> None:
         [*MINIMAL_VALUES],
         [*PRODUCTION_VALUES],
         [*MINIMAL_VALUES, "--set=operator.watch.allNamespaces=true"],
+        [
+            *MINIMAL_VALUES,
+            "--set=metrics.serviceMonitor.enabled=true",
+            "--set=metrics.dashboard.enabled=true",
+        ],
     ):
         done = helm.run("template", "tx", str(CHART), "--namespace=tongxing", *values)
         assert done.returncode == 0, done.stderr
@@ -331,11 +338,34 @@ def test_every_template_file_holds_one_kind_named_after_it(helm: Helm) -> None:
                 kinds.setdefault(source.group(1), set()).add(document["kind"])
     for file, found in kinds.items():
         assert len(found) == 1, f"{file} renders {found}"
-        component, _, kind = file.removesuffix(".yaml").partition("-")
+        # <component>-<kind>, or <component>-<what>-<kind> for a second one of a kind
+        component, *_, kind = file.removesuffix(".yaml").split("-")
         assert component in {"gateway", "operator", "region", "portal"}, file
         assert kind == next(iter(found)).lower(), file
     templates = {p.name for p in (CHART / "templates").glob("*.yaml")}
     assert templates == set(kinds), "a template that no values file renders"
+
+
+def test_the_service_monitor_is_rendered_when_enabled_and_targets_the_gateway_pods(
+    helm: Helm,
+) -> None:
+    assert not find(render(helm, *MINIMAL_VALUES), "ServiceMonitor")
+    documents = render(
+        helm,
+        *MINIMAL_VALUES,
+        "--set=metrics.serviceMonitor.enabled=true",
+        "--set=metrics.serviceMonitor.interval=15s",
+    )
+    monitor = one(documents, "ServiceMonitor", "tx-tongxing-gateway")
+    service = one(documents, "Service", "tx-tongxing-gateway")
+    selector = monitor["spec"]["selector"]["matchLabels"]
+    assert selector.items() <= service["metadata"]["labels"].items()
+    assert selector == service["spec"]["selector"]  # the Service's pods: the gateway's only
+    assert monitor["spec"]["endpoints"] == [
+        {"port": "http", "path": "/metrics", "scheme": "http", "interval": "15s",
+         "scrapeTimeout": "10s"}
+    ]  # fmt: skip
+    assert monitor["spec"]["namespaceSelector"] == {"matchNames": ["tongxing"]}
 
 
 def test_watching_every_namespace_grants_cluster_wide_and_shares_a_cluster_peering(

@@ -107,7 +107,8 @@ def test_the_chart_renders_no_secret_defaults() -> None:
 
 def test_template_files_are_named_component_kind() -> None:
     for path in (CHART / "templates").glob("*.yaml"):
-        component, _, kind = path.stem.partition("-")
+        # <component>-<kind>, or <component>-<what>-<kind> for a second one of a kind
+        component, *_, kind = path.stem.split("-")
         assert component in {"gateway", "operator", "region", "portal"}, path.name
         text = path.read_text()
         loaded = re.search(r'\.Files\.Get "(files/crds/[^"]+)"', text)
@@ -679,3 +680,87 @@ def test_the_production_profile_grants_its_keycloak_from_the_release_namespace(
     (grant,) = json.loads(operator["TONGXING_OPERATOR_KEYCLOAKS"])
     assert grant["credentials_secret"] == {"namespace": "tongxing", "name": "keycloak-admin"}
     assert json.loads(operator["TONGXING_OPERATOR_REGION_LEVEL_CEILINGS"]) == {"zj": "loa3"}
+
+
+# --- metrics (issue 14) ---------------------------------------------------------------------
+
+DASHBOARD = CHART / "files" / "dashboards" / "tongxing.json"
+
+
+def _dashboard_exprs() -> list[str]:
+    dashboard = json.loads(DASHBOARD.read_text())
+    return [target["expr"] for panel in dashboard["panels"] for target in panel["targets"]]
+
+
+def test_every_dashboard_query_names_metrics_the_gateway_exposes() -> None:
+    from gateway.metrics import exposed_names
+
+    exposed = exposed_names()
+    exprs = _dashboard_exprs()
+    assert exprs
+    for expr in exprs:
+        names = set(re.findall(r"\btongxing_[a-z0-9_]+", expr))
+        assert names, f"no tongxing metric in {expr!r}"
+        assert names <= exposed, f"{sorted(names - exposed)} in {expr!r} do not exist"
+
+
+def test_every_family_appears_on_the_dashboard() -> None:
+    from gateway.metrics import FAMILIES
+
+    text = " ".join(_dashboard_exprs())
+    for family in FAMILIES:
+        (described,) = family.describe()
+        assert described.name in text, f"{described.name} has no panel"
+
+
+def test_metrics_are_off_by_default_and_scrapers_need_a_peer(helm: helm.Helm) -> None:
+    documents = _render(helm)
+    kinds = {(d["kind"], d["metadata"]["name"]) for d in documents}
+    assert not any(kind == "ServiceMonitor" for kind, _ in kinds)
+    assert ("ConfigMap", "tx-tongxing-gateway-dashboard") not in kinds
+    policy = _one(documents, "NetworkPolicy", "tx-tongxing-gateway")
+    assert len(policy["spec"]["ingress"]) == 1  # the ingress controller and the operator only
+
+
+def test_the_service_monitor_scrapes_every_gateway_pod_and_prometheus_may_reach_it(
+    helm: helm.Helm,
+) -> None:
+    prometheus = {"namespaceSelector": {"matchLabels": {"name": "monitoring"}}}
+    documents = _render(
+        helm,
+        "--set=metrics.serviceMonitor.enabled=true",
+        "--set=metrics.serviceMonitor.labels.release=kps",
+        "--set=metrics.dashboard.enabled=true",
+        f"--set-json=metrics.networkPolicy.from=[{json.dumps(prometheus)}]",
+    )
+    monitor = _one(documents, "ServiceMonitor", "tx-tongxing-gateway")
+    assert monitor["apiVersion"] == "monitoring.coreos.com/v1"
+    assert monitor["metadata"]["labels"]["release"] == "kps"
+    assert monitor["spec"]["selector"]["matchLabels"] == GATEWAY_LABELS
+    (endpoint,) = monitor["spec"]["endpoints"]
+    assert endpoint["port"] == "http"
+    assert endpoint["path"] == "/metrics"
+    service = _one(documents, "Service", "tx-tongxing-gateway")
+    assert GATEWAY_LABELS.items() <= service["metadata"]["labels"].items()
+    assert any(port["name"] == "http" for port in service["spec"]["ports"])
+    policy = _one(documents, "NetworkPolicy", "tx-tongxing-gateway")
+    assert {"from": [prometheus], "ports": [{"port": "http", "protocol": "TCP"}]} in policy["spec"][
+        "ingress"
+    ]
+    dashboard = _one(documents, "ConfigMap", "tx-tongxing-gateway-dashboard")
+    assert dashboard["metadata"]["labels"]["grafana_dashboard"] == "1"
+    assert json.loads(dashboard["data"]["tongxing.json"]) == json.loads(DASHBOARD.read_text())
+
+
+def test_the_ingress_does_not_route_metrics(helm: helm.Helm) -> None:
+    documents = _render(
+        helm,
+        "--set=gateway.ingress.enabled=true",
+        "--set=gateway.ingress.host=id.example.gov.cn",
+        "--set=gateway.ingress.tls.secretName=tls",
+        "--set=metrics.serviceMonitor.enabled=true",
+    )
+    ingress = _one(documents, "Ingress", "tx-tongxing-gateway")
+    paths = [p["path"] for rule in ingress["spec"]["rules"] for p in rule["http"]["paths"]]
+    assert paths
+    assert not any("/metrics".startswith(path) for path in paths)
