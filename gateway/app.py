@@ -4,13 +4,22 @@ from __future__ import annotations
 
 import logging
 
-from flask import Flask, Response, jsonify, render_template, request
+from flask import Flask, Response, jsonify, make_response, render_template, request
 from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from gateway.admin.api import blueprint as admin
-from gateway.errors import InvalidRequest, MethodNotAllowed, NotFound, ServerError, TongxingError
+from gateway.errors import (
+    InvalidRequest,
+    MethodNotAllowed,
+    NotFound,
+    ServerError,
+    StoreUnavailable,
+    TongxingError,
+)
 from gateway.health import blueprint as health
+from gateway.limits import RequestLimits
+from gateway.logs import RequestIds
 from gateway.provider.answers import HOST_PREFIX
 from gateway.provider.authorize import blueprint as authorize
 from gateway.provider.backchannel import blueprint as backchannel
@@ -21,8 +30,10 @@ from gateway.provider.oauth import EXTENSION, build_oauth_server
 from gateway.provider.stepup import blueprint as stepup
 from gateway.provider.token import blueprint as token
 from gateway.provider.userinfo import blueprint as userinfo
+from gateway.request_metrics import instrument
 from gateway.services import Services, build_services
 from gateway.settings import Settings
+from gateway.store.contract import StoreUnavailableError
 
 log = logging.getLogger(__name__)
 
@@ -72,10 +83,14 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     for blueprint in blueprints:
         app.register_blueprint(blueprint)
 
+    instrument(app)  # request counts and times, /metrics (internal, as the probes)
+    RequestIds.install(app)  # X-Request-ID in and out, in every log line (gateway.logs)
+    app.before_request(RequestLimits.from_settings(services.settings))  # before any store access
     app.before_request(_refuse_undecodable_query)
     app.after_request(_security_headers)
     app.register_error_handler(TongxingError, render_error)
     app.register_error_handler(HTTPException, _http_error)
+    app.register_error_handler(StoreUnavailableError, _store_unavailable)
     app.register_error_handler(Exception, _unexpected)
     return app
 
@@ -157,6 +172,14 @@ def _http_error(error: HTTPException) -> tuple[Response | str, int]:
         return render_error(MethodNotAllowed())
     refused = InvalidRequest(type(error).__name__, message_en=error.description or None)
     return _answer(refused, error.code or 400)
+
+
+def _store_unavailable(error: StoreUnavailableError) -> Response:
+    """The store is down (a restart, a failover): 503 with ``Retry-After``, one log line."""
+    log.warning("%s %s: the store is unavailable: %s", request.method, request.path, error)
+    response = make_response(render_error(StoreUnavailable(str(error))))
+    response.headers["Retry-After"] = str(StoreUnavailable.retry_after)
+    return response
 
 
 def _unexpected(error: Exception) -> tuple[Response | str, int]:

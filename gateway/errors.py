@@ -510,3 +510,43 @@ class LogoutParameterTooLong(LogoutRefused):
 
     message_zh = "退出登录请求中的参数过长。"
     message_en = "A parameter of the sign-out request is too long."
+
+
+class TooManyRequests(TongxingError):
+    """RFC 6585 §4: too many requests from this address, client or principal in the window.
+
+    Answered before any store access (:mod:`gateway.limits`), with ``Retry-After`` (RFC 9110
+    §10.2.3) in seconds; ``details`` carries the same number as ``retry_after`` for API callers.
+    """
+
+    code = "too_many_requests"
+    status = 429
+    title_zh = "请求过于频繁"
+    title_en = "Too many requests"
+    message_zh = "请求过于频繁，请稍后再试。"
+    message_en = "Too many requests. Please wait a moment and try again."
+
+
+class RegionSecretUnreadable(ServerError):
+    """A region's sealed client secret does not open with the configured sealing keys: a key
+    was removed before ``tongxing secrets reseal`` moved every secret to the new one, or the row
+    was tampered with (docs/security/secrets.md). The person sees the calm server-error page;
+    the log names the region, never the secret."""
+
+    message_zh = "该地区的登录暂时不可用，请稍后重试。"
+    message_en = "Signing in through this region is temporarily unavailable; try again later."
+
+
+class StoreUnavailable(TongxingError):
+    """The store cannot be reached (a PostgreSQL restart, a failover): a clear 503 with
+    ``Retry-After`` (RFC 9110 §15.6.4, §10.2.3) rather than a 500, and no traceback per request.
+    Nothing was half-written: each store operation is one transaction. The gateway reconnects on
+    its own when the store is back (the pool pre-pings)."""
+
+    code = "temporarily_unavailable"
+    status = 503
+    title_zh = "服务暂时不可用"
+    title_en = "Service temporarily unavailable"
+    message_zh = "网关暂时无法访问其数据库，请稍后重试。"
+    message_en = "The gateway cannot reach its database just now; try again shortly."
+    retry_after = 5

@@ -7,12 +7,15 @@ from dataclasses import dataclass, field
 from flask import current_app
 
 from gateway.assurance import Assurance
+from gateway.audit import AuditTrail
 from gateway.broker import RegionClient
 from gateway.broker.metadata import MetadataCache
 from gateway.broker.transport import HttpLimits
 from gateway.clock import Clock, utc_now
 from gateway.housekeeping import ExpiredRecordPurge, LogoutRedelivery
 from gateway.keys import KEY_FILE_CHECK_INTERVAL, KeyRing, load_or_create
+from gateway.logs import EventLog
+from gateway.metrics import MetricsSink
 from gateway.mfa import TotpService
 from gateway.observe import Events
 from gateway.outbound import OutboundPolicy
@@ -52,6 +55,7 @@ class Services:
             self.purge.stop()
         if self.redelivery is not None:
             self.redelivery.stop()
+        self.policy.stop()
         self.regions.close()
         self.store.close()
 
@@ -74,11 +78,17 @@ def build_services(settings: Settings) -> Services:
     )
     services = wire(settings, store, keys)
     services.purge = ExpiredRecordPurge(
-        store, settings.purge_interval.total_seconds(), services.clock
+        store,
+        settings.purge_interval.total_seconds(),
+        services.clock,
+        audit=store,
+        audit_retention=settings.audit_retention,
     )
     services.purge.start()
     services.redelivery = LogoutRedelivery(services.sessions, clock=services.clock)
     services.redelivery.start()
+    services.policy.follow()  # every process enforces the store's newest policy set
+    services.regions.start_probe(services.registry.region, settings.region_circuit)  # circuits
     return services
 
 
@@ -86,7 +96,10 @@ def wire(settings: Settings, store: Store, keys: KeyRing, clock: Clock = utc_now
     """The services over an open store and a loaded key ring, all on one ``clock``; every part
     that says what happened emits on the one ``events`` stream (:mod:`gateway.observe`)."""
     events = Events()
-    registry = Registry(store)
+    registry = Registry.for_settings(store, settings)  # region secrets sealed at rest
+    events.subscribe(AuditTrail(store, clock), required=True)  # the audit trail (gateway.audit)
+    events.subscribe(MetricsSink.over(registry))  # Prometheus (gateway.metrics)
+    events.subscribe(EventLog())  # one log line per event (gateway.logs)
     sessions = Sessions(
         store,
         keys,
@@ -94,6 +107,7 @@ def wire(settings: Settings, store: Store, keys: KeyRing, clock: Clock = utc_now
         settings.issuer_url,
         settings.pairwise_secret.get_secret_value().encode(),
         OutboundPolicy.from_settings(settings).session(),
+        events=events,
     )
     cipher = SecretCipher.from_secrets(settings.mfa_secret)
     sealer = IdentitySealer(cipher)
@@ -102,9 +116,11 @@ def wire(settings: Settings, store: Store, keys: KeyRing, clock: Clock = utc_now
         connect_timeout=min(2.0, timeout / 2), read_timeout=timeout / 2, total_timeout=timeout
     )
     regions = MetadataCache(limits=limits)
-    policy = PolicyEngine(settings.policy_dir)
+    policy = PolicyEngine(settings.policy_dir, clock=clock, store=store)
     assurance = Assurance(policy)
-    tokens = TokenService(settings, store, registry, keys, sealer, assurance, clock=clock)
+    tokens = TokenService(
+        settings, store, registry, keys, sealer, assurance, clock=clock, events=events
+    )
     signin = SignIn(
         settings=settings,
         store=store,
@@ -115,6 +131,7 @@ def wire(settings: Settings, store: Store, keys: KeyRing, clock: Clock = utc_now
         sealer=sealer,
         broker=lambda region: RegionClient(region, regions),
         clock=clock,
+        events=events,
     )
     return Services(
         settings=settings,
@@ -124,7 +141,7 @@ def wire(settings: Settings, store: Store, keys: KeyRing, clock: Clock = utc_now
         sessions=sessions,
         regions=regions,
         policy=policy,
-        totp=TotpService(store, cipher),
+        totp=TotpService(store, cipher, events=events),
         sealer=sealer,
         tokens=tokens,
         signin=signin,

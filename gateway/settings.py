@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
+from limits import parse as parse_limit
 from pydantic import (
     AnyHttpUrl,
     BaseModel,
@@ -50,6 +51,64 @@ class AdminClientGrant(BaseModel):
     @classmethod
     def _lower_case(cls, value: str) -> str:
         return value.lower()
+
+
+class RateLimits(BaseModel):
+    """How many requests each class of endpoint admits per key, in a moving window, in ONE
+    process (:mod:`gateway.limits`); a request over the limit is answered 429 with
+    ``Retry-After`` (RFC 6585 §4) before it reaches the store.
+
+    Limits use the ``limits`` library's notation (``"300/minute"``, ``"5 per 2 seconds"``). They
+    are per process: N replicas with W workers each admit N x W times a limit, so the shared
+    limit belongs at the ingress; these are a backstop that keeps one process's store calls
+    bounded. ``max_keys`` bounds the memory: past it the oldest key is forgotten.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    enabled: bool = True
+    #: ``/authorize`` (and the chooser's answer), per client address (IPv6 by /64).
+    authorize: str = "300/minute"
+    #: ``/callback/<region>``, per client address.
+    callback: str = "300/minute"
+    #: ``/token``, ``/revoke``: per claimed client id and address (the id is not yet verified).
+    token: str = "600/minute"  # noqa: S105 - a rate, not a secret
+    #: ``/introspect``: per claimed client id and address.
+    introspect: str = "1200/minute"
+    #: ``/token``, ``/revoke`` and ``/introspect`` together, per address (invented ids share it).
+    token_address: str = "3000/minute"  # noqa: S105 - a rate, not a secret
+    #: The second-factor forms (``/mfa*``, ``/consents/second-factor/*``), per address.
+    mfa: str = "120/minute"
+    #: The admin API, per principal (its token's hash); unknown tokens per address.
+    admin: str = "1200/minute"
+    max_keys: Annotated[int, Field(ge=100, le=10_000_000)] = 100_000
+
+    @field_validator(
+        "authorize", "callback", "token", "introspect", "token_address", "mfa", "admin"
+    )
+    @classmethod
+    def _parses(cls, value: str) -> str:
+        try:
+            parse_limit(value)
+        except ValueError as exc:
+            raise ValueError(f"{value!r} is not a rate limit ({exc})") from None
+        return value
+
+
+class RegionCircuit(BaseModel):
+    """The circuit breaker of each region (:mod:`gateway.region_health`), per process.
+
+    After ``failures`` consecutive failed calls (connection error, timeout, 5xx) a region is
+    short-circuited: sign-ins there are refused at once. A background probe asks for its
+    discovery document every ``probe_seconds`` and closes the circuit when it answers; without
+    a probe, one sign-in is let through as a trial ``open_seconds`` after the last failure.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    failures: Annotated[int, Field(ge=1, le=1000)] = 3
+    open_seconds: Annotated[float, Field(gt=0, le=3600)] = 30.0
+    probe_seconds: Annotated[float, Field(gt=0, le=3600)] = 5.0
 
 
 def _default_data_dir() -> Path:
@@ -126,6 +185,39 @@ class Settings(BaseSettings):
             "back-channel logout URI): TONGXING_OUTBOUND_CA_FILE, for a private CA."
         ),
     )
+
+    # Issue 14: limits per process (gateway.limits) and per-region health (gateway.region_health).
+    rate_limits: RateLimits = Field(
+        default_factory=lambda: RateLimits(),
+        description="Requests per moving window, per process (JSON: TONGXING_RATE_LIMITS).",
+    )
+    region_circuit: RegionCircuit = Field(
+        default_factory=lambda: RegionCircuit(),
+        description="When a failing region is short-circuited (JSON: TONGXING_REGION_CIRCUIT).",
+    )
+    # Issue 14: how long the audit trail keeps its records (gateway.audit). GB/T 22239-2019
+    # §8.1.4 asks for records kept; the Cybersecurity Law (Art. 21) six months at least, hence
+    # 184 days. The purge deletes whole days older than this (gateway.housekeeping).
+    audit_retention: Annotated[timedelta, Field(ge=timedelta(days=1))] = timedelta(days=184)
+    # Issue 14, THREAT_MODEL row 8: region client secrets are sealed in the registry documents
+    # (gateway.sealing.RegionSecretSealer). Rotation: docs/security/secrets.md.
+    sealing_keys: list[SecretStr] = Field(
+        default_factory=list,
+        description=(
+            "Keys that seal region client secrets at rest (JSON list: TONGXING_SEALING_KEYS, "
+            "each at least 32 characters): the first seals, every one opens. Empty: a key "
+            "derived from mfa_secret seals them (the gateway logs that it does)."
+        ),
+    )
+
+    @field_validator("sealing_keys")
+    @classmethod
+    def _sealing_keys(cls, value: list[SecretStr]) -> list[SecretStr]:
+        for key in value:
+            _long_enough(key)
+        if len({key.get_secret_value() for key in value}) != len(value):
+            raise ValueError("sealing keys must be different")
+        return value
 
     @field_validator(
         "national_secret", "pairwise_secret", "admin_token", "session_secret", "mfa_secret"

@@ -64,11 +64,13 @@ def start_gateway(
     *,
     region_level_ceilings: dict[str, str] | None = None,
     level_ceiling: str | None = None,
+    **tuned: Any,
 ) -> Iterator[RunningGateway]:
     """A gateway on a free loopback port, with a platform and an operator token.
 
     ``level_ceiling`` and ``region_level_ceilings`` are the platform's ceilings (the gateway's
-    default, ``loa2``, when not given).
+    default, ``loa2``, when not given); ``tuned`` are further settings a test chooses
+    (``rate_limits=...``, ``region_circuit=...``, ``proxy_hops=1``).
     """
     port = free_port()
     issuer = f"http://127.0.0.1:{port}"
@@ -91,6 +93,7 @@ def start_gateway(
             "session_secret": secrets.token_urlsafe(32),
             "mfa_secret": secrets.token_urlsafe(32),
             **ceilings,
+            **tuned,
         }
     )
     assert settings.operator_token is not None

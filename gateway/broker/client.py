@@ -164,7 +164,9 @@ class RegionClient:
 
     ``metadata`` is the gateway-wide :class:`MetadataCache`; its session (connection pool),
     limits and clock are used for the token endpoint too. ``leeway`` is the clock skew allowed
-    on ``exp``/``iat``/``nbf``/``auth_time``; ``transaction_ttl`` how long a person may take
+    on ``exp``/``iat``/``nbf``/``auth_time``: three minutes, so a region whose clock is two
+    minutes off either way still signs people in (issue 14's faults; OIDC Core §3.1.3.7 leaves
+    the skew to the RP); ``transaction_ttl`` how long a person may take
     at the region; ``max_token_age`` how old (``iat``) a freshly issued ID token may be.
     """
 
@@ -173,7 +175,7 @@ class RegionClient:
         region: Region,
         metadata: MetadataCache,
         *,
-        leeway: float = 60,
+        leeway: float = 180,
         transaction_ttl: float = 600,
         max_token_age: float = 600,
     ) -> None:
@@ -203,12 +205,13 @@ class RegionClient:
         ``ValueError`` (the provider face validates them first); a malformed ``login_hint`` or
         ``ui_locales`` is dropped.
         Raises :class:`RegionUnavailable` when the region is disabled or its metadata cannot
-        be had.
+        be had, at once when its circuit is open (:mod:`gateway.region_health`).
         """
         check_absolute_url(redirect_uri, what="redirect_uri")
         extra = _pass_through(prompt, max_age, login_hint, ui_locales, acr_values)
         if not self.region.enabled:
             raise RegionUnavailable(self.region.code, "the region is disabled")
+        self.cache.health.check(self.region.code)  # a region that keeps failing: no wait
         metadata = self.cache.metadata(self.region)
         methods = metadata.code_challenge_methods_supported
         if methods and CHALLENGE_METHOD not in methods:
@@ -328,16 +331,19 @@ class RegionClient:
         else:
             pair = f"{quote(region.client_id, safe='')}:{quote(secret, safe='')}"
             headers["Authorization"] = "Basic " + base64.b64encode(pair.encode()).decode()
-        response = request_json(
-            self.cache.session,
-            "POST",
-            metadata.token_endpoint,
-            region=region.code,
-            what="token endpoint",
-            limits=self.cache.limits,
-            data=form,
-            headers=headers,
-        )
+        # The person is back with a code, so the call is made even on an open circuit (probe):
+        # only its outcome counts towards the region's health.
+        with self.cache.health.call(region.code, probe=True):
+            response = request_json(
+                self.cache.session,
+                "POST",
+                metadata.token_endpoint,
+                region=region.code,
+                what="token endpoint",
+                limits=self.cache.limits,
+                data=form,
+                headers=headers,
+            )
         body = response.body
         if response.status != 200:
             error = body.get("error")

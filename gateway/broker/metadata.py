@@ -33,9 +33,11 @@ import requests
 from joserfc.errors import JoseError
 from joserfc.jwk import ECKey, RSAKey, import_key
 
+from gateway import metrics, region_health
 from gateway.broker.errors import InvalidUpstreamToken, RegionMetadataInvalid, RegionUnavailable
 from gateway.broker.transport import HttpLimits, new_session, request_json
 from gateway.registry import Region, check_absolute_url
+from gateway.settings import RegionCircuit
 from tongxing_api.vocabulary import check_outbound_url
 
 __all__ = [
@@ -364,6 +366,7 @@ class MetadataCache:
         limits: HttpLimits | None = None,
         policy: CachePolicy | None = None,
         clock: Clock = time.time,
+        health: region_health.RegionHealth | None = None,
     ) -> None:
         self.session = session if session is not None else new_session()
         self.limits = limits if limits is not None else HttpLimits()
@@ -371,14 +374,47 @@ class MetadataCache:
         self.clock = clock
         self._entries: dict[tuple[str, str], _RegionEntry] = {}
         self._entries_lock = threading.Lock()
+        # Per-region circuits (gateway.region_health): a region that keeps failing is refused
+        # at once, and probed (start_probe) until it answers.
+        self.health = health if health is not None else region_health.RegionHealth(clock=clock)
+        self._probe: region_health.RegionProbe | None = None
 
     def close(self) -> None:
+        if self._probe is not None:
+            self._probe.stop()
         self.session.close()
+
+    def start_probe(
+        self, find_region: Callable[[str], Region | None], circuit: RegionCircuit
+    ) -> None:
+        """Apply ``circuit`` to the regions' health and probe open regions every
+        ``circuit.probe_seconds`` (:class:`~gateway.region_health.RegionProbe`) until closed."""
+        self.health.policy = circuit
+        if self._probe is None:
+            self._probe = region_health.RegionProbe(self, find_region, circuit.probe_seconds)
+            self._probe.start()
+
+    def probe(self, region: Region) -> ProviderMetadata:
+        """Fetch the region's discovery document now, past its open circuit (the probe):
+        when it answers, the circuit closes, the document is cached and the back-off ends."""
+        entry = self._entry(region)
+        if not self._acquire(entry, wait=True):
+            raise RegionUnavailable(region.code, "discovery: refresh in flight")
+        try:
+            body, headers = self._get(region, entry, region.issuer + DISCOVERY_PATH, probe=True)
+            value = ProviderMetadata.from_document(region.code, region.issuer, body)
+            now = self.clock()
+            entry.metadata = _Cached(value, now, now + cache_lifetime(headers, self.policy))
+            entry.metadata_failed_at = entry.keys_failed_at = None
+            return value
+        finally:
+            entry.lock.release()
 
     def forget(self, region: Region) -> None:
         """Drop what is cached for ``region`` (after it is updated or deleted)."""
         with self._entries_lock:
             self._entries.pop((region.code, region.issuer), None)
+        self.health.forget(region.code)
 
     def fetch_count(self, region: Region) -> int:
         """How many upstream requests (discovery and JWK Set) were made for ``region``."""
@@ -490,7 +526,9 @@ class MetadataCache:
                 value = RegionKeys.from_jwks(region.code, body)
             except RegionUnavailable as exc:
                 entry.keys_failed_at = now
+                metrics.jwks_refreshed(region.code, exc)
                 return self._stale(region, cached, "JWK Set", exc.detail, exc)
+            metrics.jwks_refreshed(region.code, None)
             now = self.clock()
             entry.keys = _Cached(value, now, now + cache_lifetime(headers, self.policy))
             entry.keys_failed_at = None
@@ -524,12 +562,20 @@ class MetadataCache:
         raise RegionUnavailable(region.code, f"{what}: {why}, nothing cached")
 
     def _get(
-        self, region: Region, entry: _RegionEntry, url: str, what: str = "discovery"
+        self,
+        region: Region,
+        entry: _RegionEntry,
+        url: str,
+        what: str = "discovery",
+        *,
+        probe: bool = False,
     ) -> tuple[dict[str, Any], Mapping[str, str]]:
-        entry.fetches += 1  # under entry.lock
-        response = request_json(
-            self.session, "GET", url, region=region.code, what=what, limits=self.limits
-        )
+        # An open circuit refuses here, before any network; the call's outcome is recorded.
+        with self.health.call(region.code, probe=probe):
+            entry.fetches += 1  # under entry.lock
+            response = request_json(
+                self.session, "GET", url, region=region.code, what=what, limits=self.limits
+            )
         if response.status != 200:
             raise RegionUnavailable(region.code, f"{what}: HTTP {response.status}")
         return response.body, response.headers

@@ -37,7 +37,7 @@ blueprint = Blueprint("backchannel", __name__)
 
 MAX_BODY = 32 * 1024
 """The largest request body read: a logout token is bounded at 16 KiB, form-encoded it grows."""
-LEEWAY = 60.0
+LEEWAY = 180.0
 """Clock skew allowed on ``iat`` and ``exp``, as for the region's ID tokens."""
 MAX_TOKEN_AGE = 600.0
 """How old (``iat``) a logout token may be: a region sends it as the session ends."""

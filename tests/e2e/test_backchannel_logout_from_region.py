@@ -529,6 +529,6 @@ def _document(gateway: RunningGateway, code: str) -> dict[str, Any]:
     """The region's registration as the platform would PUT it again (with its secret)."""
     region = gateway.services.registry.region(code)
     assert region is not None
-    document = region.document()
-    document.pop("managed_by", None)
+    document = region.model_dump(mode="json", exclude={"managed_by"})
+    document["client_secret"] = region.client_secret.get_secret_value()
     return document
