@@ -265,9 +265,14 @@ class Demo:
             self.services.close()
             self.services = None
 
+    def _store_url(self) -> str:
+        """The demo store's URL, for the audit commands (SQLite: no password in it)."""
+        return self.services.settings.sqlalchemy_url if self.services is not None else "?"
+
     def banner(self) -> str:
         """What to open and who to sign in as."""
         portal_a, portal_b = self.portals
+        today = datetime.now(UTC).date().isoformat()
         lines = [
             "通行 Tongxing demo federation is running on loopback (Ctrl-C stops it).",
             "",
@@ -299,6 +304,14 @@ class Demo:
             "",
             f"  Admin API: {self.gateway_url}/admin/v1 (bearer token: admin_token in "
             f"{self.options.data_dir / SECRETS_FILE})",
+            "",
+            "  Operations:",
+            f"    Your account (sign-ins, linked regions, consents, factor)  "
+            f"{self.gateway_url}/consents",
+            f"    Metrics (Prometheus)  {self.gateway_url}/metrics",
+            f"    Audit trail  tongxing audit verify --database-url {self._store_url()}",
+            f"                 tongxing audit export --since {today} "
+            f"--database-url {self._store_url()}",
         ]
         return "\n".join(lines)
 
