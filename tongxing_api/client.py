@@ -309,6 +309,20 @@ class GatewayClient:
             self._issuer = issuer.rstrip("/")
         return self._issuer
 
+    def region_health(self, code: str) -> dict[str, Any] | None:
+        """Region ``code``'s circuit as the gateway process that answers sees it (``GET
+        /status``: ``state`` closed, open or half_open, ``failures``, ``since``,
+        ``last_error``), or ``None`` when the gateway does not say (unreachable, older, or no
+        such region). Never raises: the answer only informs a condition."""
+        try:
+            response = self._call("GET", "/status", "region status")
+            document = response.json() if response.status_code == 200 else None
+        except (GatewayError, ValueError):
+            return None
+        regions = document.get("regions") if isinstance(document, dict) else None
+        entry = regions.get(code) if isinstance(regions, dict) else None
+        return entry if isinstance(entry, dict) and isinstance(entry.get("state"), str) else None
+
     # --- one request ---------------------------------------------------------------------------
 
     def _call(

@@ -473,6 +473,9 @@ class ConditionType(StrEnum):
     GATEWAY_REGISTERED = "GatewayRegistered"
     SECRET_READY = "SecretReady"  # noqa: S105 - a condition type
     READY = "Ready"
+    # Whether the gateway reaches the region's IdP now (its circuit, gateway.region_health):
+    # informational, it does not make the Region unready (provisioning is done either way).
+    REACHABLE = "Reachable"
 
 
 REGION_CONDITIONS = (

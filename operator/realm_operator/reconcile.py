@@ -122,6 +122,9 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+GATEWAY_PROCESS_NOTE = "as one gateway process sees it"
+
+
 @dataclass
 class Progress:
     """The status a reconcile leaves behind: conditions, fields and what it changed."""
@@ -236,6 +239,34 @@ def _translated(
 
 
 KeycloakFactory = Callable[[AdminCredentials, str, float], RealmAdmin]
+
+
+def mirror_region_health(gateway: GatewayClient, code: str, progress: Progress) -> None:
+    """The gateway's view of the region (its circuit) as the ``Reachable`` condition,
+    refreshed by every reconcile and drift repair. The gateway's answer is one process's
+    (circuits are per process), so the message says so; only codes and times are copied,
+    never text from the region (THREAT_MODEL row 1)."""
+    health = gateway.region_health(code)
+    if health is None:
+        progress.set(
+            ConditionType.REACHABLE, None, "StatusUnavailable", "the gateway gave no status"
+        )
+        return
+    state = health["state"]
+    failures = health.get("failures")
+    error = health.get("last_error")
+    error_code = error.get("code") if isinstance(error, dict) else None
+    since = health.get("since")
+    if state == "closed":
+        message = f"the gateway reaches the region ({GATEWAY_PROCESS_NOTE})"
+        progress.set(ConditionType.REACHABLE, True, "CircuitClosed", message)
+        return
+    detail = f"last error {error_code}" if isinstance(error_code, str) else "no error recorded"
+    when = f" since {since}" if isinstance(since, str) else ""
+    count = f", {failures} failures in a row" if isinstance(failures, int) else ""
+    reason = "CircuitOpen" if state == "open" else "CircuitHalfOpen"
+    message = f"sign-ins are refused at once{when}: {detail}{count} ({GATEWAY_PROCESS_NOTE})"
+    progress.set(ConditionType.REACHABLE, False, reason, message[:500])
 
 
 class RegionReconciler:
@@ -355,6 +386,7 @@ class RegionReconciler:
             f"region {spec.code} is registered with the gateway at {self.gateway.url}",
         )
         progress.ready(f"citizens of {spec.names.en} can sign in through the gateway")
+        mirror_region_health(self.gateway, spec.code, progress)
 
     def _claimable(self, ref: ObjectRef, spec: RegionSpec) -> None:
         """A code another owner registered is reported before any realm is made for it.

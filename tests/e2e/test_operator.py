@@ -295,7 +295,14 @@ def test_a_region_and_a_portal_applied_with_kubectl_let_a_citizen_sign_in_and_fo
     status = namespace.get("region", "zhejiang")["status"]  # type: ignore[index]
     assert status["phase"] == "Ready"
     assert status["issuer"] == keycloak.issuer(code)
-    assert {c["type"] for c in status["conditions"]} == {"RealmReady", "GatewayRegistered", "Ready"}
+    assert {c["type"] for c in status["conditions"]} == {
+        "RealmReady",
+        "GatewayRegistered",
+        "Ready",
+        "Reachable",  # the gateway's circuit for the region, mirrored (issue 14)
+    }
+    reachable = next(c for c in status["conditions"] if c["type"] == "Reachable")
+    assert (reachable["status"], reachable["reason"]) == ("True", "CircuitClosed")
     assert all(
         c["observedGeneration"] == 1 and c["lastTransitionTime"] for c in status["conditions"]
     )

@@ -28,10 +28,14 @@ from gateway_fixtures import (
     start_gateway,
 )
 from playwright.sync_api import Browser
+from pydantic import SecretStr
+from realm_operator.models import REGION_CONDITIONS, Condition, ConditionType, condition
+from realm_operator.reconcile import Progress, mirror_region_health
 from tongxing_dev.keycloak import KeycloakEndpoint
 from tongxing_dev.process import free_port
 
 from gateway.broker.metadata import CachePolicy
+from tongxing_api.client import GatewayClient
 
 FAILURES = 2  # consecutive failures that open a circuit
 PROBE_SECONDS = 0.5
@@ -226,3 +230,32 @@ def test_a_stopped_region_opens_its_circuit_and_closes_when_it_starts_again(
         assert answer.status_code in (302, 303)
     finally:
         region.stop()
+
+
+def test_the_operator_mirrors_the_gateway_s_view_into_the_region_s_reachable_condition(
+    gateway: RunningGateway, portal: Portal, zj: KeycloakRegion
+) -> None:
+    """Issue 14: the operator reads ``/status`` and reports each Region's circuit as its
+    ``Reachable`` condition: False with the failure code when open, True when closed, Unknown
+    when the gateway does not say (an unknown code)."""
+    region = RegionServer(free_port(), "hn")  # never started: connections are refused
+    put_region(gateway, region)
+    for _ in range(FAILURES):
+        sign_in_at(portal, "hn")
+    client = GatewayClient(gateway.issuer, SecretStr(gateway.admin_token))
+
+    def reachable(code: str) -> Condition:
+        progress = Progress(previous={}, generation=1, order=REGION_CONDITIONS)
+        mirror_region_health(client, code, progress)
+        found = condition(progress.conditions, ConditionType.REACHABLE)
+        assert found is not None
+        return found
+
+    opened = reachable("hn")
+    assert (opened.status, opened.reason) == ("False", "CircuitOpen")
+    assert "connection_error" in opened.message or "last error" in opened.message
+    assert region.issuer not in opened.message  # codes and times only, no URL
+    closed = reachable("zj")
+    assert (closed.status, closed.reason) == ("True", "CircuitClosed")
+    unknown = reachable("nowhere")
+    assert (unknown.status, unknown.reason) == ("Unknown", "StatusUnavailable")

@@ -282,3 +282,14 @@ def test_nothing_a_server_says_beyond_field_messages_and_known_codes_is_kept(
     assert MARKER not in str(error)
     assert MARKER not in repr(vars(error))
     assert getattr(error, "status", None) == status
+
+
+def test_region_health_reads_the_gateway_s_status_and_never_raises(adapter: WsgiAdapter) -> None:
+    """The operator's ``Reachable`` condition comes from here (issue 14): a registered region
+    is reported with its circuit; an unknown code, or a gateway that cannot say, is None."""
+    client = client_for(adapter, OPERATOR)
+    client_for(adapter, PLATFORM).put_region("zj", region(owner=None))
+    health = client.region_health("zj")
+    assert health is not None
+    assert (health["state"], health["failures"]) == ("closed", 0)
+    assert client.region_health("nowhere") is None
