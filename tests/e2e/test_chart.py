@@ -42,6 +42,8 @@ from tongxing_dev.keycloak import KeycloakEndpoint
 from tongxing_dev.kube import KubeEndpoint
 from tongxing_dev.process import LOOPBACK, free_port
 
+from gateway.settings import Settings
+
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "charts" / "tongxing"
 MINIMAL = CHART / "ci" / "minimal-values.yaml"
@@ -366,6 +368,53 @@ def test_the_service_monitor_is_rendered_when_enabled_and_targets_the_gateway_po
          "scrapeTimeout": "10s"}
     ]  # fmt: skip
     assert monitor["spec"]["namespaceSelector"] == {"matchNames": ["tongxing"]}
+
+
+def test_limits_circuits_retention_and_sealing_keys_reach_the_gateway_as_its_settings(
+    helm: Helm, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 14's settings from the values: JSON the gateway's Settings accept (not Go's map
+    printing), and the sealing keys from the Secret, never the ConfigMap."""
+    documents = render(
+        helm,
+        *MINIMAL_VALUES,
+        "--set=gateway.settings.rateLimits.authorize=300/minute",
+        "--set=gateway.settings.rateLimits.max_keys=5000",
+        "--set=gateway.settings.regionCircuit.failures=4",
+        "--set=gateway.settings.auditRetention=P200D",
+        "--set=gateway.secrets.keys.sealingKeys=sealing-keys",
+    )
+    data = one(documents, "ConfigMap", "tx-tongxing-gateway")["data"]
+    assert json.loads(data["TONGXING_RATE_LIMITS"])["max_keys"] == 5000
+    assert json.loads(data["TONGXING_REGION_CIRCUIT"])["failures"] == 4
+    assert data["TONGXING_AUDIT_RETENTION"] == "P200D"
+    assert "TONGXING_SEALING_KEYS" not in data
+    gateway = container(one(documents, "Deployment", "tx-tongxing-gateway"))
+    assert env_refs(gateway)["TONGXING_SEALING_KEYS"][1] == "sealing-keys"
+    # The gateway reads them from its environment, as the pod gets them.
+    for name in ("RATE_LIMITS", "REGION_CIRCUIT", "AUDIT_RETENTION"):
+        monkeypatch.setenv(f"TONGXING_{name}", data[f"TONGXING_{name}"])
+    for name in ("NATIONAL_SECRET", "PAIRWISE_SECRET", "ADMIN_TOKEN", "SESSION_SECRET"):
+        monkeypatch.setenv(f"TONGXING_{name}", secrets.token_urlsafe(32))
+    monkeypatch.setenv("TONGXING_MFA_SECRET", secrets.token_urlsafe(32))
+    monkeypatch.setenv("TONGXING_ISSUER", "https://tongxing.example.cn")
+    monkeypatch.setenv("TONGXING_DATA_DIR", str(tmp_path))
+    settings = Settings()  # type: ignore[call-arg]
+    assert settings.audit_retention.days == 200
+    assert settings.region_circuit.failures == 4
+    # The chart's defaults are the gateway's own, written out.
+    defaults = render(helm, *MINIMAL_VALUES)
+    data = one(defaults, "ConfigMap", "tx-tongxing-gateway")["data"]
+    built_in = Settings.model_fields
+    assert json.loads(data["TONGXING_RATE_LIMITS"]) == built_in["rate_limits"].get_default(
+        call_default_factory=True
+    ).model_dump(mode="json")
+    assert json.loads(data["TONGXING_REGION_CIRCUIT"]) == built_in["region_circuit"].get_default(
+        call_default_factory=True
+    ).model_dump(mode="json")
+    assert "TONGXING_SEALING_KEYS" not in env_refs(
+        container(one(defaults, "Deployment", "tx-tongxing-gateway"))
+    )
 
 
 def test_watching_every_namespace_grants_cluster_wide_and_shares_a_cluster_peering(
