@@ -20,6 +20,7 @@ from gateway.errors import (
 from gateway.health import blueprint as health
 from gateway.limits import RequestLimits
 from gateway.logs import RequestIds
+from gateway.provider import language
 from gateway.provider.answers import HOST_PREFIX
 from gateway.provider.authorize import blueprint as authorize
 from gateway.provider.backchannel import blueprint as backchannel
@@ -88,6 +89,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     app.before_request(RequestLimits.from_settings(services.settings))  # before any store access
     app.before_request(_refuse_undecodable_query)
     app.after_request(_security_headers)
+    app.context_processor(language.template_values)  # which language leads on every page
     app.register_error_handler(TongxingError, render_error)
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(StoreUnavailableError, _store_unavailable)

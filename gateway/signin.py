@@ -140,11 +140,13 @@ class ToRegion:
 @dataclass(frozen=True)
 class ChooseRegion:
     """The chooser page: the enabled regions, provinces first; ``form`` ties the page's answer
-    to this pending authorization."""
+    to this pending authorization; ``ui_locales`` is the portal's (OIDC Core §3.1.2.1), for
+    which language leads."""
 
     regions: tuple[Region, ...]
     form: str
     pending: PendingCookie
+    ui_locales: str | None = None
 
 
 @dataclass(frozen=True)
@@ -162,6 +164,7 @@ class AskConsent:
     claims: tuple[str, ...]
     form: str
     pending: PendingCookie
+    ui_locales: str | None = None  # the portal's (OIDC Core §3.1.2.1): which language leads
 
 
 Answer = ToPortal | ToRegion | ChooseRegion | StepUp | AskConsent
@@ -315,7 +318,7 @@ class SignIn:
                 record = self._record(pending_id, request, PendingStage.CHOOSING, now)
                 self.store.save_pending_authorization(record)
                 self.events.emit(SignInStarted(portal=request.client_id, region=None))
-                return self._chooser(pending_id)
+                return self._chooser(pending_id, request.ui_locales)
             seen.region = region.code
             try:
                 leg, url = self._start_leg(region, request)
@@ -340,7 +343,8 @@ class SignIn:
         """The chooser's answer: go to region ``code`` (the chooser again if it is not one).
 
         Choosing again while at a region (the back button) starts a new round trip; the old
-        ``state`` is no longer answered.
+        ``state`` is no longer answered. The chooser's search (``q``, no region) lands here too
+        and gets the chooser again, which the page filters.
         """
         with self._step() as seen:
             now = self.clock()
@@ -352,7 +356,7 @@ class SignIn:
             region = self._enabled_region(code)
             if region is None:
                 self._move(live, stages, now, stage=PendingStage.CHOOSING, upstream=None)
-                return self._chooser(live.id)
+                return self._chooser(live.id, live.record.request.ui_locales)
             seen.region = region.code
             try:
                 leg, url = self._start_leg(region, live.record.request)
@@ -554,7 +558,8 @@ class SignIn:
                 asked = "the person has not consented to the requested claims"
                 return self._to_portal(request, live, "consent_required", asked, now, user=user)
             pending = self._wait(request, live, PendingStage.CONSENT, user, missing, now)
-            return AskConsent(portal, missing, form_handle(pending.value), pending)
+            form = form_handle(pending.value)
+            return AskConsent(portal, missing, form, pending, request.ui_locales)
         self._close(live, now)  # taken once, before the code exists
         code = self.tokens.issue_code(request, user)
         self.events.emit(
@@ -730,14 +735,14 @@ class SignIn:
         region = self.registry.region(code) if code else None
         return region if region is not None and region.enabled else None
 
-    def _chooser(self, pending_id: str) -> ChooseRegion:
+    def _chooser(self, pending_id: str, ui_locales: str | None) -> ChooseRegion:
         # Provinces and their peers first, national departments last; by code within a kind.
         regions = sorted(
             (r for r in self.registry.regions() if r.enabled),
             key=lambda r: (r.kind is RegionKind.DEPARTMENT, r.code),
         )
         cookie = self._cookie(pending_id, PendingStage.CHOOSING)
-        return ChooseRegion(tuple(regions), form_handle(pending_id), cookie)
+        return ChooseRegion(tuple(regions), form_handle(pending_id), cookie, ui_locales)
 
     def _start_leg(self, region: Region, request: AuthorizationRequest) -> tuple[UpstreamLeg, str]:
         """The Authentication Request at ``region``, and the round trip to keep (``ValueError``

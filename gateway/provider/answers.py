@@ -23,7 +23,9 @@ from werkzeug.wrappers import Response
 
 from gateway.errors import TongxingError
 from gateway.provider import csrf
+from gateway.provider.chooser import chooser_view
 from gateway.provider.labels import CLAIM_LABELS
+from gateway.provider.language import current_lead
 from gateway.services import current_services
 from gateway.sessions import SESSION_COOKIE
 from gateway.signin import (
@@ -43,6 +45,7 @@ REGION_COOKIE_AGE = 365 * 86400
 HOST_PREFIX = "__Host-"
 PENDING_FIELD = "pending"  # the form field that names the pending authorization a page answers
 CONSENT_FORM = "consent"  # the CSRF purpose of the consent page
+SEARCH_FIELD = "q"  # the chooser's search, a GET field beside PENDING_FIELD
 
 
 def cookie_name(base: str) -> str:
@@ -85,14 +88,7 @@ def render(answer: Answer) -> Response:
         response = redirect(answer.url, code=303)
         _cookie(response, REGION_COOKIE, answer.region, REGION_COOKIE_AGE)
     elif isinstance(answer, ChooseRegion):
-        page = render_template(
-            "chooser.html",
-            regions=answer.regions,
-            last=read_cookie(REGION_COOKIE),
-            field=PENDING_FIELD,
-            form=answer.form,
-        )
-        response = Response(page, mimetype="text/html")
+        response = Response(_chooser_page(answer), mimetype="text/html")
     elif isinstance(answer, StepUp):
         response = redirect(url_for("stepup.second_factor"), code=303)
     else:
@@ -102,9 +98,26 @@ def render(answer: Answer) -> Response:
     return response
 
 
+def _chooser_page(answer: ChooseRegion) -> str:
+    """The chooser, grouped by kind, the remembered region first, filtered by the search
+    ``q`` the page's own GET form sent (no JavaScript: :mod:`gateway.provider.chooser`)."""
+    last = read_cookie(REGION_COOKIE)
+    query = request.args.get(SEARCH_FIELD)
+    return render_template(
+        "chooser.html",
+        view=chooser_view(answer.regions, last, query),
+        last=last,
+        field=PENDING_FIELD,
+        search=SEARCH_FIELD,
+        form=answer.form,
+        lead=current_lead(answer.ui_locales),
+    )
+
+
 def _consent_page(answer: AskConsent) -> str:
     return render_template(
         "consent.html",
+        lead=current_lead(answer.ui_locales),
         portal=answer.portal,
         claims=answer.claims,
         labels=CLAIM_LABELS,
@@ -157,6 +170,7 @@ __all__ = [
     "PENDING_COOKIE",
     "PENDING_FIELD",
     "REGION_COOKIE",
+    "SEARCH_FIELD",
     "cookie_name",
     "delete_cookie",
     "end_pending",
