@@ -1,10 +1,14 @@
 """``python -m bench``: the gateway and Keycloak side by side, on this machine, on loopback.
 
-Starts (or reuses) Keycloak and PostgreSQL from the test harness, creates a bench realm, starts
-``tongxing serve`` on a fresh PostgreSQL database with that realm as its region, and drives both
-with wrk. Prints, per scenario, requests/s, p50, p99 and errors for each side and the ratio
-gateway/Keycloak, the machine's single-core signing limit, the memory per SSO session, the latency
-the gateway adds to a login, and a py-spy profile of the gateway's slowest scenario.
+Starts Keycloak in production mode (``kc.sh start`` on its own database of the same PostgreSQL
+server) and starts or reuses the ``start-dev`` Keycloak and PostgreSQL of the test harness,
+creates the same bench realm in each Keycloak, starts ``tongxing serve`` on a fresh PostgreSQL
+database with the production Keycloak's realm as its region, and drives all three with wrk.
+Prints, per scenario, requests/s, p50, p99, errors and CPU ms per request for each side, and the
+gateway's req/s per CPU over each Keycloak mode's (``ratio_vs_keycloak_production``,
+``ratio_vs_keycloak_dev`` in ``last-run.json``), the machine's single-core signing limit, the
+memory per SSO session, the latency the gateway adds to a login, and a py-spy profile of the
+gateway's slowest scenario.
 
 Nothing here asserts: a benchmark reports.
 """
@@ -20,14 +24,15 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TypeVar
 from urllib.parse import quote
 
 import requests
 
 from bench import keycloak_side, loadgen, machine, profiling, report
-from bench.browser import Browser
+from bench.browser import Browser, FlowError
 from bench.gateway_side import (
     FederatedTiming,
     Minter,
@@ -38,11 +43,14 @@ from bench.gateway_side import (
 )
 from bench.keycloak_side import BenchRealm
 from bench.loadgen import Load, Measure, basic_auth, form_headers, percentile
-from bench.machine import SigningLimit
-from bench.servers import Gateway, Harness, fresh_database, gateway, harness
+from bench.machine import CpuMeter, SigningLimit
+from bench.servers import Gateway, Harness, KeycloakServer, fresh_database, gateway, harness
 
-SCENARIOS = ("refresh", "client_credentials", "code", "userinfo", "login", "memory")
-Side = Literal["gateway", "keycloak"]
+SCENARIOS = ("refresh", "client_credentials", "code", "userinfo", "introspect", "login", "memory")
+MODES = report.MODES
+# "gateway", or the mode of a Keycloak ("production", "dev").
+Side = str
+T = TypeVar("T")
 
 
 @dataclass
@@ -58,6 +66,7 @@ class Options:
     keycloak_session_seconds: float
     own_keycloak: bool
     keycloak_warmup: float
+    modes: tuple[str, ...]
     scenarios: tuple[str, ...]
     profile: bool
     profile_scenario: str | None
@@ -79,6 +88,9 @@ class Run:
     memory: list[report.MemoryRow] = field(default_factory=list)
     profile: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    # Per scenario: ratio_vs_keycloak_<mode> (the gateway's req/s per CPU over Keycloak's) and
+    # rps_ratio_vs_keycloak_<mode> (plain req/s), same run.
+    ratios: dict[str, dict[str, float | None]] = field(default_factory=dict)
 
 
 # Signatures per successful response: the gateway's access tokens are opaque (stored by hash),
@@ -89,35 +101,65 @@ TITLES = {
     "client_credentials": "2 client_credentials",
     "code": "3 authorization_code exchange",
     "userinfo": "4 userinfo (bearer)",
+    "introspect": "7 introspection (RFC 7662)",
 }
 SIGNATURES: dict[str, tuple[int, int]] = {
     "refresh": (1, 2),
     "client_credentials": (0, 1),
     "code": (1, 2),
     "userinfo": (0, 0),
+    "introspect": (0, 0),
 }
+
+
+@dataclass
+class KeycloakSide:
+    """One Keycloak of the run with its bench realm and what its CPU is measured on."""
+
+    server: KeycloakServer
+    realm: BenchRealm
+    meter: CpuMeter
+
+    @property
+    def mode(self) -> str:
+        return self.server.mode
 
 
 class Bench:
     def __init__(
-        self, options: Options, run: Run, servers: Harness, gw: Gateway, realm: BenchRealm
+        self,
+        options: Options,
+        run: Run,
+        servers: Harness,
+        gw: Gateway,
+        keycloaks: list[KeycloakSide],
     ) -> None:
         self.o = options
         self.run = run
         self.h = servers
         self.gw = gw
-        self.realm = realm
-        self.portal: Registered = register(gw, realm)
+        self.keycloaks = keycloaks
+        # The gateway's region: the first Keycloak (production mode when it runs).
+        self.realm = keycloaks[0].realm
+        self.portal: Registered = register(gw, self.realm)
         self.minter = Minter(gw, self.portal)
+        self.gw_meter = CpuMeter(
+            gw.pid, servers.postgres.url(), gw.database_url.rsplit("/", 1)[1].split("?")[0]
+        )
 
     # --- helpers ---------------------------------------------------------------------------------
 
-    def _cpu(self, side: Side) -> tuple[float, float]:
-        """CPU seconds so far of the server (and of its database, for the gateway)."""
-        if side == "gateway":
-            database = machine.cpu_seconds(self.h.postgres_pid)
-            return machine.cpu_seconds(self.gw.pid) + database, database
-        return machine.cpu_seconds(self.h.keycloak_pid), 0.0
+    def kc(self, side: Side) -> KeycloakSide:
+        for keycloak in self.keycloaks:
+            if keycloak.mode == side:
+                return keycloak
+        raise KeyError(side)
+
+    def meter(self, side: Side) -> CpuMeter:
+        return self.gw_meter if side == "gateway" else self.kc(side).meter
+
+    def sides(self) -> list[Side]:
+        return ["gateway", *(k.mode for k in self.keycloaks)]
 
     def settle(self, limit_s: float = 10.0, quiet_cores: float = 0.1) -> None:
         """Wait, at most ``limit_s``, until the servers are idle.
@@ -125,7 +167,7 @@ class Bench:
         A run leaves work behind (Keycloak writes its sessions in the background, PostgreSQL
         vacuums): measured against the next side, it would be charged to the wrong server.
         """
-        pids = (self.gw.pid, self.h.postgres_pid, self.h.keycloak_pid)
+        pids = (self.gw.pid, self.h.postgres_pid, *(k.server.pid for k in self.keycloaks))
         deadline = time.monotonic() + limit_s
         while time.monotonic() < deadline:
             before = sum(machine.cpu_seconds(pid) for pid in pids)
@@ -135,16 +177,17 @@ class Bench:
 
     def measure(self, side: Side, load: Load) -> Measure:
         self.settle()
-        before, database_before = self._cpu(side)
+        meter = self.meter(side)
+        before = meter.snapshot()
         result = loadgen.run(load)
-        after, database_after = self._cpu(side)
+        total, database = CpuMeter.spent(before, meter.snapshot())
         if not result.completed:
             return result
         per = 1000 / result.completed
         return replace(
             result,
-            cpu_ms=(after - before) * per,
-            database_cpu_ms=(database_after - database_before) * per if side == "gateway" else None,
+            cpu_ms=total * per,
+            database_cpu_ms=database * per if meter.database is not None else None,
         )
 
     def pair(
@@ -153,9 +196,9 @@ class Bench:
         title: str,
         loads: Callable[[Side, int], tuple[Load, Load]],
     ) -> report.Row:
-        """Warm each side up, then measure the gateway and Keycloak with the same load."""
+        """Warm each side up, then measure the gateway and each Keycloak with the same load."""
         results: dict[Side, Measure] = {}
-        for side in ("gateway", "keycloak"):
+        for side in self.sides():
             warm, measured = loads(side, self.o.count)
             loadgen.run(warm)
             results[side] = self.measure(side, measured)
@@ -164,7 +207,7 @@ class Bench:
             name,
             title,
             results["gateway"],
-            results["keycloak"],
+            {k.mode: results[k.mode] for k in self.keycloaks},
             gateway_signatures=gateway_sigs,
             keycloak_signatures=keycloak_sigs,
         )
@@ -178,7 +221,7 @@ class Bench:
         auth = (
             basic_auth(*self.portal.credentials)
             if side == "gateway"
-            else basic_auth(*self.realm.credentials)
+            else basic_auth(*self.kc(side).realm.credentials)
         )
         return self._split(url, form_headers(auth), bodies, once=once, method=method)
 
@@ -212,7 +255,7 @@ class Bench:
         return warm, measured
 
     def token_url(self, side: Side) -> str:
-        return f"{self.gw.issuer}/token" if side == "gateway" else self.realm.token_url
+        return f"{self.gw.issuer}/token" if side == "gateway" else self.kc(side).realm.token_url
 
     # --- scenarios -------------------------------------------------------------------------------
 
@@ -221,7 +264,7 @@ class Bench:
         if side == "gateway":
             tokens = self.minter.refresh_tokens(n)
         else:
-            tokens = keycloak_side.refresh_tokens(self.realm, n)
+            tokens = keycloak_side.refresh_tokens(self.kc(side).realm, n)
         print(
             f"  prepared {n} {side} refresh tokens in {time.perf_counter() - started:.1f} s",
             flush=True,
@@ -240,7 +283,7 @@ class Bench:
         if side == "gateway":
             codes = self.minter.codes(n)
         else:
-            codes = keycloak_side.authorization_codes(self.realm, n)
+            codes = keycloak_side.authorization_codes(self.kc(side).realm, n)
         print(f"  prepared {n} {side} codes in {time.perf_counter() - started:.1f} s", flush=True)
         redirect = quote(self.portal.redirect_uri, safe="")
         return [
@@ -258,10 +301,31 @@ class Bench:
             token = access_token(self.gw, self.portal, self.minter.refresh_tokens(1)[0])
             url = f"{self.gw.issuer}/userinfo"
         else:
-            token = keycloak_side.password_grant(self.realm, requests.Session())["access_token"]
-            url = self.realm.userinfo_url
+            realm = self.kc(side).realm
+            token = keycloak_side.password_grant(realm, requests.Session())["access_token"]
+            url = realm.userinfo_url
         headers = {"Authorization": f"Bearer {token}"}
         return self._split(url, headers, [""], once=False, method="GET")
+
+    def introspect_loads(self, side: Side, n: int) -> tuple[Load, Load]:
+        """RFC 7662 §2.1: a resource server (here the client the token was issued to, which the
+        gateway requires) asks about one valid access token, with its client credentials."""
+        if side == "gateway":
+            token = access_token(self.gw, self.portal, self.minter.refresh_tokens(1)[0])
+            url = f"{self.gw.issuer}/introspect"
+        else:
+            realm = self.kc(side).realm
+            token = keycloak_side.password_grant(realm, requests.Session())["access_token"]
+            url = realm.introspection_url
+        body = f"token={quote(token, safe='')}&token_type_hint=access_token"
+        warm, measured = self._load(side, url, [body], once=False)
+        # A 200 answer with "active": false would pass as a success in wrk: check it once.
+        answer = requests.post(url, data=body, headers=warm.headers, timeout=30)
+        if answer.status_code != 200 or answer.json().get("active") is not True:
+            raise FlowError(
+                f"{side} introspection of a valid token: {answer.status_code} {answer.text[:200]}"
+            )
+        return warm, measured
 
     def loads(self, name: str) -> Callable[[Side, int], tuple[Load, Load]]:
         table: dict[str, Callable[[Side, int], tuple[Load, Load]]] = {
@@ -269,29 +333,35 @@ class Bench:
             "client_credentials": self.client_credentials_loads,
             "code": self.code_loads,
             "userinfo": self.userinfo_loads,
+            "introspect": self.introspect_loads,
         }
         return table[name]
 
     def warm_keycloak(self) -> None:
-        """Let Keycloak's JIT compile its token paths before anything is measured.
+        """Let each Keycloak started for the run JIT-compile its token paths first.
 
         A JVM runs interpreted code until a method has been called thousands of times; the
         warm-up run of each scenario is too short for a Keycloak started a minute ago, so a
         fresh one gets this first (a reused one has served the test suites already).
         """
-        seconds = self.o.keycloak_warmup
-        if seconds <= 0:
-            return
-        print(f"warming Keycloak up for {seconds:.0f} s ...", flush=True)
+        for keycloak in self.keycloaks:
+            seconds = self.o.keycloak_warmup
+            if seconds < 0:
+                seconds = 0.0 if keycloak.server.reused else 30.0
+            if seconds > 0:
+                self._warm(keycloak.realm, keycloak.mode, seconds)
+
+    def _warm(self, realm: BenchRealm, mode: str, seconds: float) -> None:
+        print(f"warming Keycloak ({mode}) up for {seconds:.0f} s ...", flush=True)
         share = seconds / 3
-        tokens = keycloak_side.refresh_tokens(self.realm, 200)
-        headers = form_headers(basic_auth(*self.realm.credentials))
+        tokens = keycloak_side.refresh_tokens(realm, 200)
+        headers = form_headers(basic_auth(*realm.credentials))
         bodies = [f"grant_type=refresh_token&refresh_token={quote(t, safe='')}" for t in tokens]
-        bearer = keycloak_side.password_grant(self.realm, requests.Session())["access_token"]
+        bearer = keycloak_side.password_grant(realm, requests.Session())["access_token"]
         for url, method, body, once, extra in (
-            (self.realm.token_url, "POST", ["grant_type=client_credentials"], False, {}),
-            (self.realm.token_url, "POST", bodies, True, {}),
-            (self.realm.userinfo_url, "GET", [""], False, {"Authorization": f"Bearer {bearer}"}),
+            (realm.token_url, "POST", ["grant_type=client_credentials"], False, {}),
+            (realm.token_url, "POST", bodies, True, {}),
+            (realm.userinfo_url, "GET", [""], False, {"Authorization": f"Bearer {bearer}"}),
         ):
             verb: Literal["GET", "POST"] = "GET" if method == "GET" else "POST"
             loadgen.run(
@@ -310,46 +380,76 @@ class Bench:
     def wrk_scenario(self, name: str) -> report.Row:
         return self.pair(name, TITLES[name], self.loads(name))
 
+    def _timed(self, side: Side, cpu: dict[str, float], action: Callable[[], T]) -> T:
+        """Run ``action`` and add the CPU seconds it cost ``side`` (server + its database)."""
+        meter = self.meter(side)
+        before = meter.snapshot()
+        try:
+            return action()
+        finally:
+            cpu[side] = cpu.get(side, 0.0) + CpuMeter.spent(before, meter.snapshot())[0]
+
     def login(self) -> None:
-        """Full logins, one at a time, alternating gateway and Keycloak (fresh browsers)."""
-        self.realm.set_password_hashing(keycloak_side.DEFAULT_HASHING)
+        """Full logins, one at a time, alternating the gateway and each Keycloak (fresh browsers).
+
+        CPU per login: the gateway's own (its processes and its database) around each of its
+        logins; the region's work in them (its login page, password check and code exchange) is
+        the region's, not counted. Each Keycloak's around its own logins.
+        """
+        for keycloak in self.keycloaks:
+            keycloak.realm.set_password_hashing(keycloak_side.DEFAULT_HASHING)
         for _ in range(2):  # the first login re-hashes the password with argon2; JIT, pools
-            keycloak_side.full_login(self.realm)
+            for keycloak in self.keycloaks:
+                keycloak_side.full_login(keycloak.realm)
             federated_login(self.gw, self.portal, self.realm)
         gateway_runs: list[FederatedTiming] = []
-        keycloak_runs: list[keycloak_side.LoginTiming] = []
-        errors = {"gateway": 0, "keycloak": 0}
+        keycloak_runs: dict[str, list[keycloak_side.LoginTiming]] = {
+            k.mode: [] for k in self.keycloaks
+        }
+        errors = dict.fromkeys(self.sides(), 0)
+        cpu: dict[str, float] = {}
         for _ in range(self.o.logins):
             try:
-                gateway_runs.append(federated_login(self.gw, self.portal, self.realm))
+                timing = self._timed(
+                    "gateway", cpu, lambda: federated_login(self.gw, self.portal, self.realm)
+                )
+                gateway_runs.append(timing)
             except Exception as error:
                 errors["gateway"] += 1
                 self.run.notes.append(f"gateway login failed: {error}")
-            try:
-                keycloak_runs.append(keycloak_side.full_login(self.realm))
-            except Exception as error:
-                errors["keycloak"] += 1
-                self.run.notes.append(f"Keycloak login failed: {error}")
-        self.realm.set_password_hashing(keycloak_side.CHEAP_HASHING)
+            for keycloak in self.keycloaks:
+                try:
+                    realm = keycloak.realm
+                    own = self._timed(keycloak.mode, cpu, partial(keycloak_side.full_login, realm))
+                    keycloak_runs[keycloak.mode].append(own)
+                except Exception as error:
+                    errors[keycloak.mode] += 1
+                    self.run.notes.append(f"Keycloak ({keycloak.mode}) login failed: {error}")
+        for keycloak in self.keycloaks:
+            keycloak.realm.set_password_hashing(keycloak_side.CHEAP_HASHING)
+
+        def measure(side: Side, totals: list[float]) -> Measure:
+            m = Measure.of_latencies(totals, sum(totals), errors[side])
+            return replace(m, cpu_ms=1000 * cpu.get(side, 0.0) / m.completed) if m.completed else m
+
         fed = gateway_runs
-        gw_total = [r.total for r in fed]
-        kc_total = [r.total for r in keycloak_runs]
-        wall_gw = sum(gw_total)
-        wall_kc = sum(kc_total)
         row = report.Row(
             "login",
             "5 full login (fresh browser)",
-            Measure.of_latencies(gw_total, wall_gw, errors["gateway"]),
-            Measure.of_latencies(kc_total, wall_kc, errors["keycloak"]),
+            measure("gateway", [r.total for r in fed]),
+            {mode: measure(mode, [r.total for r in runs]) for mode, runs in keycloak_runs.items()},
         )
         self.run.rows.append(row)
         print(report.progress(row, self.run.signing), flush=True)
+        # The region's own logins (the first Keycloak: the gateway's region) pair with the
+        # gateway's, login by login.
+        region_runs = keycloak_runs[self.keycloaks[0].mode]
         # The callback hop contains the gateway's own code exchange at Keycloak; Keycloak's own
         # flow measures that exchange (its /token hop), login by login.
         # The floor of one hop: the same client asking the gateway for nothing (/healthz).
         probe = Browser()
         floor = [probe.request("GET", f"{self.gw.issuer}/healthz")[1] for _ in range(30)]
-        pairs = list(zip(fed, keycloak_runs, strict=False))
+        pairs = list(zip(fed, region_runs, strict=False))
         added = [g.gateway - k.token for g, k in pairs]
         stats: dict[str, float] = {}
         for name, values in (
@@ -358,7 +458,7 @@ class Bench:
             ("  /callback (upstream code exchange, session, the code)", [r.callback for r in fed]),
             ("  /token", [r.token for r in fed]),
             ("region: login page + password", [r.region for r in fed]),
-            ("Keycloak own: /token (code exchange)", [k.token for k in keycloak_runs]),
+            ("Keycloak own (the region): /token (code exchange)", [k.token for k in region_runs]),
             ("gateway adds (hops - upstream code exchange)", added),
             ("one hop's floor: GET /healthz from the same client", floor),
         ):
@@ -389,33 +489,47 @@ class Bench:
                     seconds=time.perf_counter() - started,
                 )
             )
-        # Keycloak: user sessions in its JVM (and, with persistent sessions, in its database,
-        # which in start-dev is in-memory H2, also in the JVM's heap).
-        heap0 = machine.jvm_heap_after_gc(self.h.keycloak_pid)
-        rss0 = machine.rss_bytes(self.h.keycloak_pid)
+        for keycloak in self.keycloaks:
+            self._keycloak_memory(keycloak, targets)
+        for line in report.memory_table(self.run.memory):
+            print(line, flush=True)
+
+    def _keycloak_memory(self, keycloak: KeycloakSide, targets: list[int]) -> None:
+        """User sessions in the JVM's heap; in production mode also in its PostgreSQL database
+        (persistent sessions), whose growth is recorded beside; in ``start-dev`` that database is
+        H2 in memory, i.e. in the same heap."""
+        pid, realm, database = keycloak.server.pid, keycloak.realm, keycloak.server.database
+
+        def database_size() -> int | None:
+            if database is None:
+                return None
+            return machine.database_bytes(self.h.postgres.url(), database)
+
+        heap0 = machine.jvm_heap_after_gc(pid)
+        rss0 = machine.rss_bytes(pid)
+        size0 = database_size()
         deadline = time.monotonic() + self.o.keycloak_session_seconds
         created = 0
         started = time.perf_counter()
         for target in targets:
             while created < target and time.monotonic() < deadline:
-                created += keycloak_side.sessions(self.realm, min(500, target - created))
-            heap = machine.jvm_heap_after_gc(self.h.keycloak_pid)
-            growth = None if heap is None or heap0 is None else heap - heap0
+                created += keycloak_side.sessions(realm, min(500, target - created))
+            heap = machine.jvm_heap_after_gc(pid)
+            size = database_size()
             self.run.memory.append(
                 report.MemoryRow(
-                    side="keycloak",
+                    side=f"keycloak-{keycloak.mode}",
                     sessions=target,
                     measured_sessions=created,
-                    rss_growth=machine.rss_bytes(self.h.keycloak_pid) - rss0,
-                    heap_growth=growth,
+                    rss_growth=machine.rss_bytes(pid) - rss0,
+                    heap_growth=None if heap is None or heap0 is None else heap - heap0,
                     stored_bytes=None,
                     seconds=time.perf_counter() - started,
+                    database_bytes=None if size is None or size0 is None else size - size0,
                 )
             )
             if created < target:
                 break
-        for line in report.memory_table(self.run.memory):
-            print(line, flush=True)
 
     def profile_slowest(self) -> None:
         measured = [r for r in self.run.rows if r.name in SIGNATURES]
@@ -449,21 +563,30 @@ class Bench:
 
 
 @contextlib.contextmanager
-def servers(options: Options) -> Iterator[tuple[Harness, Gateway, BenchRealm]]:
+def servers(options: Options) -> Iterator[tuple[Harness, Gateway, list[KeycloakSide]]]:
     with (
-        harness(own_keycloak=options.own_keycloak) as h,
+        harness(own_keycloak=options.own_keycloak, modes=options.modes) as h,
         fresh_database(h.postgres) as database_url,
         gateway(database_url, h.workdir, threads=options.threads, workers=options.workers) as gw,
     ):
-        realm = keycloak_side.create_realm(
-            h.keycloak,
-            gateway_callback=f"{gw.issuer}/callback/bench",
-            redirect_uri="http://127.0.0.1:9/bench-portal/callback",
-        )
+        sides: list[KeycloakSide] = []
         try:
-            yield h, gw, realm
+            for server in h.keycloaks:
+                realm = keycloak_side.create_realm(
+                    server.endpoint,
+                    gateway_callback=f"{gw.issuer}/callback/bench",
+                    redirect_uri="http://127.0.0.1:9/bench-portal/callback",
+                )
+                meter = CpuMeter(
+                    server.pid,
+                    h.postgres.url() if server.database else None,
+                    server.database,
+                )
+                sides.append(KeycloakSide(server, realm, meter))
+            yield h, gw, sides
         finally:
-            realm.delete()
+            for side in sides:
+                side.realm.delete()
 
 
 def parse(argv: Sequence[str] | None) -> Options:
@@ -502,6 +625,12 @@ def parse(argv: Sequence[str] | None) -> Options:
         help="start a Keycloak for this run even if `tongxing-dev up` runs one",
     )
     parser.add_argument(
+        "--keycloak-modes",
+        default=",".join(MODES),
+        help="Keycloak's modes to compare with; the first is the gateway's region "
+        f"[{','.join(MODES)}]",
+    )
+    parser.add_argument(
         "--only", default=",".join(SCENARIOS), help=f"scenarios to run [{','.join(SCENARIOS)}]"
     )
     parser.add_argument(
@@ -523,6 +652,9 @@ def parse(argv: Sequence[str] | None) -> Options:
     unknown = sorted(set(chosen) - set(SCENARIOS))
     if unknown:
         parser.error(f"unknown scenario(s): {', '.join(unknown)}")
+    modes = tuple(m.strip() for m in args.keycloak_modes.split(",") if m.strip())
+    if not modes or set(modes) - set(MODES) or len(set(modes)) != len(modes):
+        parser.error(f"--keycloak-modes: one or more of {', '.join(MODES)}")
     return Options(
         count=args.count,
         warmup=args.warmup,
@@ -535,6 +667,7 @@ def parse(argv: Sequence[str] | None) -> Options:
         keycloak_session_seconds=args.keycloak_session_seconds,
         own_keycloak=args.own_keycloak,
         keycloak_warmup=-1.0 if args.keycloak_warmup is None else args.keycloak_warmup,
+        modes=modes,
         scenarios=chosen,
         profile=not args.no_profile,
         profile_scenario=args.profile_scenario,
@@ -557,31 +690,42 @@ def main(argv: Sequence[str] | None = None) -> int:
     run.signing = machine.signing_limit()
     for line in report.signing_lines(run.signing):
         print(line, flush=True)
-    with servers(options) as (h, gw, realm):
-        keycloak_origin = (
-            "reused from tongxing-dev up, shared" if h.keycloak_reused else "started for this run"
-        )
+    with servers(options) as (h, gw, keycloaks):
+        for keycloak in keycloaks:
+            server = keycloak.server
+            if server.mode == "production":
+                how = (
+                    "kc.sh start --optimized (production mode: PostgreSQL database of its own on "
+                    "the gateway's server, --cache=local, HTTP on loopback, "
+                    "--hostname-strict=false), started for this run"
+                )
+            else:
+                origin = "reused from tongxing-dev up, shared" if server.reused else "started"
+                how = f"kc.sh start-dev (H2 in memory, --cache=local), {origin}"
+            run.notes.append(f"Keycloak {server.endpoint.version} {server.mode}: {how}")
         run.notes.append(
-            f"Keycloak {h.keycloak.version} start-dev ({keycloak_origin}); "
+            f"the gateway's region: Keycloak {keycloaks[0].mode}; "
             f"PostgreSQL ({'reused' if h.postgres_reused else 'started for this run'}); "
             f"gateway: tongxing serve --workers {gw.workers} --threads {gw.threads} (waitress), "
-            "PostgreSQL store"
+            "PostgreSQL store, rate limits off"
         )
-        if options.keycloak_warmup < 0:
-            options.keycloak_warmup = 0.0 if h.keycloak_reused else 30.0
-        bench = Bench(options, run, h, gw, realm)
+        bench = Bench(options, run, h, gw, keycloaks)
         bench.warm_keycloak()
         try:
             for name in SCENARIOS:
                 if name not in options.scenarios:
                     continue
                 print(f"scenario {name} ...", flush=True)
-                if name in TITLES:
-                    bench.wrk_scenario(name)
-                elif name == "login":
-                    bench.login()
-                else:
-                    bench.memory()
+                try:
+                    if name in TITLES:
+                        bench.wrk_scenario(name)
+                    elif name == "login":
+                        bench.login()
+                    else:
+                        bench.memory()
+                except Exception as error:  # a benchmark reports, and goes on
+                    run.notes.append(f"scenario {name} failed: {type(error).__name__}: {error}")
+                    print(f"scenario {name} failed: {error}", flush=True)
             if options.profile:
                 bench.profile_slowest()
         finally:
@@ -596,7 +740,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(line)
     output = options.output or profiling.PROFILES / "last-run.json"
     output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(json.dumps(asdict(run), indent=2, ensure_ascii=False, default=str))
+    run.ratios = {row.name: row.ratios() for row in run.rows}
+    recorded = asdict(run)
+    for row, saved in zip(run.rows, recorded["rows"], strict=True):
+        saved.update(row.ratios())
+    output.write_text(json.dumps(recorded, indent=2, ensure_ascii=False, default=str))
     (output.with_suffix(".md")).write_text(
         "\n".join(
             report.markdown(

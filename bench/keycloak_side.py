@@ -70,6 +70,10 @@ class BenchRealm:
         return f"{self.protocol}/auth"
 
     @property
+    def introspection_url(self) -> str:
+        return f"{self.protocol}/token/introspect"
+
+    @property
     def userinfo_url(self) -> str:
         return f"{self.protocol}/userinfo"
 

@@ -166,3 +166,63 @@ def jvm_heap_after_gc(pid: int) -> int | None:
             if used.endswith("K") and used[:-1].isdigit():
                 return int(used[:-1]) * 1024
     return None
+
+
+def database_backends(postgres_url: str, database: str) -> list[int]:
+    """The PostgreSQL backends (their pids) connected to ``database`` now (pg_stat_activity)."""
+    import psycopg
+
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        rows = conn.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
+            (database,),
+        ).fetchall()
+    return [int(row[0]) for row in rows]
+
+
+@dataclass(frozen=True)
+class CpuSnapshot:
+    """CPU seconds so far of a server's process tree and of its database's backends, by pid."""
+
+    server: float
+    backends: dict[int, float]
+
+
+class CpuMeter:
+    """What one side costs: its server's process tree plus the PostgreSQL backends of its own
+    database (none for Keycloak's ``start-dev``, whose database is in its JVM).
+
+    Only the backends of the side's database count, so that other users of a shared PostgreSQL
+    server are not charged to it; PostgreSQL's shared background processes (WAL writer,
+    checkpointer, autovacuum) are left out for both sides alike. A backend that ends during a
+    run loses what it spent after the first snapshot; the pools of both sides keep theirs open.
+    """
+
+    def __init__(self, server_pid: int, postgres_url: str | None, database: str | None) -> None:
+        self.server_pid = server_pid
+        self.postgres_url = postgres_url
+        self.database = database
+
+    def snapshot(self) -> CpuSnapshot:
+        backends: dict[int, float] = {}
+        if self.postgres_url is not None and self.database is not None:
+            for pid in database_backends(self.postgres_url, self.database):
+                backends[pid] = cpu_seconds(pid)
+        return CpuSnapshot(cpu_seconds(self.server_pid), backends)
+
+    @staticmethod
+    def spent(before: CpuSnapshot, after: CpuSnapshot) -> tuple[float, float]:
+        """(total, of which database) CPU seconds between two snapshots."""
+        database = 0.0
+        for pid, seconds in after.backends.items():
+            database += max(0.0, seconds - before.backends.get(pid, 0.0))
+        return after.server - before.server + database, database
+
+
+def database_bytes(postgres_url: str, database: str) -> int | None:
+    """``pg_database_size``: every table, index and TOAST of ``database``, on disk."""
+    import psycopg
+
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        row = conn.execute("SELECT pg_database_size(%s)", (database,)).fetchone()
+    return None if row is None else int(row[0])

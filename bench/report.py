@@ -7,23 +7,40 @@ from dataclasses import dataclass
 from bench.loadgen import Measure
 from bench.machine import SigningLimit
 
+MODES = ("production", "dev")  # Keycloak's modes, in the order the tables show them
+
 
 @dataclass(frozen=True)
 class Row:
+    """One scenario: the gateway and each Keycloak mode (``production``, ``dev``) that ran."""
+
     name: str
     title: str
     gateway: Measure
-    keycloak: Measure
+    keycloak: dict[str, Measure]
     gateway_signatures: int = 0  # RS256 signatures per response
     keycloak_signatures: int = 0
 
-    @property
-    def rps_ratio(self) -> float | None:
-        return _ratio(self.gateway.rps, self.keycloak.rps)
+    def rps_ratio(self, mode: str) -> float | None:
+        """The gateway's req/s over Keycloak's (``mode``), same run."""
+        other = self.keycloak.get(mode)
+        return None if other is None else _ratio(self.gateway.rps, other.rps)
 
-    @property
-    def p50_ratio(self) -> float | None:
-        return _ratio(self.gateway.p50_ms, self.keycloak.p50_ms)
+    def cpu_ratio(self, mode: str) -> float | None:
+        """The gateway's req/s per CPU over Keycloak's (``mode``): requests per CPU second, i.e.
+        Keycloak's CPU ms per request over the gateway's (server processes plus PostgreSQL)."""
+        other = self.keycloak.get(mode)
+        if other is None or other.cpu_ms is None or self.gateway.cpu_ms is None:
+            return None
+        return _ratio(other.cpu_ms, self.gateway.cpu_ms)
+
+    def ratios(self) -> dict[str, float | None]:
+        """The keys ``last-run.json`` records per scenario (issue 15)."""
+        out: dict[str, float | None] = {}
+        for mode in MODES:
+            out[f"ratio_vs_keycloak_{mode}"] = self.cpu_ratio(mode)
+            out[f"rps_ratio_vs_keycloak_{mode}"] = self.rps_ratio(mode)
+        return out
 
 
 @dataclass(frozen=True)
@@ -35,6 +52,13 @@ class MemoryRow:
     heap_growth: int | None  # JVM heap after a full GC (Keycloak)
     stored_bytes: int | None  # PostgreSQL bytes (the gateway)
     seconds: float
+    database_bytes: int | None = None  # Keycloak production: growth of its PostgreSQL database
+
+    @property
+    def database_per_session(self) -> float | None:
+        if self.database_bytes is None or self.measured_sessions == 0:
+            return None
+        return self.database_bytes / self.measured_sessions
 
     @property
     def per_session(self) -> float | None:
@@ -74,9 +98,13 @@ def signing_lines(limit: SigningLimit) -> list[str]:
 
 
 HEADER = (
-    f"{'scenario':<34}{'side':<9}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}"
-    f"{'cpu ms/req':>11}{'RS256 load':>11}{'gw/kc req/s':>12}{'gw/kc p50':>10}"
+    f"{'scenario':<34}{'side':<20}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}"
+    f"{'cpu ms/req':>11}{'RS256 load':>11}{'gw/this req/s':>14}{'gw/this per CPU':>16}"
 )
+
+
+def side_name(mode: str) -> str:
+    return f"keycloak {mode}"
 
 
 def _side_line(
@@ -86,7 +114,7 @@ def _side_line(
     if signatures and limit is not None and limit.rs256 > 0:
         load = f"{100 * m.rps * signatures / limit.rs256:.0f}%"
     return (
-        f"{title:<34}{side:<9}{m.rps:>9.1f}{m.p50_ms:>9.1f}{m.p99_ms:>9.1f}{m.errors:>8d}"
+        f"{title:<34}{side:<20}{m.rps:>9.1f}{m.p50_ms:>9.1f}{m.p99_ms:>9.1f}{m.errors:>8d}"
         f"{_fmt(m.cpu_ms):>11}{load:>11}"
     )
 
@@ -95,18 +123,37 @@ def progress(row: Row, limit: SigningLimit | None = None) -> str:
     return "\n".join(_row_lines(row, limit))
 
 
+def _modes(row: Row) -> list[str]:
+    return [m for m in MODES if m in row.keycloak] + [m for m in row.keycloak if m not in MODES]
+
+
 def _row_lines(row: Row, limit: SigningLimit | None) -> list[str]:
-    first = _side_line(row.title, "gateway", row.gateway, row.gateway_signatures, limit)
-    first += f"{_fmt(row.rps_ratio):>12}{_fmt(row.p50_ratio):>10}"
-    second = _side_line("", "keycloak", row.keycloak, row.keycloak_signatures, limit)
-    lines = [first, second]
+    lines = [_side_line(row.title, "gateway", row.gateway, row.gateway_signatures, limit)]
+    for mode in _modes(row):
+        line = _side_line("", side_name(mode), row.keycloak[mode], row.keycloak_signatures, limit)
+        line += f"{_fmt(row.rps_ratio(mode)):>14}{_fmt(row.cpu_ratio(mode)):>16}"
+        lines.append(line)
     if row.gateway.database_cpu_ms is not None and row.gateway.cpu_ms is not None:
         own = row.gateway.cpu_ms - row.gateway.database_cpu_ms
         lines.append(
-            f"{'':<34}  gateway cpu ms/req: {own:.2f} in the gateway process, "
+            f"{'':<34}  gateway cpu ms/req: {own:.2f} in its processes, "
             f"{row.gateway.database_cpu_ms:.2f} in PostgreSQL"
         )
-    for side, m in (("gateway", row.gateway), ("keycloak", row.keycloak)):
+    production = row.keycloak.get("production")
+    if (
+        production is not None
+        and production.database_cpu_ms is not None
+        and production.cpu_ms is not None
+    ):
+        own = production.cpu_ms - production.database_cpu_ms
+        lines.append(
+            f"{'':<34}  keycloak production cpu ms/req: {own:.2f} in the JVM, "
+            f"{production.database_cpu_ms:.2f} in PostgreSQL"
+        )
+    for side, m in (
+        ("gateway", row.gateway),
+        *((side_name(k), v) for k, v in row.keycloak.items()),
+    ):
         for sample in m.samples[:1]:
             lines.append(f"    first {side} error: {sample[:160]}")
     return lines
@@ -114,8 +161,8 @@ def _row_lines(row: Row, limit: SigningLimit | None) -> list[str]:
 
 def memory_table(rows: list[MemoryRow]) -> list[str]:
     out = [
-        f"{'memory per SSO session':<34}{'side':<9}{'sessions':>10}{'made':>9}{'per session':>14}"
-        f"{'total':>13}{'RSS growth':>13}",
+        f"{'memory per SSO session':<34}{'side':<20}{'sessions':>10}{'made':>9}{'per session':>14}"
+        f"{'total':>13}{'RSS growth':>13}{'its database':>16}",
     ]
     for r in rows:
         per = r.per_session
@@ -123,8 +170,8 @@ def memory_table(rows: list[MemoryRow]) -> list[str]:
         what = "stored in PostgreSQL" if r.side == "gateway" else "JVM heap after GC"
         label = what + (" (extrapolated)" if r.extrapolated else "")
         out.append(
-            f"{label:<34}{r.side:<9}{r.sessions:>10d}{r.measured_sessions:>9d}{_kb(per):>14}"
-            f"{_mb(total):>13}{_mb(r.rss_growth):>13}"
+            f"{label:<34}{r.side:<20}{r.sessions:>10d}{r.measured_sessions:>9d}{_kb(per):>14}"
+            f"{_mb(total):>13}{_mb(r.rss_growth):>13}{_kb(r.database_per_session):>16}"
         )
     return out
 
@@ -152,8 +199,10 @@ def full(
     for row in rows:
         out += _row_lines(row, limit)
     out.append(
-        "cpu ms/req: server CPU per request (gateway process + its PostgreSQL; Keycloak's JVM). "
-        "RS256 load: RS256 signatures/s as a share of one core's limit."
+        "cpu ms/req: server CPU per request (the server's process tree + the PostgreSQL backends "
+        "of its own database). gw/this per CPU: the gateway's req/s per CPU over that Keycloak's "
+        "(ratio_vs_keycloak_<mode> in last-run.json). RS256 load: RS256 signatures/s as a share "
+        "of one core's limit."
     )
     if login:
         out.append("")
@@ -179,16 +228,23 @@ def markdown(
     out = [
         f"Measured {started} on {machine}; `{command}`.",
         "",
-        "| scenario | gateway req/s | p50 ms | p99 ms | err | Keycloak req/s | p50 ms | p99 ms "
-        "| err | gw/kc req/s |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| scenario | side | req/s | p50 ms | p99 ms | err | CPU ms/req "
+        "| gw/this req/s per CPU | gw/this req/s |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
-        g, k = r.gateway, r.keycloak
+        g = r.gateway
         out.append(
-            f"| {r.title} | {g.rps:.0f} | {g.p50_ms:.1f} | {g.p99_ms:.1f} | {g.errors} "
-            f"| {k.rps:.0f} | {k.p50_ms:.1f} | {k.p99_ms:.1f} | {k.errors} | {_fmt(r.rps_ratio)} |"
+            f"| {r.title} | gateway | {g.rps:.0f} | {g.p50_ms:.1f} | {g.p99_ms:.1f} | {g.errors} "
+            f"| {_fmt(g.cpu_ms)} | | |"
         )
+        for mode in _modes(r):
+            k = r.keycloak[mode]
+            out.append(
+                f"| | Keycloak {mode} | {k.rps:.0f} | {k.p50_ms:.1f} | {k.p99_ms:.1f} "
+                f"| {k.errors} | {_fmt(k.cpu_ms)} | **{_fmt(r.cpu_ratio(mode))}** "
+                f"| {_fmt(r.rps_ratio(mode))} |"
+            )
     if login:
         key = "gateway adds (hops - upstream code exchange)"
         if f"{key} p50" in login:
@@ -200,15 +256,20 @@ def markdown(
     if memory:
         out += [
             "",
-            "| memory per SSO session | sessions | per session | total |",
-            "|---|---:|---:|---:|",
+            "| memory per SSO session | sessions | per session | total | in its database |",
+            "|---|---:|---:|---:|---:|",
         ]
         for m in memory:
             per = m.per_session
             total = None if per is None else per * m.sessions
-            what = "gateway (PostgreSQL)" if m.side == "gateway" else "Keycloak (JVM heap)"
+            what = (
+                "gateway (PostgreSQL)" if m.side == "gateway" else f"{m.side} (JVM heap after GC)"
+            )
             extra = f" (extrapolated from {m.measured_sessions})" if m.extrapolated else ""
-            out.append(f"| {what}{extra} | {m.sessions} | {_kb(per)} | {_mb(total)} |")
+            out.append(
+                f"| {what}{extra} | {m.sessions} | {_kb(per)} | {_mb(total)} "
+                f"| {_kb(m.database_per_session)} |"
+            )
     if limit is not None:
         out += [
             "",

@@ -1,11 +1,13 @@
 """The servers of a benchmark run, all on loopback: Keycloak, PostgreSQL and the gateway.
 
-Keycloak and PostgreSQL come from the test harness (``tongxing_dev``): a server that
-``tongxing-dev up`` left running is reused (Keycloak is then shared with whatever else uses it,
-so its figures are noisier), otherwise one is started for the run and stopped at its end. The
-gateway always runs as its own process, ``tongxing serve`` (waitress), on a fresh PostgreSQL
-database, with settings a production replica would have apart from the plain-HTTP loopback
-issuer.
+PostgreSQL and the ``start-dev`` Keycloak come from the test harness (``tongxing_dev``): a server
+that ``tongxing-dev up`` left running is reused (Keycloak is then shared with whatever else uses
+it, so its figures are noisier), otherwise one is started for the run and stopped at its end.
+Keycloak in production mode (``kc.sh start``, :mod:`bench.keycloak_production`) is always started
+for the run, on a database of its own on the same PostgreSQL server. The gateway always runs as
+its own process, ``tongxing serve`` (waitress), on a fresh PostgreSQL database, with settings a
+production replica would have apart from the plain-HTTP loopback issuer and the per-process rate
+limits (off, as for Keycloak, which has none).
 """
 
 from __future__ import annotations
@@ -31,18 +33,30 @@ from tongxing_dev.keycloak import KeycloakEndpoint
 from tongxing_dev.postgres import PostgresEndpoint
 from tongxing_dev.process import Server, free_port, tail
 
+from bench.keycloak_production import production_keycloak
+
 
 class BenchSetupError(Exception):
     """A server of the run could not be had; the message says which and why."""
 
 
+@dataclass(frozen=True)
+class KeycloakServer:
+    """One Keycloak of the run, in one mode: ``production`` (``kc.sh start``, its database on
+    the run's PostgreSQL server) or ``dev`` (``start-dev``, H2 in memory)."""
+
+    mode: str
+    endpoint: KeycloakEndpoint
+    pid: int  # the JVM (for its CPU, heap and RSS)
+    reused: bool
+    database: str | None  # its PostgreSQL database (production mode)
+
+
 @dataclass
 class Harness:
-    """Keycloak and PostgreSQL for one run, and which of them this run started itself."""
+    """Keycloak (each mode) and PostgreSQL for one run, and which of them this run started."""
 
-    keycloak: KeycloakEndpoint
-    keycloak_pid: int  # the JVM (for its heap and RSS)
-    keycloak_reused: bool
+    keycloaks: list[KeycloakServer]
     postgres: PostgresEndpoint
     postgres_pid: int  # the postmaster (its CPU time covers every backend)
     postgres_reused: bool
@@ -72,39 +86,59 @@ def _descendants(pid: int) -> list[int]:
 
 
 @contextlib.contextmanager
-def harness(*, own_keycloak: bool) -> Iterator[Harness]:
-    """Keycloak and PostgreSQL: reused when ``tongxing-dev up`` runs them, else started here."""
+def harness(*, own_keycloak: bool, modes: tuple[str, ...]) -> Iterator[Harness]:
+    """PostgreSQL and Keycloak in each of ``modes``: ``dev`` is reused when ``tongxing-dev up``
+    runs it, else started here; ``production`` is always started for the run."""
     workdir = Path(tempfile.mkdtemp(prefix="tongxing-bench-"))
     workdir.chmod(0o755)  # PostgreSQL runs as its own user below it
     started: list[Server] = []
     try:
-        keycloak = None if own_keycloak else stack.running("keycloak")
-        keycloak_reused = keycloak is not None
-        if keycloak is None:
-            print("starting Keycloak for this run (about a minute) ...", flush=True)
-            servers, keycloak = stack.start("keycloak", workdir / "keycloak")
-            started += servers
-            leader = servers[0].pid
-        else:
-            leader = int(stack.read_state()["keycloak"]["pids"][0])
-        postgres = stack.running("postgresql")
-        postgres_reused = postgres is not None
-        if postgres is None:
-            servers, postgres = stack.start("postgresql", workdir / "postgresql")
-            started += servers
-            postmaster = servers[0].pid
-        else:
-            postmaster = int(stack.read_state()["postgresql"]["pids"][0])
-        yield Harness(
-            keycloak=keycloak,
-            keycloak_pid=_java_pid(leader),
-            keycloak_reused=keycloak_reused,
-            postgres=postgres,
-            postgres_reused=postgres_reused,
-            postgres_pid=postmaster,
-            workdir=workdir,
-            started=started,
-        )
+        with contextlib.ExitStack() as stack_:
+            postgres = stack.running("postgresql")
+            postgres_reused = postgres is not None
+            if postgres is None:
+                servers, postgres = stack.start("postgresql", workdir / "postgresql")
+                started += servers
+                postmaster = servers[0].pid
+            else:
+                postmaster = int(stack.read_state()["postgresql"]["pids"][0])
+            keycloaks: list[KeycloakServer] = []
+            for mode in modes:
+                if mode == "production":
+                    print("starting Keycloak (production mode) for this run ...", flush=True)
+                    production = stack_.enter_context(
+                        production_keycloak(postgres, workdir / "keycloak-production")
+                    )
+                    keycloaks.append(
+                        KeycloakServer(
+                            mode,
+                            production.endpoint,
+                            _java_pid(production.pid),
+                            reused=False,
+                            database=production.database,
+                        )
+                    )
+                    continue
+                keycloak = None if own_keycloak else stack.running("keycloak")
+                reused = keycloak is not None
+                if keycloak is None:
+                    print("starting Keycloak (start-dev) for this run ...", flush=True)
+                    servers, keycloak = stack.start("keycloak", workdir / "keycloak")
+                    started += servers
+                    leader = servers[0].pid
+                else:
+                    leader = int(stack.read_state()["keycloak"]["pids"][0])
+                keycloaks.append(
+                    KeycloakServer(mode, keycloak, _java_pid(leader), reused=reused, database=None)
+                )
+            yield Harness(
+                keycloaks=keycloaks,
+                postgres=postgres,
+                postgres_reused=postgres_reused,
+                postgres_pid=postmaster,
+                workdir=workdir,
+                started=started,
+            )
     finally:
         for server in reversed(started):
             server.stop()
@@ -191,6 +225,9 @@ def gateway(database_url: str, workdir: Path, *, threads: int, workers: int) -> 
         "TONGXING_CREATE_KEYS": "true",
         # Plain HTTP is for the loopback issuer only; nothing else differs from production.
         "TONGXING_INSECURE_ALLOW_HTTP": "true",
+        # The per-process rate limits (issue 14) would answer most of a load run with 429: a
+        # production deployment sizes them for its traffic, and Keycloak has none to switch off.
+        "TONGXING_RATE_LIMITS": '{"enabled": false}',
         **{f"TONGXING_{name.upper()}": value for name, value in secrets_.items()},
     }
     log = folder / "gateway.log"
