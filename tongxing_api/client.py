@@ -26,7 +26,7 @@ import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final, cast
-from urllib.parse import quote
+from urllib.parse import parse_qs, quote, urlsplit
 
 import requests
 from pydantic import SecretStr
@@ -55,6 +55,8 @@ DEFAULT_TIMEOUT: Final = 5.0
 FIELD_TEXT_LIMIT: Final = 160  # characters of one field message of the gateway
 FIELDS_LIMIT: Final = 4  # field messages repeated in an error's message
 FIELDS_KEPT: Final = 32  # field messages kept in an error's ``fields``
+PAGE_SIZE: Final = 500  # registrations asked for per page of a listing (the gateway allows 1000)
+MAX_PAGES: Final = 10_000  # pages of one listing before list_all calls it a loop
 
 
 # --- errors --------------------------------------------------------------------------------------
@@ -212,18 +214,42 @@ class GatewayClient:
 
     # --- any collection ----------------------------------------------------------------------
 
-    def list_all(self, kind: Collection) -> list[dict[str, Any]]:
-        """Every registration of ``kind`` this credential may see."""
+    def list_all(self, kind: Collection, *, page_size: int = PAGE_SIZE) -> list[dict[str, Any]]:
+        """Every registration of ``kind`` this credential may see, page by page.
+
+        The gateway answers one page (a JSON array) at a time and names the next in an RFC 8288
+        ``Link: <...>; rel="next"`` header (keyset pagination: ``limit`` and ``after``). Only
+        the ``after`` of that link is used: the next request goes to this client's own URL, so
+        a link to another host never receives the token. A gateway that repeats a key, or pages
+        past :data:`MAX_PAGES`, is answered with :class:`GatewayUnavailableError` (a loop, not
+        a listing). A gateway from before pagination answers one page without a link: all.
+        """
         what = f"listing {kind}"
-        response = self._call("GET", _path(kind), what)
-        if response.status_code != 200:
-            raise _refusal(response, what)
-        body = _json(response)
-        if not isinstance(body, list):
-            raise GatewayUnavailableError(
-                f"the gateway's answer {what} is not a list", status=response.status_code
-            )
-        return [item for item in body if isinstance(item, dict)]
+        items: list[dict[str, Any]] = []
+        after: str | None = None
+        seen: set[str] = set()
+        for _ in range(MAX_PAGES):
+            params = {"limit": str(page_size)}
+            if after is not None:
+                params["after"] = after
+            response = self._call("GET", _path(kind), what, params=params)
+            if response.status_code != 200:
+                raise _refusal(response, what)
+            body = _json(response)
+            if not isinstance(body, list):
+                raise GatewayUnavailableError(
+                    f"the gateway's answer {what} is not a list", status=response.status_code
+                )
+            items.extend(item for item in body if isinstance(item, dict))
+            after = _next_after(response)
+            if after is None:
+                return items
+            if after in seen:
+                raise GatewayUnavailableError(
+                    f"the gateway's pages {what} do not advance", status=response.status_code
+                )
+            seen.add(after)
+        raise GatewayUnavailableError(f"the gateway answered more than {MAX_PAGES} pages {what}")
 
     def get(self, kind: Collection, key: str, owner: Owner = None) -> dict[str, Any] | None:
         """One registration as ``owner`` (the resource asking) may see it; ``None`` if there is
@@ -333,14 +359,18 @@ class GatewayClient:
         *,
         body: dict[str, Any] | None = None,
         owner: Owner = None,
+        params: Mapping[str, str] | None = None,
     ) -> requests.Response:
-        """One request; 5xx, 401, 403 and 409 are raised here, the rest is the caller's."""
+        """One request; 5xx, 401, 403 and 409 are raised here, the rest is the caller's.
+
+        ``owner`` and ``params`` make the query (``params``: a listing's page)."""
         send = requests.request if self._session is None else self._session.request
+        query = {**(owner or {}), **(params or {})}
         try:
             response = send(
                 method,
                 self.url + path,
-                params=dict(owner) if owner else None,
+                params=query or None,
                 json=body,
                 timeout=self.timeout,
                 allow_redirects=False,
@@ -367,6 +397,15 @@ class GatewayClient:
         if status == 403:
             raise _refusal(response, what, GatewayForbiddenError)
         return response
+
+
+def _next_after(response: requests.Response) -> str | None:
+    """The ``after`` of the ``rel="next"`` link of a listing's answer (RFC 8288), if any."""
+    link = response.links.get("next", {}).get("url")
+    if not isinstance(link, str):
+        return None
+    values = parse_qs(urlsplit(link).query).get("after")
+    return values[0] if values and values[0] else None
 
 
 def _path(kind: Collection, key: str | None = None) -> str:

@@ -11,9 +11,11 @@ render: :class:`~gateway.admin.registrations.Registrations` decides.
 from __future__ import annotations
 
 import logging
+import re
 import unicodedata
 from collections.abc import Mapping
 from typing import Any, Final
+from urllib.parse import urlencode
 
 from flask import Blueprint, Response, g, jsonify, request
 from pydantic import BaseModel
@@ -28,6 +30,7 @@ from gateway.admin.access import (
 )
 from gateway.admin.registrations import Registrations
 from gateway.errors import (
+    FieldError,
     InvalidDocument,
     InvalidPolicySet,
     InvalidToken,
@@ -37,7 +40,14 @@ from gateway.errors import (
 )
 from gateway.observe import AdminChange, FactorRemoved, PolicyReloaded, redact
 from gateway.policy import PolicySetError, PolicySetInfo
-from gateway.registry import Portal, Region
+from gateway.registry import (
+    CLIENT_ID_PATTERN,
+    CODE_PATTERN,
+    PAGE_DEFAULT,
+    PAGE_MAX,
+    Portal,
+    Region,
+)
 from gateway.services import current_services
 from tongxing_api.vocabulary import API_PATH, RESOURCE_FIELDS
 
@@ -166,9 +176,42 @@ def _stored_portal(client_id: str) -> dict[str, Any] | None:
     return portal_view(stored.value) if stored is not None else None
 
 
+def _page_query(key_pattern: str) -> tuple[str | None, int]:
+    """``after`` and ``limit`` of a listing (keyset pagination on the key): ``limit`` 1 to
+    :data:`~gateway.registry.PAGE_MAX` (default :data:`~gateway.registry.PAGE_DEFAULT`),
+    ``after`` a key of the kind listed; anything else is 400 with the field named (THREAT_MODEL
+    row 7: a key no registration can have never reaches the store)."""
+    errors: list[FieldError] = []
+    raw_limit = request.args.get("limit")
+    limit = PAGE_DEFAULT
+    if raw_limit is not None:
+        if raw_limit.isascii() and raw_limit.isdigit() and 1 <= int(raw_limit) <= PAGE_MAX:
+            limit = int(raw_limit)
+        else:
+            errors.append({"field": "limit", "message": f"an integer from 1 to {PAGE_MAX}"})
+    after = request.args.get("after")
+    if after is not None and re.fullmatch(key_pattern, after) is None:
+        errors.append({"field": "after", "message": "not a key of this listing"})
+    if errors:
+        raise InvalidDocument(errors)
+    return after, limit
+
+
+def _listing(items: list[dict[str, Any]], next_after: str | None, limit: int) -> Response:
+    """A page as a JSON array (as before pagination), and, when more follow, the next page's
+    URL in an RFC 8288 ``Link`` header (``rel="next"``, relative to this request's URL)."""
+    response = jsonify(items)
+    if next_after is not None:
+        query = urlencode({"limit": limit, "after": next_after})
+        response.headers["Link"] = f'<{request.path}?{query}>; rel="next"'
+    return response
+
+
 @blueprint.get("/regions")
 def list_regions() -> Response:
-    return jsonify([region_view(r) for r in _registrations().regions(_principal())])
+    after, limit = _page_query(CODE_PATTERN)
+    page = _registrations().regions(_principal(), after=after, limit=limit)
+    return _listing([region_view(r) for r in page.items], page.next_after, limit)
 
 
 @blueprint.get("/regions/<code>")
@@ -224,7 +267,9 @@ def end_region_sessions(code: str) -> Response:
 
 @blueprint.get("/portals")
 def list_portals() -> Response:
-    return jsonify([portal_view(p) for p in _registrations().portals(_principal())])
+    after, limit = _page_query(CLIENT_ID_PATTERN)
+    page = _registrations().portals(_principal(), after=after, limit=limit)
+    return _listing([portal_view(p) for p in page.items], page.next_after, limit)
 
 
 @blueprint.get("/portals/<client_id>")
@@ -417,15 +462,55 @@ def _operations(tag: str, key: str, schema: str) -> dict[str, Any]:
         f"/{tag}": {
             "get": {
                 "tags": [tag],
-                "summary": f"all {tag} (an operator: only those it manages)",
+                "summary": f"a page of {tag}, by {key} (an operator: only those it manages)",
+                "description": (
+                    f"Keyset pagination on {key}: the answer is a JSON array of at most `limit` "
+                    f"{tag} whose {key} sorts after `after`, in order. When more follow, the "
+                    'answer has an RFC 8288 `Link` header with `rel="next"` (a URL relative to '
+                    "the request's, with the same `limit` and the last key as `after`); the "
+                    "last page has none. A client follows it until it is absent. An operator "
+                    "is given only the registrations it manages (filtered by the store)."
+                ),
+                "parameters": [
+                    {
+                        "name": "limit",
+                        "in": "query",
+                        "required": False,
+                        "schema": {
+                            "type": "integer",
+                            "minimum": 1,
+                            "maximum": PAGE_MAX,
+                            "default": PAGE_DEFAULT,
+                        },
+                        "description": "the most items of this page",
+                    },
+                    {
+                        "name": "after",
+                        "in": "query",
+                        "required": False,
+                        "schema": {"type": "string"},
+                        "description": (
+                            f"the {key} the page starts after (exclusive); none: the first page"
+                        ),
+                    },
+                ],
                 **_roles(read),
                 "responses": {
                     "200": {
-                        "description": "all",
+                        "description": "one page",
+                        "headers": {
+                            "Link": {
+                                "description": (
+                                    'RFC 8288: `<URL>; rel="next"` when more follow, else absent'
+                                ),
+                                "schema": {"type": "string"},
+                            }
+                        },
                         "content": {
                             "application/json": {"schema": {"type": "array", "items": ref}}
                         },
                     },
+                    "400": {"$ref": "#/components/responses/Invalid"},
                     **refused,
                 },
             }

@@ -49,9 +49,11 @@ from gateway.errors import (
 )
 from gateway.outbound import FetchLimits, OutboundFetchError, OutboundPolicy, fetch_json
 from gateway.registry import (
+    PAGE_DEFAULT,
     AuthMethod,
     Level,
     ManagedBy,
+    Page,
     Portal,
     Region,
     Registered,
@@ -128,9 +130,17 @@ class Registrations:
 
     # --- regions -----------------------------------------------------------------------------
 
-    def regions(self, principal: Principal) -> list[Region]:
-        """Every region the principal may see (an operator: only those it manages)."""
-        return [r for r in self._registry.regions() if may_see(principal, r.managed_by, None)]
+    def regions(
+        self, principal: Principal, *, after: str | None = None, limit: int = PAGE_DEFAULT
+    ) -> Page[Region]:
+        """One page of the regions the principal may see, by code (an operator: only those it
+        manages, filtered in the store's query; see :meth:`_page_owner`)."""
+        page = self._registry.regions_page(
+            after=after, limit=limit, principal=self._page_owner(principal)
+        )
+        return Page(
+            [r for r in page.items if may_see(principal, r.managed_by, None)], page.next_after
+        )
 
     def region(self, principal: Principal, code: str, query: Mapping[str, str]) -> Region:
         """One region; 403 for an operator when another owner manages it."""
@@ -175,9 +185,25 @@ class Registrations:
 
     # --- portals -----------------------------------------------------------------------------
 
-    def portals(self, principal: Principal) -> list[Portal]:
-        """Every portal the principal may see (an operator: only those it manages)."""
-        return [p for p in self._registry.portals() if may_see(principal, p.managed_by, None)]
+    def portals(
+        self, principal: Principal, *, after: str | None = None, limit: int = PAGE_DEFAULT
+    ) -> Page[Portal]:
+        """One page of the portals the principal may see, by client id, as :meth:`regions`."""
+        page = self._registry.portals_page(
+            after=after, limit=limit, principal=self._page_owner(principal)
+        )
+        return Page(
+            [p for p in page.items if may_see(principal, p.managed_by, None)], page.next_after
+        )
+
+    @staticmethod
+    def _page_owner(principal: Principal) -> str | None:
+        """Whose registrations a listing reads: an operator's own (``managed_by.principal``,
+        in the query: thousands of others' are never loaded), everything for other roles.
+        :func:`~gateway.admin.access.may_see` is applied to the page as well, so the store's
+        filter and the access rule must both let a registration through (THREAT_MODEL row 1).
+        """
+        return principal.name if principal.role is Role.OPERATOR else None
 
     def portal(self, principal: Principal, client_id: str, query: Mapping[str, str]) -> Portal:
         """One portal; 403 for an operator when another owner manages it."""

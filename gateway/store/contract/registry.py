@@ -34,6 +34,19 @@ class RegistryDocument:
     updated_at: datetime.datetime
 
 
+@dataclass(frozen=True)
+class RegistryPage:
+    """One page of a keyset listing: documents ordered by key, and the key to continue after.
+
+    ``next_after`` is the key of the last document when more follow, ``None`` on the last page.
+    A key is stable and unique, so paging ``after`` it neither skips nor repeats a document that
+    is neither created nor deleted meanwhile (keyset pagination; no offsets to drift).
+    """
+
+    documents: list[RegistryDocument]
+    next_after: str | None
+
+
 class RevisionConflictError(StoreError):
     """A registry document is not at the revision the caller expected."""
 
@@ -71,6 +84,23 @@ class RegistryStore(Protocol):
         """All documents of a kind, ordered by key."""
         ...
 
+    def list_page(
+        self,
+        kind: RegistryKind,
+        *,
+        after: str | None = None,
+        limit: int,
+        principal: str | None = None,
+    ) -> RegistryPage:
+        """At most ``limit`` (≥ 1) documents of a kind whose key sorts after ``after``, by key.
+
+        ``principal``: only documents whose ``managed_by.principal`` is that name, filtered in
+        the query (an operator's listing never reads what others own). Keys are compared and
+        ordered alike, in the engine's order of text (the order of :meth:`list_documents`), so
+        the pages together are exactly that listing.
+        """
+        ...
+
     def delete_document(
         self, kind: RegistryKind, key: str, *, expected_revision: int | None = None
     ) -> bool:
@@ -84,4 +114,10 @@ class RegistryStore(Protocol):
         ...
 
 
-__all__ = ["RegistryDocument", "RegistryKind", "RegistryStore", "RevisionConflictError"]
+__all__ = [
+    "RegistryDocument",
+    "RegistryKind",
+    "RegistryPage",
+    "RegistryStore",
+    "RevisionConflictError",
+]

@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import Row, Table, and_, delete, select, update
 
 from gateway.store.contract import RegistryDocument, RegistryKind, RevisionConflictError
+from gateway.store.contract.registry import RegistryPage
 from gateway.store.schema import portals, regions
 from gateway.store.sql.base import SqlBase, json_object, require_aware, require_text
 
@@ -84,6 +85,33 @@ class SqlRegistry(SqlBase):
         with self._read() as conn:
             rows = conn.execute(select(table).order_by(table.c.key)).all()
         return [_document(RegistryKind(kind), row) for row in rows]
+
+    def list_page(
+        self,
+        kind: RegistryKind,
+        *,
+        after: str | None = None,
+        limit: int,
+        principal: str | None = None,
+    ) -> RegistryPage:
+        table = _REGISTRY_TABLES[RegistryKind(kind)]
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+            raise ValueError("limit must be a positive integer")
+        if after is not None:
+            require_text(after=after)
+        query = select(table).order_by(table.c.key).limit(limit + 1)
+        if after is not None:
+            query = query.where(table.c.key > after)
+        if principal is not None:
+            require_text(principal=principal)
+            # ->> on PostgreSQL (jsonb), json_extract on SQLite: the filter runs in the query.
+            owner = table.c.document[("managed_by", "principal")].as_string()
+            query = query.where(owner == principal)
+        with self._read() as conn:
+            rows = conn.execute(query).all()
+        documents = [_document(RegistryKind(kind), row) for row in rows[:limit]]
+        more = len(rows) > limit
+        return RegistryPage(documents, documents[-1].key if more else None)
 
     def delete_document(
         self, kind: RegistryKind, key: str, *, expected_revision: int | None = None

@@ -134,3 +134,72 @@ def test_a_document_that_is_not_json_is_refused_and_nothing_is_stored(store: Sto
     with pytest.raises(ValueError, match="not a JSON object"):
         store.put_document(RegistryKind.REGION, "zj", {"when": NOW}, NOW)
     assert store.get_document(RegistryKind.REGION, "zj") is None
+
+
+# --- keyset pages -------------------------------------------------------------------------------
+
+
+def _owned(key: str, principal: str | None) -> dict[str, object]:
+    return {"client_id": key} | (
+        {} if principal is None else {"managed_by": {"principal": principal}}
+    )
+
+
+def test_pages_after_a_key_together_are_the_whole_listing_in_order(store: Store) -> None:
+    keys = [f"portal-{n:03d}" for n in range(23)] + ["a-first", "zz-last", "m_mid", "m-mid"]
+    for key in keys:
+        store.put_document(RegistryKind.PORTAL, key, _owned(key, None), NOW)
+    store.put_document(RegistryKind.REGION, "zj", {"code": "zj"}, NOW)
+    listing = [doc.key for doc in store.list_documents(RegistryKind.PORTAL)]
+    seen: list[str] = []
+    after: str | None = None
+    pages = 0
+    while True:
+        page = store.list_page(RegistryKind.PORTAL, after=after, limit=5)
+        pages += 1
+        assert len(page.documents) <= 5
+        seen.extend(doc.key for doc in page.documents)
+        if page.next_after is None:
+            break
+        assert page.next_after == page.documents[-1].key
+        after = page.next_after
+    assert seen == listing
+    assert pages == 6  # 27 portals: five full pages and one of two; never the region
+
+
+def test_a_page_that_ends_exactly_at_the_last_key_says_no_more(store: Store) -> None:
+    for key in ("a", "b", "c", "d"):
+        store.put_document(RegistryKind.PORTAL, key, _owned(key, None), NOW)
+    first = store.list_page(RegistryKind.PORTAL, limit=2)
+    assert ([d.key for d in first.documents], first.next_after) == (["a", "b"], "b")
+    last = store.list_page(RegistryKind.PORTAL, after="b", limit=2)
+    assert ([d.key for d in last.documents], last.next_after) == (["c", "d"], None)
+    gone = store.list_page(RegistryKind.PORTAL, after="bb", limit=2)  # a key that is not there
+    assert [d.key for d in gone.documents] == ["c", "d"]
+    assert store.list_page(RegistryKind.PORTAL, after="d", limit=2).documents == []
+
+
+def test_a_principals_pages_hold_only_what_it_manages(store: Store) -> None:
+    for n in range(12):
+        owner = ("operator", "platform", None)[n % 3]
+        key = f"p{n:02d}"
+        store.put_document(RegistryKind.PORTAL, key, _owned(key, owner), NOW)
+    store.put_document(
+        RegistryKind.PORTAL, "x-looks-alike", {"client_id": "x", "principal": "operator"}, NOW
+    )
+    seen: list[str] = []
+    after: str | None = None
+    while True:
+        page = store.list_page(RegistryKind.PORTAL, after=after, limit=3, principal="operator")
+        seen.extend(doc.key for doc in page.documents)
+        if page.next_after is None:
+            break
+        after = page.next_after
+    assert seen == ["p00", "p03", "p06", "p09"]
+    assert store.list_page(RegistryKind.PORTAL, limit=3, principal="nobody").documents == []
+
+
+def test_a_page_needs_a_positive_limit(store: Store) -> None:
+    for limit in (0, -1):
+        with pytest.raises(ValueError, match="limit"):
+            store.list_page(RegistryKind.PORTAL, limit=limit)
