@@ -86,7 +86,10 @@ def current_lead(ui_locales: str | None = None) -> Lead:
     if ui_locales is None:
         ui_locales = g.get(UI_LOCALES_KEY)
     if ui_locales is None:
-        asked = request.values.get("ui_locales")
+        try:
+            asked = request.values.get("ui_locales")
+        except (UnicodeDecodeError, ValueError):  # raw non-UTF-8 bytes: the page says so
+            asked = None
         ui_locales = asked if isinstance(asked, str) else None
     return lead_language(ui_locales, request.headers.get("Accept-Language"))
 

@@ -92,6 +92,18 @@ def test_a_query_string_of_raw_bytes_that_are_not_utf8_is_an_invalid_request(
     assert response.get_json()["error"] == "invalid_request"
 
 
+@pytest.mark.parametrize("path", ["/authorize", "/logout", "/consents", "/callback/zj"])
+def test_raw_non_utf8_bytes_get_a_page_not_a_500(client: FlaskClient, path: str) -> None:
+    # Was 500 for people (the page, not JSON): the page's language was read from request.values.
+    response = client.get(
+        path,
+        environ_overrides={"QUERY_STRING": b"ui_locales=\x80en".decode("latin-1")},
+        headers={"Accept": "text/html"},
+    )
+    assert response.status_code == 400
+    assert "text/html" in response.content_type
+
+
 @pytest.mark.parametrize(
     "header",
     [
