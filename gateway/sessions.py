@@ -157,6 +157,18 @@ class Sessions:
                 break  # all ended by other requests meanwhile: nothing live is left
         return ended
 
+    def end_subject(self, subject: str, now: datetime) -> int:
+        """End every live session of the national ``subject`` (the help desk reset their
+        factor: a session it raised to loa2 must not outlive it), in batches, each with its
+        grants and its portals told. How many were ended."""
+        ended = 0
+        while found := self.store.find_subject_sessions(subject, now, limit=self.REGION_BATCH):
+            progress = sum(1 for session in found if self._end_found(session, now, "admin"))
+            ended += progress
+            if not progress:
+                break
+        return ended
+
     def _end_found(self, session: SsoSession, now: datetime, initiator: Initiator) -> bool:
         ended = self.store.end_session_and_revoke_grants(session.session_hash, now)
         if ended.session is None:

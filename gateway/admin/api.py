@@ -391,6 +391,9 @@ def reset_second_factor(subject_id: str) -> tuple[str, int]:
         outcome = "removed" if services.totp.remove(subject_id) else "no_factor"
         if outcome == "no_factor":
             raise NoSecondFactor(f"subject {subject_id} has no second factor")
+        # A session the factor raised to loa2 must not outlive it (THREAT_MODEL row 4): the
+        # person signs in again, with the new factor once bound.
+        services.sessions.end_subject(subject_id, services.clock())
         services.events.emit(
             FactorRemoved(subject=subject_id, principal=principal.name, reason=reason)
         )

@@ -147,11 +147,22 @@ def test_the_help_desk_resets_a_factor_and_the_next_step_up_cannot_use_it(
     )
     assert reader.status_code == 403
     assert gateway.services.totp.status(subject).enrolled
+    # A live session of the person (say, one the factor raised to loa2) before the reset.
+    plain = register_portal(gateway, site, "before-reset")
+    started = plain.start("openid", region="zj")
+    page.goto(started["url"])
+    sign_in_at_keycloak(page, zj)
+    page.wait_for_url(f"{plain.redirect_uri}**")
+    store, now = gateway.services.store, gateway.services.clock()
+    assert store.find_subject_sessions(subject, now)
     done = gateway.admin(
         "DELETE", f"/subjects/{subject}/second-factor", {"reason": "HD-4711 phone lost"}
     )
     assert done.status_code == 204
     assert gateway.services.store.get_totp_credential(subject) is None
+    # No session the factor could have raised outlives it (THREAT_MODEL row 4).
+    assert store.find_subject_sessions(subject, gateway.services.clock()) == []
+    page.context.clear_cookies()
 
     portal = register_portal(gateway, site, "after-reset", minimum_level="loa2")
     started = portal.start("openid", region="zj")

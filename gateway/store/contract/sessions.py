@@ -118,6 +118,14 @@ class SessionStore(Protocol):
         """
         ...
 
+    def find_subject_sessions(
+        self, subject: str, now: datetime.datetime, *, limit: int = 100
+    ) -> list[SsoSession]:
+        """The live sessions of the national ``subject``, at most ``limit``, oldest first:
+        what a help-desk reset of the person's factor must end (a session the factor raised
+        must not outlive it). ``limit`` bounds the read (a caller ends them and asks again)."""
+        ...
+
     def find_region_sessions(
         self,
         region: str,

@@ -132,6 +132,27 @@ class SqlSessions(SqlBase):
                 return []
             return participants(conn, session_hash)
 
+    def find_subject_sessions(
+        self, subject: str, now: datetime.datetime, *, limit: int = 100
+    ) -> list[SsoSession]:
+        require_text(subject=subject)
+        require_aware(now=now)
+        if not 0 < limit <= MAX_REGION_SESSIONS:
+            raise ValueError(f"limit must be between 1 and {MAX_REGION_SESSIONS}")
+        query = (
+            select(sso_sessions)
+            .where(
+                sso_sessions.c.subject == subject,
+                sso_sessions.c.ended_at.is_(None),
+                sso_sessions.c.expires_at > now,
+            )
+            .order_by(sso_sessions.c.created_at, sso_sessions.c.session_hash)
+            .limit(limit)
+        )
+        with self._read() as conn:
+            rows = conn.execute(query).all()
+        return [session_from_row(row._mapping) for row in rows]
+
     def find_region_sessions(
         self,
         region: str,

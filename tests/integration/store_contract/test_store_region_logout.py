@@ -14,7 +14,7 @@ import pytest
 from gateway.store import DuplicateRecordError, SqlStore, SsoSession, Store, Subject
 from gateway.store.contract.deliveries import LogoutDelivery
 
-from .support import CLIENT, HOUR, MINUTE, NOW, _count, _race, _session
+from .support import CLIENT, HOUR, MINUTE, NOW, _count, _key, _race, _session
 
 SECOND = datetime.timedelta(seconds=1)
 LEASE = MINUTE
@@ -97,6 +97,28 @@ def test_a_region_sub_finds_every_live_session_of_that_person(
         store.find_region_sessions("zj", NOW, limit=0)
     with pytest.raises(ValueError, match="limit"):
         store.find_region_sessions("zj", NOW, limit=10**6)
+
+
+def test_a_subject_s_live_sessions_are_found_across_regions_and_no_one_else_s(
+    store: Store, subject: Subject
+) -> None:
+    """What a help-desk reset of the person's factor ends (THREAT_MODEL row 4)."""
+    other = store.link_subject(_key("someone else"), "zj", "zj-sub-2", NOW)
+    at_zj = _region_session(subject, "s1", "kc-sid-1", "kc-sub-1")
+    at_gd = _region_session(subject, "s2", None, None, region="gd", created_at=NOW + MINUTE)
+    theirs = _region_session(other, "s3", "kc-sid-3", "kc-sub-3")
+    for session in (at_zj, at_gd, theirs):
+        store.create_session(session)
+    found = store.find_subject_sessions(subject.id, NOW)
+    assert [s.session_hash for s in found] == [at_zj.session_hash, at_gd.session_hash]
+    assert len(store.find_subject_sessions(subject.id, NOW, limit=1)) == 1
+    store.end_session(at_zj.session_hash, NOW)
+    assert [s.session_hash for s in store.find_subject_sessions(subject.id, NOW)] == [
+        at_gd.session_hash
+    ]
+    assert store.find_subject_sessions(subject.id, NOW + 8 * HOUR) == []  # expired
+    with pytest.raises(ValueError, match="limit"):
+        store.find_subject_sessions(subject.id, NOW, limit=0)
 
 
 # --- logout deliveries --------------------------------------------------------------------------
