@@ -28,7 +28,7 @@ import json
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from joserfc import jws
 from joserfc.errors import BadSignatureError, JoseError
@@ -51,6 +51,7 @@ MAX_TOKEN_BYTES = 16 * 1024
 
 # (kid, alg) -> the region's key; raises InvalidUpstreamToken or RegionUnavailable.
 KeyResolver = Callable[[str | None, str], SigningKey]
+E = TypeVar("E", bound=Exception)
 
 
 @dataclass(frozen=True)
@@ -79,20 +80,45 @@ def validate_id_token(
     def fail(reason: str) -> InvalidUpstreamToken:
         return InvalidUpstreamToken(region, reason)
 
-    if not isinstance(token, str) or len(token) > MAX_TOKEN_BYTES:
-        raise fail("the ID token is not a string of reasonable size")
+    claims, alg = verified_json(
+        token, what="ID token", types=_ID_TOKEN_TYPES, resolve_key=resolve_key, fail=fail
+    )
+    _check_claims(claims, expected, alg, fail)
+    return claims
+
+
+_ID_TOKEN_TYPES = frozenset({"jwt"})
+
+
+def verified_json(
+    token: object,
+    *,
+    what: str,
+    types: frozenset[str],
+    resolve_key: KeyResolver,
+    fail: Callable[[str], E],
+) -> tuple[dict[str, Any], str]:
+    """A region's JWS (compact serialization) checked and verified: the JSON object it signs
+    and its ``alg``. Shared by the ID token and the logout token (Back-Channel Logout 1.0 §2.6
+    steps 1-3): no encryption, an allow-listed ``alg`` (never ``none`` nor an HMAC), no key in
+    the header, no ``crit``, a ``typ`` (when present, any case, ``application/`` optional)
+    among ``types`` (RFC 8725 §3.11), a string ``kid``, the key from ``resolve_key``. Each
+    refusal is ``fail(reason)``, naming the ``what``; key lookup errors pass through.
+    """
+    if not isinstance(token, str) or not token or len(token) > MAX_TOKEN_BYTES:
+        raise fail(f"the {what} is not a string of reasonable size")
     if token.count(".") != 2:
-        raise fail("the ID token is not a JWS in compact serialization (encrypted or malformed)")
+        raise fail(f"the {what} is not a JWS in compact serialization (encrypted or malformed)")
     try:
         header = _json(_b64decode(token.split(".", 1)[0]))
     except (ValueError, UnicodeError):
-        raise fail("the ID token header cannot be decoded") from None
+        raise fail(f"the {what} header cannot be decoded") from None
     if not isinstance(header, dict):
-        raise fail("the ID token header is not a JSON object")
+        raise fail(f"the {what} header is not a JSON object")
 
     alg = header.get("alg")
-    if alg not in ALLOWED_ALGORITHMS:
-        raise fail(f"algorithm {alg!r} is not allowed")
+    if not isinstance(alg, str) or alg not in ALLOWED_ALGORITHMS:
+        raise fail(f"algorithm {str(alg)[:20]!r} is not allowed")
     embedded = EMBEDDED_KEY_HEADERS.intersection(header)
     if embedded:
         raise fail(f"the header carries its own key ({', '.join(sorted(embedded))})")
@@ -100,9 +126,9 @@ def validate_id_token(
         raise fail("the header has critical extensions")
     typ = header.get("typ")
     if typ is not None and (
-        not isinstance(typ, str) or typ.lower().removeprefix("application/") != "jwt"
+        not isinstance(typ, str) or typ.lower().removeprefix("application/") not in types
     ):
-        raise fail(f"the header type {typ!r} is not an ID token's")
+        raise fail(f"the header type {str(typ)[:40]!r} is not the {what}'s")
     kid = header.get("kid")
     if kid is not None and not isinstance(kid, str):
         raise fail("the header kid is not a string")
@@ -120,9 +146,7 @@ def validate_id_token(
         raise fail("the payload is not JSON") from None
     if not isinstance(claims, dict):
         raise fail("the payload is not a JSON object")
-
-    _check_claims(claims, expected, alg, fail)
-    return claims
+    return claims, alg
 
 
 def _check_claims(

@@ -28,17 +28,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from joserfc import jws
-from joserfc.errors import BadSignatureError, JoseError
-
-from gateway.broker.id_token import (
-    ALLOWED_ALGORITHMS,
-    EMBEDDED_KEY_HEADERS,
-    MAX_TOKEN_BYTES,
-    KeyResolver,
-    _b64decode,
-    _json,
-)
+from gateway.broker.id_token import KeyResolver, verified_json
 from gateway.errors import LogoutTokenInvalid
 
 __all__ = [
@@ -94,47 +84,9 @@ def validate_logout_token(
     def fail(reason: str) -> LogoutTokenInvalid:
         return LogoutTokenInvalid(f"region {region}: {reason}")
 
-    if not isinstance(token, str) or not token or len(token) > MAX_TOKEN_BYTES:
-        raise fail("the logout token is not a string of reasonable size")
-    if token.count(".") != 2:
-        raise fail("the logout token is not a JWS in compact serialization (encrypted?)")
-    try:
-        header = _json(_b64decode(token.split(".", 1)[0]))
-    except (ValueError, UnicodeError):
-        raise fail("the logout token header cannot be decoded") from None
-    if not isinstance(header, dict):
-        raise fail("the logout token header is not a JSON object")
-
-    alg = header.get("alg")
-    if not isinstance(alg, str) or alg not in ALLOWED_ALGORITHMS:
-        raise fail(f"algorithm {str(alg)[:20]!r} is not allowed")
-    embedded = EMBEDDED_KEY_HEADERS.intersection(header)
-    if embedded:
-        raise fail(f"the header carries its own key ({', '.join(sorted(embedded))})")
-    if "crit" in header:
-        raise fail("the header has critical extensions")
-    typ = header.get("typ")
-    if typ is not None and (
-        not isinstance(typ, str) or typ.lower().removeprefix("application/") not in _TYPES
-    ):
-        raise fail("the header type is not a logout token's")
-    kid = header.get("kid")
-    if kid is not None and not isinstance(kid, str):
-        raise fail("the header kid is not a string")
-
-    key = resolve_key(kid, alg)
-    try:
-        verified = jws.deserialize_compact(token, key, algorithms=[alg])
-    except BadSignatureError:
-        raise fail("the signature does not verify") from None
-    except (JoseError, ValueError):
-        raise fail("the signature cannot be checked with the region's key") from None
-    try:
-        claims = _json(verified.payload)
-    except (ValueError, UnicodeError):
-        raise fail("the payload is not JSON") from None
-    if not isinstance(claims, dict):
-        raise fail("the payload is not a JSON object")
+    claims, _ = verified_json(
+        token, what="logout token", types=_TYPES, resolve_key=resolve_key, fail=fail
+    )
     return _check_claims(claims, expected, fail)
 
 
