@@ -3,6 +3,7 @@
 # Tongxing: one image, two entry points.
 #
 #   docker run IMAGE                      the gateway: tongxing serve --host=0.0.0.0 --port=8080
+#                                         (granian; `serve --server=waitress` is the fallback)
 #   docker run IMAGE operator --namespace tongxing    the operator (tongxing operator ...)
 #
 # Settings come from TONGXING_* (gateway) and TONGXING_OPERATOR_* (operator) variables; the image
@@ -69,4 +70,4 @@ EXPOSE 8080
 HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \
     CMD ["python3", "-c", "import os, urllib.request; urllib.request.urlopen(os.environ['HEALTHCHECK_URL'], timeout=4)"]
 ENTRYPOINT ["tongxing"]
-CMD ["serve", "--host=0.0.0.0", "--port=8080"]
+CMD ["serve", "--host=0.0.0.0", "--port=8080", "--server=granian"]

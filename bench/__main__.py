@@ -8,7 +8,10 @@ Prints, per scenario, requests/s, p50, p99, errors and CPU ms per request for ea
 gateway's req/s per CPU over each Keycloak mode's (``ratio_vs_keycloak_production``,
 ``ratio_vs_keycloak_dev`` in ``last-run.json``), the machine's single-core signing limit, the
 memory per SSO session, the latency the gateway adds to a login, and a py-spy profile of the
-gateway's slowest scenario.
+gateway's slowest scenario. Then, with those servers stopped, two gateway processes against one on
+the token endpoints (:mod:`bench.ab`, ``granian:1`` against ``granian:2`` on one PostgreSQL) and
+the scale part (:mod:`bench.scale`: 80 regions, 5,000 portals, 80 Region resources); ``--scale``
+runs the scale part alone.
 
 Nothing here asserts: a benchmark reports.
 """
@@ -26,12 +29,12 @@ from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
-from typing import Literal, TypeVar
+from typing import Any, Literal, TypeVar
 from urllib.parse import quote
 
 import requests
 
-from bench import keycloak_side, loadgen, machine, profiling, report
+from bench import ab, keycloak_side, loadgen, machine, profiling, report, scale
 from bench.browser import Browser, FlowError
 from bench.gateway_side import (
     FederatedTiming,
@@ -46,7 +49,21 @@ from bench.loadgen import Load, Measure, basic_auth, form_headers, percentile
 from bench.machine import CpuMeter, SigningLimit
 from bench.servers import Gateway, Harness, KeycloakServer, fresh_database, gateway, harness
 
-SCENARIOS = ("refresh", "client_credentials", "code", "userinfo", "introspect", "login", "memory")
+SCENARIOS = (
+    "refresh",
+    "client_credentials",
+    "code",
+    "userinfo",
+    "introspect",
+    "login",
+    "memory",
+    # Run after the servers above are stopped, each with servers of its own.
+    "workers",
+    "scale",
+)
+LATER = ("workers", "scale")
+# Issue 15's targets for the latency the gateway adds to a region's login.
+LOGIN_ADDED_TARGETS_MS = {"p50": 8.0, "p99": 20.0}
 MODES = report.MODES
 # "gateway", or the mode of a Keycloak ("production", "dev").
 Side = str
@@ -61,6 +78,7 @@ class Options:
     connections: int
     threads: int
     workers: int
+    server: str
     logins: int
     sessions: tuple[int, ...]
     keycloak_session_seconds: float
@@ -72,6 +90,8 @@ class Options:
     profile_scenario: str | None
     profile_gil: bool
     output: Path | None
+    scale_only: bool = False
+    workers_rounds: int = 2
 
 
 @dataclass
@@ -91,6 +111,12 @@ class Run:
     # Per scenario: ratio_vs_keycloak_<mode> (the gateway's req/s per CPU over Keycloak's) and
     # rps_ratio_vs_keycloak_<mode> (plain req/s), same run.
     ratios: dict[str, dict[str, float | None]] = field(default_factory=dict)
+    # The latency the gateway adds to a region's login, against issue 15's targets.
+    login_added: dict[str, Any] = field(default_factory=dict)
+    # Two gateway processes on one PostgreSQL over one (bench.ab), per token scenario.
+    workers_scaling: dict[str, Any] = field(default_factory=dict)
+    # bench.scale's results (also in scale-last-run.json).
+    scale: dict[str, Any] = field(default_factory=dict)
 
 
 # Signatures per successful response: the gateway's access tokens are opaque (stored by hash),
@@ -451,6 +477,9 @@ class Bench:
         floor = [probe.request("GET", f"{self.gw.issuer}/healthz")[1] for _ in range(30)]
         pairs = list(zip(fed, region_runs, strict=False))
         added = [g.gateway - k.token for g, k in pairs]
+        # The same person's login through the gateway and at the region directly, alternating:
+        # the whole difference, noise of the region's password hashing included.
+        paired = [g.total - k.total for g, k in pairs]
         stats: dict[str, float] = {}
         for name, values in (
             ("gateway hops", [r.gateway for r in fed]),
@@ -460,11 +489,26 @@ class Bench:
             ("region: login page + password", [r.region for r in fed]),
             ("Keycloak own (the region): /token (code exchange)", [k.token for k in region_runs]),
             ("gateway adds (hops - upstream code exchange)", added),
+            ("gateway adds (login through it - login at the region)", paired),
             ("one hop's floor: GET /healthz from the same client", floor),
         ):
             stats[f"{name} p50"] = percentile(values, 50) * 1000
             stats[f"{name} p99"] = percentile(values, 99) * 1000
         self.run.login = stats
+        if pairs:
+            self.run.login_added = {
+                "logins": len(pairs),
+                "paired_difference_ms": {
+                    "p50": percentile(paired, 50) * 1000,
+                    "p99": percentile(paired, 99) * 1000,
+                },
+                "hops_minus_upstream_exchange_ms": {
+                    "p50": percentile(added, 50) * 1000,
+                    "p99": percentile(added, 99) * 1000,
+                },
+                "targets_ms": LOGIN_ADDED_TARGETS_MS,
+                "region": self.keycloaks[0].mode,
+            }
 
     def memory(self) -> None:
         targets = sorted(self.o.sessions)
@@ -567,7 +611,13 @@ def servers(options: Options) -> Iterator[tuple[Harness, Gateway, list[KeycloakS
     with (
         harness(own_keycloak=options.own_keycloak, modes=options.modes) as h,
         fresh_database(h.postgres) as database_url,
-        gateway(database_url, h.workdir, threads=options.threads, workers=options.workers) as gw,
+        gateway(
+            database_url,
+            h.workdir,
+            threads=options.threads,
+            workers=options.workers,
+            server=options.server,
+        ) as gw,
     ):
         sides: list[KeycloakSide] = []
         try:
@@ -605,7 +655,25 @@ def parse(argv: Sequence[str] | None) -> Options:
         help="gateway worker processes (tongxing serve --workers) [one per core]",
     )
     parser.add_argument(
-        "--threads", type=int, default=8, help="waitress threads per gateway worker [8]"
+        "--threads", type=int, default=8, help="Python threads per gateway worker [8]"
+    )
+    parser.add_argument(
+        "--server",
+        choices=["granian", "waitress"],
+        default="granian",
+        help="the gateway's server (tongxing serve --server) [granian]",
+    )
+    parser.add_argument(
+        "--scale",
+        action="store_true",
+        help="run the scale part alone (python -m bench.scale: 80 regions, 5,000 portals, "
+        "80 Region resources)",
+    )
+    parser.add_argument(
+        "--workers-rounds",
+        type=int,
+        default=2,
+        help="interleaved rounds of the two-processes-over-one part [2]",
     )
     parser.add_argument("--logins", type=int, default=20, help="full logins per side [20]")
     parser.add_argument(
@@ -662,6 +730,7 @@ def parse(argv: Sequence[str] | None) -> Options:
         connections=args.connections,
         threads=args.threads,
         workers=args.workers,
+        server=args.server,
         logins=args.logins,
         sessions=tuple(int(x) for x in args.sessions.split(",") if x.strip()),
         keycloak_session_seconds=args.keycloak_session_seconds,
@@ -670,6 +739,8 @@ def parse(argv: Sequence[str] | None) -> Options:
         modes=modes,
         scenarios=chosen,
         profile=not args.no_profile,
+        scale_only=args.scale,
+        workers_rounds=args.workers_rounds,
         profile_scenario=args.profile_scenario,
         profile_gil=not args.profile_all_threads,
         output=args.json,
@@ -678,6 +749,8 @@ def parse(argv: Sequence[str] | None) -> Options:
 
 def main(argv: Sequence[str] | None = None) -> int:
     options = parse(argv)
+    if options.scale_only:
+        return scale.main([])
     loadgen.check_wrk()
     began = time.monotonic()
     run = Run(
@@ -690,6 +763,148 @@ def main(argv: Sequence[str] | None = None) -> int:
     run.signing = machine.signing_limit()
     for line in report.signing_lines(run.signing):
         print(line, flush=True)
+    if set(options.scenarios) - set(LATER):
+        gateway_and_keycloaks(options, run)
+    if "workers" in options.scenarios:
+        workers_scaling(options, run)
+    if "scale" in options.scenarios:
+        scale_part(run)
+    run.notes.append(f"whole run: {time.monotonic() - began:.0f} s")
+    print()
+    for line in report.full(run.rows, run.signing, run.login, run.memory, run.notes):
+        print(line)
+    for line in _later_lines(run):
+        print(line)
+    if run.profile:
+        print()
+        for line in run.profile:
+            print(line)
+    output = options.output or profiling.PROFILES / "last-run.json"
+    output.parent.mkdir(parents=True, exist_ok=True)
+    run.ratios = {row.name: row.ratios() for row in run.rows}
+    recorded = asdict(run)
+    for row, saved in zip(run.rows, recorded["rows"], strict=True):
+        saved.update(row.ratios())
+    output.write_text(json.dumps(recorded, indent=2, ensure_ascii=False, default=str))
+    (output.with_suffix(".md")).write_text(
+        "\n".join(
+            [
+                *report.markdown(
+                    run.rows,
+                    run.signing,
+                    run.login,
+                    run.memory,
+                    run.started,
+                    run.machine,
+                    run.command,
+                ),
+                *_later_lines(run),
+            ]
+        )
+        + "\n"
+    )
+    print(f"\nresults: {output} (and {output.with_suffix('.md').name}, the README table)")
+    return 0
+
+
+def workers_scaling(options: Options, run: Run) -> None:
+    """Two gateway processes on one PostgreSQL over one, on the token endpoints (bench.ab)."""
+    print("two gateway processes over one (granian:1, granian:2) ...", flush=True)
+    configs = [ab.Config.parse(c) for c in ab.SCALING_CONFIGS.split(",")]
+    try:
+        lines, recorded = ab.run(
+            configs,
+            ab.TOKEN_SCENARIOS,
+            rounds=options.workers_rounds,
+            count=options.count,
+            warmup=options.warmup,
+            connections=options.connections,
+            threads=options.threads,
+        )
+    except Exception as error:  # a benchmark reports, and goes on
+        run.notes.append(f"workers part failed: {type(error).__name__}: {error}")
+        return
+    two = configs[1].name
+    ratios: dict[str, float] = {}
+    limits: dict[str, str] = {}
+    cores = os.cpu_count() or 1
+    for name, per in recorded.items():
+        figures = per.get(two) if isinstance(per, dict) else None
+        if not isinstance(figures, dict):
+            continue
+        ratios[name] = float(figures["rps_vs_first"])
+        limits[name] = limit_of(figures, cores)
+    run.workers_scaling = {
+        "configs": [c.name for c in configs],
+        "rps_ratio_2_over_1": ratios,
+        "limit": limits,
+        "target": 1.8,
+        "table": lines,
+        "results": recorded,
+    }
+
+
+def limit_of(figures: dict[str, Any], cores: int) -> str:
+    """What limited a run of the two-process gateway: wrk (one thread: one core at most), the
+    machine's cores (everything busy, the gateway's, PostgreSQL's, wrk's and other processes'),
+    or neither (then the gateway's own concurrency)."""
+    gateway_, postgres, wrk, busy = (
+        float(figures[k]) for k in ("gateway_cores", "postgres_cores", "wrk_cores", "machine_cores")
+    )
+    others = max(0.0, busy - gateway_ - postgres - wrk)
+    if wrk >= 0.9:
+        verdict = "wrk (its one thread used a whole core)"
+    elif postgres >= 0.9:
+        verdict = "PostgreSQL (a whole core)"
+    elif busy >= 0.85 * cores:
+        verdict = f"the machine's {cores} cores (all busy)"
+    else:
+        verdict = "neither wrk, PostgreSQL nor the machine"
+    return (
+        f"{verdict}; cores busy: gateway {gateway_:.2f}, PostgreSQL {postgres:.2f}, "
+        f"wrk {wrk:.2f}, other processes {others:.2f}"
+    )
+
+
+def scale_part(run: Run) -> None:
+    """bench.scale, after the other servers are stopped; its results join last-run.json."""
+    print("scale part (python -m bench.scale) ...", flush=True)
+    try:
+        scale.main([])
+        run.scale = json.loads(scale.OUTPUT.read_text())
+    except Exception as error:  # a benchmark reports, and goes on
+        run.notes.append(f"scale part failed: {type(error).__name__}: {error}")
+
+
+def _later_lines(run: Run) -> list[str]:
+    out: list[str] = []
+    if run.login_added:
+        paired = run.login_added["paired_difference_ms"]
+        hops = run.login_added["hops_minus_upstream_exchange_ms"]
+        out += [
+            "",
+            f"login added latency (targets p50 <= {LOGIN_ADDED_TARGETS_MS['p50']:.0f} ms, "
+            f"p99 <= {LOGIN_ADDED_TARGETS_MS['p99']:.0f} ms): paired difference p50 "
+            f"{paired['p50']:.1f} ms, p99 {paired['p99']:.1f} ms; the gateway's hops minus the "
+            f"region's code exchange p50 {hops['p50']:.1f} ms, p99 {hops['p99']:.1f} ms",
+        ]
+    if run.workers_scaling:
+        table = run.workers_scaling["table"]
+        ratios = run.workers_scaling["rps_ratio_2_over_1"]
+        limits = run.workers_scaling["limit"]
+        out += ["", "two gateway processes on one PostgreSQL over one (target >= 1.8x):", ""]
+        out += [str(line) for line in table]
+        out += [""]
+        out += [
+            f"- {name}: {ratio:.2f}x; limit: {limits.get(name)}" for name, ratio in ratios.items()
+        ]
+    if run.scale:
+        out += ["", "scale: see bench/profiles/scale-last-run.json (printed above)"]
+    return out
+
+
+def gateway_and_keycloaks(options: Options, run: Run) -> None:
+    """The gateway and each Keycloak mode, scenario by scenario (the first part of a run)."""
     with servers(options) as (h, gw, keycloaks):
         for keycloak in keycloaks:
             server = keycloak.server
@@ -706,14 +921,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         run.notes.append(
             f"the gateway's region: Keycloak {keycloaks[0].mode}; "
             f"PostgreSQL ({'reused' if h.postgres_reused else 'started for this run'}); "
-            f"gateway: tongxing serve --workers {gw.workers} --threads {gw.threads} (waitress), "
+            f"gateway: tongxing serve --workers {gw.workers} --threads {gw.threads} "
+            f"--server {gw.server}, "
             "PostgreSQL store, rate limits off"
         )
         bench = Bench(options, run, h, gw, keycloaks)
         bench.warm_keycloak()
         try:
             for name in SCENARIOS:
-                if name not in options.scenarios:
+                if name not in options.scenarios or name in LATER:
                     continue
                 print(f"scenario {name} ...", flush=True)
                 try:
@@ -730,31 +946,6 @@ def main(argv: Sequence[str] | None = None) -> int:
                 bench.profile_slowest()
         finally:
             bench.minter.close()
-    run.notes.append(f"whole run: {time.monotonic() - began:.0f} s")
-    print()
-    for line in report.full(run.rows, run.signing, run.login, run.memory, run.notes):
-        print(line)
-    if run.profile:
-        print()
-        for line in run.profile:
-            print(line)
-    output = options.output or profiling.PROFILES / "last-run.json"
-    output.parent.mkdir(parents=True, exist_ok=True)
-    run.ratios = {row.name: row.ratios() for row in run.rows}
-    recorded = asdict(run)
-    for row, saved in zip(run.rows, recorded["rows"], strict=True):
-        saved.update(row.ratios())
-    output.write_text(json.dumps(recorded, indent=2, ensure_ascii=False, default=str))
-    (output.with_suffix(".md")).write_text(
-        "\n".join(
-            report.markdown(
-                run.rows, run.signing, run.login, run.memory, run.started, run.machine, run.command
-            )
-        )
-        + "\n"
-    )
-    print(f"\nresults: {output} (and {output.with_suffix('.md').name}, the README table)")
-    return 0
 
 
 if __name__ == "__main__":

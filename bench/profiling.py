@@ -33,6 +33,7 @@ AREAS: tuple[tuple[str, str], ...] = (
     ("flask", "Flask"),
     ("jinja2", "Jinja2"),
     ("waitress", "waitress"),
+    ("granian", "granian"),
     ("requests", "requests/urllib3"),
     ("urllib3", "requests/urllib3"),
     ("logging", "logging"),

@@ -5,9 +5,9 @@ that ``tongxing-dev up`` left running is reused (Keycloak is then shared with wh
 it, so its figures are noisier), otherwise one is started for the run and stopped at its end.
 Keycloak in production mode (``kc.sh start``, :mod:`bench.keycloak_production`) is always started
 for the run, on a database of its own on the same PostgreSQL server. The gateway always runs as
-its own process, ``tongxing serve`` (waitress), on a fresh PostgreSQL database, with settings a
-production replica would have apart from the plain-HTTP loopback issuer and the per-process rate
-limits (off, as for Keycloak, which has none).
+its own process, ``tongxing serve`` (granian, or ``--server waitress``), on a fresh PostgreSQL
+database, with settings a production replica would have apart from the plain-HTTP loopback
+issuer and the per-process rate limits (off, as for Keycloak, which has none).
 """
 
 from __future__ import annotations
@@ -177,6 +177,7 @@ class Gateway:
     log: Path
     threads: int
     workers: int
+    server: str = "granian"
 
     @property
     def pid(self) -> int:
@@ -209,12 +210,21 @@ def _tongxing_command() -> str:
 
 
 @contextlib.contextmanager
-def gateway(database_url: str, workdir: Path, *, threads: int, workers: int) -> Iterator[Gateway]:
-    """``tongxing serve`` on a free loopback port, on ``database_url``; stopped at the end."""
+def gateway(
+    database_url: str,
+    workdir: Path,
+    *,
+    threads: int,
+    workers: int,
+    server: str = "granian",
+    folder_name: str = "gateway",
+) -> Iterator[Gateway]:
+    """``tongxing serve --server SERVER`` on a free loopback port, on ``database_url``; stopped
+    at the end. ``folder_name`` is its folder under ``workdir`` (several gateways in one run)."""
     port = free_port()
     issuer = f"http://127.0.0.1:{port}"
     secrets_ = {name: secrets.token_urlsafe(32) for name in _SECRETS}
-    folder = workdir / "gateway"
+    folder = workdir / folder_name
     folder.mkdir(parents=True, exist_ok=True)
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith("TONGXING_")},
@@ -242,6 +252,8 @@ def gateway(database_url: str, workdir: Path, *, threads: int, workers: int) -> 
         str(threads),
         "--workers",
         str(workers),
+        "--server",
+        server,
         "--log-level",
         "WARNING",
     ]
@@ -259,6 +271,7 @@ def gateway(database_url: str, workdir: Path, *, threads: int, workers: int) -> 
         log=log,
         threads=threads,
         workers=workers,
+        server=server,
     )
     try:
         _wait_ready(running)

@@ -1,4 +1,4 @@
-"""``tongxing serve``: the gateway from ``TONGXING_*`` settings, with waitress."""
+"""``tongxing serve``: the gateway from ``TONGXING_*`` settings, with granian (or waitress)."""
 
 from __future__ import annotations
 
@@ -20,14 +20,22 @@ from gateway.cli.base import EXIT_USAGE, CliError, Commands, env_name, port, pos
 from gateway.keys import KeyFileError
 from gateway.settings import Settings
 from gateway.wsgi import (
+    MAX_REQUEST_BODY,
     MULTIPROC_ENV,
+    SERVERS,
     Listen,
+    ServerUnavailableError,
+    Tls,
+    WsgiApp,
     exit_on_sigterm,
+    load_granian,
     load_waitress,
     multiprocess_metrics_dir,
 )
 
 if TYPE_CHECKING:
+    from flask import Flask
+
     from gateway.services import Services
 
 
@@ -99,7 +107,16 @@ def configure_logging(level: str, log_format: str = "text") -> None:
 
 def command_serve(args: argparse.Namespace) -> int:
     configure_logging(args.log_level, args.log_format)
-    listen = Listen(args.host, args.port, args.threads, args.workers)
+    if (args.tls_certificate is None) != (args.tls_key is None):
+        raise CliError("--tls-certificate and --tls-key go together", EXIT_USAGE)
+    tls = Tls(args.tls_certificate, args.tls_key) if args.tls_certificate else None
+    if tls is not None and (args.server != "granian" or args.insecure_dev_server):
+        raise CliError(
+            "--tls-certificate is served by granian only (not with --server waitress "
+            "or --insecure-dev-server)",
+            EXIT_USAGE,
+        )
+    listen = Listen(args.host, args.port, args.threads, args.workers, args.server, tls)
     forking = listen.workers > 1 and not args.insecure_dev_server
     # Before anything imports prometheus-client (gateway.app does): it picks per-process or
     # multiprocess values at import. One process: the ordinary registry, whatever was inherited.
@@ -115,10 +132,16 @@ def command_serve(args: argparse.Namespace) -> int:
 def _serve(args: argparse.Namespace, listen: Listen, metrics_dir: Path | None) -> int:
     from gateway.app import create_app
     from gateway.services import build_services
-    from gateway.wsgi import serve_insecure_dev_server, serve_waitress, serve_workers
+    from gateway.wsgi import serve_insecure_dev_server, serve_workers
 
     if not args.insecure_dev_server:
-        load_waitress()  # fail before opening anything
+        # Fail before opening anything.
+        try:
+            load_granian() if listen.server == "granian" else load_waitress()
+            if listen.tls is not None:
+                listen.tls.check()
+        except ServerUnavailableError as error:
+            raise CliError(str(error)) from None
     settings = load_settings()
     services = open_services(settings, build_services)
     if metrics_dir is not None:
@@ -129,7 +152,9 @@ def _serve(args: argparse.Namespace, listen: Listen, metrics_dir: Path | None) -
             worker_services = open_services(settings, build_services)
             try:
                 exit_on_sigterm()
-                serve_waitress(create_app(services=worker_services), listen, [sock])
+                production_server(listen)(
+                    app_for(create_app(services=worker_services)), listen, sock
+                )
             finally:
                 worker_services.close()
 
@@ -138,17 +163,36 @@ def _serve(args: argparse.Namespace, listen: Listen, metrics_dir: Path | None) -
         except OSError as error:
             raise CliError(f"cannot listen on {args.host}:{args.port}: {error.strerror}") from None
     try:
-        app = create_app(services=services)
+        app = app_for(create_app(services=services))
         exit_on_sigterm()
         if args.insecure_dev_server:
             serve_insecure_dev_server(app, listen)
         else:
-            serve_waitress(app, listen)
+            production_server(listen)(app, listen, None)
     except OSError as error:
         raise CliError(f"cannot listen on {args.host}:{args.port}: {error.strerror}") from None
     finally:
         services.close()
     return 0
+
+
+def app_for(app: Flask) -> Flask:
+    """The application as every server runs it: bodies over :data:`MAX_REQUEST_BODY` are
+    refused with 413 when a view reads them, also those sent without a length (chunked).
+    waitress refuses them itself as well; granian has no limit of its own."""
+    if app.config.get("MAX_CONTENT_LENGTH") is None:
+        app.config["MAX_CONTENT_LENGTH"] = MAX_REQUEST_BODY
+    return app
+
+
+def production_server(listen: Listen) -> Callable[[WsgiApp, Listen, socket.socket | None], None]:
+    """The serving function of ``--server``: each takes the app, where to listen and, in a
+    forked worker, the parent's listening socket."""
+    from gateway.wsgi import serve_granian, serve_waitress
+
+    if listen.server == "waitress":
+        return lambda app, where, sock: serve_waitress(app, where, [sock] if sock else None)
+    return serve_granian
 
 
 def open_services(settings: Settings, build: Callable[[Settings], Services]) -> Services:
@@ -166,8 +210,8 @@ def add_parser(commands: Commands) -> None:
     serve = commands.add_parser(
         "serve",
         help="run the gateway (settings from TONGXING_* variables)",
-        description="Run the gateway with waitress. Settings come from the TONGXING_* "
-        "environment variables (TONGXING_ISSUER, TONGXING_NATIONAL_SECRET, ...).",
+        description="Run the gateway with granian (or waitress). Settings come from the "
+        "TONGXING_* environment variables (TONGXING_ISSUER, TONGXING_NATIONAL_SECRET, ...).",
     )
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on [127.0.0.1]")
     serve.add_argument("--port", type=port, default=8080, help="port to listen on [8080]")
@@ -179,9 +223,28 @@ def add_parser(commands: Commands) -> None:
         help="worker processes sharing the port; one per core the replica may use [1]",
     )
     serve.add_argument(
+        "--server",
+        choices=SERVERS,
+        default="granian",
+        help="granian (HTTP in Rust) or waitress (pure Python: where granian cannot be "
+        "installed) [granian]",
+    )
+    serve.add_argument(
+        "--tls-certificate",
+        type=Path,
+        metavar="FILE",
+        help="serve HTTPS (granian): the certificate chain, PEM; with --tls-key",
+    )
+    serve.add_argument(
+        "--tls-key",
+        type=Path,
+        metavar="FILE",
+        help="the certificate's private key, PEM (unencrypted)",
+    )
+    serve.add_argument(
         "--insecure-dev-server",
         action="store_true",
-        help="use Werkzeug's development server instead of waitress (loopback only)",
+        help="use Werkzeug's development server instead (loopback only)",
     )
     serve.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING"])
     serve.add_argument(

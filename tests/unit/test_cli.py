@@ -255,10 +255,71 @@ def test_serve_without_waitress_says_what_to_install(
     clean_env: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     clean_env.setitem(sys.modules, "waitress", None)  # makes `import waitress` fail
-    assert cli.main(["serve"]) == 1
+    assert cli.main(["serve", "--server", "waitress"]) == 1
     err = capsys.readouterr().err
     assert "waitress is not installed" in err
     assert "--insecure-dev-server" in err
+
+
+def test_serve_without_granian_says_what_to_install_and_what_else_runs(
+    clean_env: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    clean_env.setitem(sys.modules, "granian._granian", None)  # makes the import fail
+    assert cli.main(["serve"]) == 1
+    err = capsys.readouterr().err
+    assert "granian is not installed (pip install 'granian==2.8.7')" in err
+    assert "--server waitress" in err
+    assert "--insecure-dev-server" in err
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (["--tls-certificate", "c.pem"], "--tls-certificate and --tls-key go together"),
+        (["--tls-key", "k.pem"], "--tls-certificate and --tls-key go together"),
+        (
+            ["--tls-certificate", "c.pem", "--tls-key", "k.pem", "--server", "waitress"],
+            "served by granian only",
+        ),
+        (
+            ["--tls-certificate", "c.pem", "--tls-key", "k.pem", "--insecure-dev-server"],
+            "served by granian only",
+        ),
+    ],
+)
+def test_serve_refuses_tls_options_it_cannot_honour(
+    clean_env: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    arguments: list[str],
+    message: str,
+) -> None:
+    assert cli.main(["serve", *arguments]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_serve_names_a_missing_tls_file_before_opening_the_store(
+    clean_env: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _valid_settings(clean_env, tmp_path)
+    missing = tmp_path / "nowhere.pem"
+    key = tmp_path / "key.pem"
+    key.write_text("not a key")
+    assert cli.main(["serve", "--tls-certificate", str(missing), "--tls-key", str(key)]) == 1
+    assert f"TLS file {missing}: does not exist" in capsys.readouterr().err
+    assert not (tmp_path / "keys.json").exists()  # nothing was opened
+
+
+def test_serve_names_an_unusable_tls_pair(
+    clean_env: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _valid_settings(clean_env, tmp_path)
+    certificate, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    certificate.write_text("not a certificate")
+    key.write_text("not a key")
+    assert cli.main(["serve", "--tls-certificate", str(certificate), "--tls-key", str(key)]) == 1
+    err = capsys.readouterr().err
+    assert f"cannot use the TLS certificate {certificate} with the key {key}" in err
+    assert "Traceback" not in err
 
 
 def test_the_dev_server_refuses_to_listen_beyond_loopback(
@@ -281,14 +342,19 @@ def test_serve_runs_the_gateway_with_waitress(
     clean_env: pytest.MonkeyPatch, waitress: FakeWaitress, tmp_path: Path
 ) -> None:
     _valid_settings(clean_env, tmp_path)
-    assert cli.main(["serve", "--host", "0.0.0.0", "--port", "9000", "--threads", "4"]) == 0  # noqa: S104
+    argv = ["serve", "--server", "waitress", "--host", "0.0.0.0", "--port", "9000"]  # noqa: S104
+    assert cli.main([*argv, "--threads", "4"]) == 0
     (call,) = waitress.calls
     assert call["host"] == "0.0.0.0"  # noqa: S104
     assert (call["port"], call["threads"]) == (9000, 4)
+    assert call["max_request_body_size"] == 1024 * 1024
     client = call["app"].test_client()
     discovery = client.get("/.well-known/openid-configuration").get_json()
     assert discovery["issuer"] == "https://tongxing.example.cn"
     assert (tmp_path / "keys.json").exists()
+    # The same limit in the application, for any server: a body read past it is 413.
+    too_big = client.post("/token", data={"grant_type": "x" * (1024 * 1024 + 1)})
+    assert too_big.status_code == 413
 
 
 @pytest.mark.parametrize("option", ["--workers", "--threads"])
