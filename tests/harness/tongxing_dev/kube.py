@@ -9,12 +9,15 @@ client and kopf all use.
 
 from __future__ import annotations
 
+import base64
+import contextlib
 import datetime
 import ipaddress
 import os
 import re
 import secrets
 import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -190,7 +193,7 @@ def _certificates(certs: Path) -> dict[str, str]:
 
 def start(workdir: Path) -> tuple[list[Server], KubeEndpoint]:
     """Start etcd, then kube-apiserver against it; return both and the endpoint."""
-    etcd_bin, apiserver_bin = obtain()
+    etcd_bin, _ = obtain()
     workdir.mkdir(parents=True, exist_ok=True)
     client_port, peer_port = free_port(), free_port()
     etcd_url = f"http://{LOOPBACK}:{client_port}"
@@ -212,7 +215,31 @@ def start(workdir: Path) -> tuple[list[Server], KubeEndpoint]:
         log=workdir / "etcd.log",
     )
     etcd.wait_until(lambda: _etcd_healthy(etcd_url), timeout=60, what="healthy (/health)")
+    try:
+        apiserver, endpoint = start_apiserver(workdir, etcd_url)
+    except ComponentError:
+        etcd.stop()
+        raise
+    return [apiserver, etcd], endpoint
 
+
+def start_apiserver(
+    workdir: Path,
+    etcd_url: str,
+    *,
+    etcd_prefix: str | None = None,
+    extra_flags: Sequence[str] = (),
+) -> tuple[Server, KubeEndpoint]:
+    """Start a kube-apiserver on ``etcd_url``, with certificates, tokens and an audit log of
+    its own below ``workdir``; return it once ready, and its endpoint.
+
+    :func:`start` uses it for the shared API server (the default ``etcd_prefix``, no extra
+    flags). A test that needs an API server configured differently (``--authentication-config``,
+    a feature gate) starts one more with :func:`start_extra_apiserver` instead of changing the
+    shared one: ``etcd_prefix`` keeps its objects apart in the same etcd.
+    """
+    _, apiserver_bin = obtain()
+    workdir.mkdir(parents=True, exist_ok=True)
     certs = _certificates(workdir / "certs")
     token = secrets.token_urlsafe(32)
     tokens = workdir / "tokens.csv"
@@ -223,11 +250,13 @@ def start(workdir: Path) -> tuple[list[Server], KubeEndpoint]:
     audit_log = workdir / "audit.log"
     port = free_port()
     server_url = f"https://{LOOPBACK}:{port}"
+    prefix = [f"--etcd-prefix={etcd_prefix}"] if etcd_prefix is not None else []
     apiserver = Server(
         "kube-apiserver",
         [
             str(apiserver_bin),
             f"--etcd-servers={etcd_url}",
+            *prefix,
             f"--bind-address={LOOPBACK}",
             f"--advertise-address={LOOPBACK}",
             f"--secure-port={port}",
@@ -249,6 +278,7 @@ def start(workdir: Path) -> tuple[list[Server], KubeEndpoint]:
             "--audit-log-mode=blocking",
             "--audit-log-maxsize=50",
             "--v=1",
+            *extra_flags,
         ],
         log=workdir / "kube-apiserver.log",
     )
@@ -262,12 +292,55 @@ def start(workdir: Path) -> tuple[list[Server], KubeEndpoint]:
         audit_log=str(audit_log),
     )
     _write_kubeconfig(endpoint)
+    apiserver.wait_until(lambda: ready(endpoint), timeout=120, what="ready (/readyz)")
+    return apiserver, endpoint
+
+
+@dataclass
+class ExtraApiServer:
+    """One more kube-apiserver beside the shared one, on the shared etcd below its own prefix."""
+
+    server: Server
+    endpoint: KubeEndpoint
+    etcd_prefix: str
+
+    def stop(self) -> None:
+        """Stop the API server, then delete everything it stored below its prefix."""
+        self.server.stop()
+        forget_etcd_prefix(self.endpoint.etcd_url, self.etcd_prefix)
+
+
+def start_extra_apiserver(
+    shared: KubeEndpoint, workdir: Path, extra_flags: Sequence[str] = ()
+) -> ExtraApiServer:
+    """A kube-apiserver of a test's own, with ``extra_flags`` after the shared one's flags.
+
+    It shares the etcd of ``shared`` (no second etcd to start), under a prefix of its own, so
+    it sees none of the shared API server's objects and they see none of its: a namespace,
+    a CRD or an RBAC binding made here exists only here. Its certificates, admin token,
+    kubeconfig and audit log are its own too. :meth:`ExtraApiServer.stop` removes its data.
+    """
+    prefix = f"/tongxing-extra-{secrets.token_hex(4)}"
     try:
-        apiserver.wait_until(lambda: ready(endpoint), timeout=120, what="ready (/readyz)")
+        server, endpoint = start_apiserver(
+            workdir, shared.etcd_url, etcd_prefix=prefix, extra_flags=extra_flags
+        )
     except ComponentError:
-        etcd.stop()
+        forget_etcd_prefix(shared.etcd_url, prefix)
         raise
-    return [apiserver, etcd], endpoint
+    return ExtraApiServer(server, endpoint, prefix)
+
+
+def forget_etcd_prefix(etcd_url: str, prefix: str) -> None:
+    """Delete every key below ``prefix`` through etcd's JSON gateway (``/v3/kv/deleterange``)."""
+    start_key = prefix.rstrip("/") + "/"
+    end_key = start_key[:-1] + chr(ord("/") + 1)  # the first key after every "<prefix>/..."
+    body = {
+        "key": base64.b64encode(start_key.encode()).decode(),
+        "range_end": base64.b64encode(end_key.encode()).decode(),
+    }
+    with contextlib.suppress(requests.RequestException):
+        requests.post(f"{etcd_url}/v3/kv/deleterange", json=body, timeout=10)
 
 
 def _etcd_healthy(url: str) -> bool:
