@@ -29,7 +29,7 @@ from gateway.keys import KeyRing
 from gateway.logs import in_this_context
 from gateway.observe import Events, LoggedOut, LogoutDelivered
 from gateway.outbound import OutboundPolicy
-from gateway.registry import Registry
+from gateway.registry import Portal, Registry
 from gateway.sealing import IdentitySealer, SecretUnreadableError
 from gateway.store.contract import SessionParticipant, SsoSession, Store, StoreError, token_hash
 from gateway.store.contract.deliveries import LogoutDelivery
@@ -55,10 +55,12 @@ back-channel logout, or an administrator ending a region's sessions."""
 
 @dataclass(frozen=True)
 class LogoutReport:
-    """Which portals were told, and which could not be reached."""
+    """Which portals were told, and which could not be reached; ``ended``: whether the logout
+    ended a live session (``False``: it was unknown, ended already or expired)."""
 
     notified: tuple[str, ...]
     failed: tuple[str, ...]
+    ended: bool = True
 
 
 class Sessions:
@@ -117,6 +119,18 @@ class Sessions:
             return None
         return self.store.get_session(token_hash(session_id), now)
 
+    def named_by(self, client_id: str, sid: str, sub: str, now: datetime) -> SsoSession | None:
+        """The live session an ID token of ``client_id`` with ``sid`` and ``sub`` was issued
+        in, or ``None``: the session an ``id_token_hint`` names (RP-Initiated Logout 1.0 §2;
+        the ``sid`` is the portal's own in that session, Back-Channel Logout 1.0 §2.1). The
+        ``sub`` must be the one this portal sees for the session's person."""
+        if not sid or len(sid) > 255:
+            return None
+        session = self.store.find_participant_session(client_id, sid, now)
+        if session is None or self._sub_for(client_id, session) != sub:
+            return None
+        return session
+
     def end(
         self, session_hash: str, now: datetime, initiator: Initiator = "person"
     ) -> LogoutReport:
@@ -129,7 +143,7 @@ class Sessions:
         """
         ended = self.store.end_session_and_revoke_grants(session_hash, now)
         if ended.session is None:
-            return LogoutReport((), ())
+            return LogoutReport((), (), ended=False)
         return self._ended(ended.session, ended.participants, now, initiator)
 
     def end_region_logout(
@@ -287,7 +301,7 @@ class Sessions:
         portal = self.registry.portal(client_id)
         if portal is None or not portal.backchannel_logout_uri:
             return _NO_RECEIVER
-        token = self.logout_token(client_id, sub, sid, now)
+        token = self.logout_token(client_id, sub, sid if sends_sid(portal) else None, now)
         return self._post(portal.backchannel_logout_uri, token)
 
     def _record_failure(
@@ -320,8 +334,10 @@ class Sessions:
             return session.subject
         return portal.subject_for(session.subject, self.pairwise_secret)
 
-    def logout_token(self, client_id: str, sub: str, sid: str, now: datetime) -> str:
-        """A Logout Token (Back-Channel Logout §2.4), typed ``logout+jwt``."""
+    def logout_token(self, client_id: str, sub: str, sid: str | None, now: datetime) -> str:
+        """A Logout Token (Back-Channel Logout §2.4), typed ``logout+jwt``: always ``sub``,
+        and ``sid`` when given (§2.4: a ``sub`` or a ``sid``, or both; which one a portal gets
+        is :func:`sends_sid`'s choice)."""
         claims: dict[str, Any] = {
             "iss": self.issuer,
             "aud": client_id,
@@ -329,9 +345,10 @@ class Sessions:
             "exp": int(now.timestamp()) + LOGOUT_TOKEN_LIFETIME,
             "jti": secrets.token_urlsafe(16),
             "sub": sub,
-            "sid": sid,
             "events": {BACKCHANNEL_EVENT: {}},
         }
+        if sid is not None:
+            claims["sid"] = sid
         return self.keys.sign(claims, typ="logout+jwt")
 
     def _post(self, uri: str, token: str) -> str | None:
@@ -351,6 +368,23 @@ class Sessions:
                 log.warning("back-channel logout to %s answered %s", uri, response.status_code)
                 return f"http {response.status_code}"
         return None
+
+
+def sends_sid(portal: Portal) -> bool:
+    """Whether ``portal``'s logout tokens carry the session's ``sid`` (Back-Channel Logout 1.0
+    §2.2, §2.4), by its registered ``backchannel_logout_session_required``.
+
+    ``true``: the portal requires it (§2.2), so it is sent. ``false``: it is not sent, and the
+    token names the person by ``sub`` alone, which §2.4 reads as "log out every session of this
+    person at the portal". That is what a Keycloak broker needs: Keycloak (26.x, its bug
+    #12142) matches a logout token's ``sid`` only against the ``session_state`` of a token
+    response, which the gateway does not send, and with a ``sid`` present never falls back to
+    ``sub``, so a token with ``sid`` ends nothing there. Not registered: sent, as the gateway
+    always did. §2.2 makes the absent field mean ``false`` ("not required"), not "must not be
+    sent", and §2.4 lets a token carry both; a portal registered before the field existed keeps
+    tokens that end only the one session that ended here, not every session of the person.
+    """
+    return portal.backchannel_logout_session_required is not False
 
 
 def seal_region_id_token(sealer: IdentitySealer, id_token: str, subject: str) -> str:

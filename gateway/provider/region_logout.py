@@ -21,6 +21,10 @@ else, and a refused return is an error page, not a redirect.
 
 A region without ``end_session_endpoint``, or whose metadata cannot be had, is not asked: the
 gateway answers as if it had none (the gateway session is over either way).
+
+A logout with no browser of the session (a portal's server sending its ``id_token_hint``, see
+:mod:`gateway.provider.logout`) has nobody to carry the form: :func:`end_at_region_from_server`
+sends the same Logout Request from the gateway's server instead.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode
 
+import requests
 from flask import Blueprint, redirect, render_template, request
 from werkzeug.wrappers import Response
 
@@ -53,6 +58,7 @@ __all__ = [
     "Onward",
     "RegionLogoutRequest",
     "blueprint",
+    "end_at_region_from_server",
     "form_post",
     "region_logout_request",
     "return_uri",
@@ -140,6 +146,52 @@ def region_logout_request(
     params["post_logout_redirect_uri"] = return_uri(services.settings.issuer_url, region.code)
     params["state"] = _seal_state(services, region.code, onward, now)
     return RegionLogoutRequest(endpoint, params)
+
+
+def end_at_region_from_server(services: Services, session: SsoSession) -> bool:
+    """Send the Logout Request for ``session`` to its region from the gateway's server, when
+    there is no browser of the session to carry it (a portal's logout by ``id_token_hint``
+    alone: :func:`gateway.provider.logout.logout`). Whether the region accepted it.
+
+    RP-Initiated Logout 1.0 §2 lets the OP take the request by POST; made from a server it is
+    what Keycloak calls "back-channel" logout to an upstream, and Keycloak as a region ends the
+    session its ID token's ``sid`` names without a confirmation, since the hint proves who
+    asks. Without the region's ID token (a session opened before they were kept) nothing is
+    sent: the region would ask for a confirmation nobody is there to give. Form-encoded, as
+    the browser's is (the ID token carries the identity number: no URL, THREAT_MODEL row 8);
+    no ``post_logout_redirect_uri`` and no ``state``, since no browser follows. The endpoint
+    passed the outbound rule when the region's metadata was read; the request is bounded by
+    the region's timeouts and follows no redirect.
+    """
+    region = services.registry.region(session.region)
+    if region is None:
+        return False
+    try:
+        endpoint = services.regions.metadata(region).end_session_endpoint
+    except BrokerError as error:
+        log.warning("region %s: no logout at the region: %s", region.code, error.detail)
+        return False
+    id_token = open_region_id_token(services.sealer, session)
+    if endpoint is None or id_token is None:
+        return False
+    limits = services.regions.limits
+    try:
+        response = services.regions.session.post(
+            endpoint,
+            data={"id_token_hint": id_token, "client_id": region.client_id},
+            timeout=(limits.connect_timeout, limits.read_timeout),
+            allow_redirects=False,
+        )
+    except requests.RequestException as exc:
+        log.warning("region %s: logout at the region failed: %s", region.code, type(exc).__name__)
+        return False
+    with response:
+        if response.status_code >= 400:
+            log.warning(
+                "region %s: logout at the region answered %s", region.code, response.status_code
+            )
+            return False
+    return True
 
 
 def form_post(logout: RegionLogoutRequest) -> Response:

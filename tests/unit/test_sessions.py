@@ -13,7 +13,13 @@ import pytest
 
 from gateway.keys import KeyRing
 from gateway.registry import AuthMethod, Names, Portal, Registry
-from gateway.sessions import BACKCHANNEL_EVENT, LOGOUT_TOKEN_LIFETIME, Sessions
+from gateway.sessions import (
+    BACKCHANNEL_EVENT,
+    LOGOUT_TOKEN_LIFETIME,
+    LogoutReport,
+    Sessions,
+    sends_sid,
+)
 from gateway.store import SqlStore, SsoSession, token_hash
 
 NOW = datetime.datetime(2026, 12, 5, 8, 0, tzinfo=datetime.UTC)
@@ -115,4 +121,31 @@ def test_ending_a_session_revokes_its_grants_only_and_a_second_end_does_nothing(
     untouched = store.get_grant(elsewhere.grant_id)
     assert untouched is not None
     assert untouched.revoked_at is None
-    assert sessions.end(session.session_hash, NOW) == report  # a second logout ends nothing
+    assert report.ended
+    second = sessions.end(session.session_hash, NOW)  # a second logout ends nothing
+    assert second == LogoutReport((), (), ended=False)
+
+
+def _portal(required: bool | None) -> Portal:
+    return Portal(
+        client_id="portal-broker",
+        names=Names(zh="门户", en="Portal"),
+        owner="zj",
+        redirect_uris=["https://broker.example.gov.cn/cb"],
+        token_endpoint_auth_method=AuthMethod.NONE,
+        backchannel_logout_session_required=required,
+    )
+
+
+@pytest.mark.parametrize(("required", "sid"), [(None, True), (True, True), (False, False)])
+def test_a_logout_token_carries_sid_unless_the_portal_registered_it_is_not_required(
+    sessions: Sessions, keys: KeyRing, required: bool | None, sid: bool
+) -> None:
+    """Back-Channel Logout 1.0 §2.2/§2.4: ``false`` gets ``sub`` alone (a Keycloak broker, whose
+    bug #12142 ignores a token with ``sid``), ``true`` and unset get ``sid`` as well."""
+    portal = _portal(required)
+    assert sends_sid(portal) is sid
+    token = sessions.logout_token(portal.client_id, "sub-1", "sid-1" if sid else None, NOW)
+    claims = keys.verify(token, now=NOW, typ="logout+jwt")
+    assert claims["sub"] == "sub-1"
+    assert ("sid" in claims) is sid

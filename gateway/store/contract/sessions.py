@@ -145,6 +145,15 @@ class SessionStore(Protocol):
         """
         ...
 
+    def find_participant_session(
+        self, client_id: str, sid: str, now: datetime.datetime
+    ) -> SsoSession | None:
+        """The live session in which the portal ``client_id`` was given ``sid``, or ``None``
+        (unknown, ended or expired). An ``id_token_hint``'s ``aud`` and ``sid`` name the
+        session it was issued in this way (RP-Initiated Logout 1.0 §2; Back-Channel Logout 1.0
+        §2.1: the ``sid`` of the portal's ID tokens)."""
+        ...
+
     def end_session_and_revoke_grants(
         self, session_hash: str, now: datetime.datetime
     ) -> EndedSession:

@@ -180,6 +180,30 @@ class SqlSessions(SqlBase):
             rows = conn.execute(query).all()
         return [session_from_row(row._mapping) for row in rows]
 
+    def find_participant_session(
+        self, client_id: str, sid: str, now: datetime.datetime
+    ) -> SsoSession | None:
+        require_text(client_id=client_id, sid=sid)
+        require_aware(now=now)
+        query = (
+            select(sso_sessions)
+            .join(
+                session_participants,
+                session_participants.c.session_hash == sso_sessions.c.session_hash,
+            )
+            .where(
+                session_participants.c.client_id == client_id,
+                session_participants.c.sid == sid,
+                sso_sessions.c.ended_at.is_(None),
+                sso_sessions.c.expires_at > now,
+            )
+            .order_by(sso_sessions.c.created_at, sso_sessions.c.session_hash)
+            .limit(1)
+        )
+        with self._read() as conn:
+            row = conn.execute(query).first()
+        return None if row is None else session_from_row(row._mapping)
+
     def end_session_and_revoke_grants(
         self, session_hash: str, now: datetime.datetime
     ) -> EndedSession:
