@@ -702,8 +702,19 @@ def openapi_document() -> dict[str, Any]:
         "type": "string",
         "minLength": 32,
         "writeOnly": True,
-        "description": "Optional; generated and returned once when absent.",
+        "description": (
+            "Optional; generated and returned once when absent. Refused for a native app "
+            "(RFC 8252 §8.5)."
+        ),
     }
+    portal["properties"]["application_type"]["description"] = (
+        "web (the default) or native (OIDC Dynamic Client Registration §2). A native app is a "
+        "public client (token_endpoint_auth_method none, no secret, PKCE S256 required); its "
+        "redirect URIs may be loopback on 127.0.0.1 or [::1] (any port at /authorize: RFC 8252 "
+        "§7.3), a private-use scheme in reverse-domain form (cn.gov.zj.zlb:/oauth2redirect, "
+        "§7.1) or claimed https (§7.2); localhost is refused (§8.3). A web portal's redirect "
+        "URIs are https (http on loopback) and compared exactly, port included."
+    )
     schemas: dict[str, Any] = {"Region": region, "Portal": portal}
     for model_schema in (region, portal):
         schemas.update(model_schema.pop("$defs", {}))

@@ -222,7 +222,9 @@ class Registrations:
         :func:`~gateway.registry.pairwise_sector_errors`); 400 on the field for a URL the
         gateway would call that the outbound policy refuses, a ``sector_identifier_uri`` whose
         document does not list every redirect URI, or a changed pairwise sector asked for by
-        anyone but the platform (see the module's docstring). 409
+        anyone but the platform (see the module's docstring); 400 (field ``client_secret``) for
+        a secret given to a native app, and on the model's rules for one that is not public
+        (RFC 8252 §8.5). 409
         ``registration_taken`` when another owner manages the client id, decided before
         anything of the stored portal (its secret's hash) is used.
         """
@@ -241,11 +243,26 @@ class Registrations:
                     }
                 ]
             )
+        native = document.get("application_type") == "native"
+        if native and secret is not None:
+            raise InvalidDocument(
+                [
+                    {
+                        "field": "client_secret",
+                        "message": (
+                            "a native app gets no client secret: anyone can read it out of "
+                            "the app (RFC 8252 §8.5); it uses PKCE instead"
+                        ),
+                    }
+                ]
+            )
         stored = self._registry.stored_portal(client_id)
         document["managed_by"] = self._owner_for_put(
             principal, document, stored, "portal", "client_id", client_id
         )
-        method = document.get("token_endpoint_auth_method", AuthMethod.CLIENT_SECRET_BASIC.value)
+        # A native app is public unless it names a method (which the model then refuses).
+        default = AuthMethod.NONE if native else AuthMethod.CLIENT_SECRET_BASIC
+        method = document.get("token_endpoint_auth_method", default.value)
         issued: str | None = None
         # Validation comes later: a method that is not a string (a list, say) is simply not
         # a secret method here, and the model refuses it with a field message.

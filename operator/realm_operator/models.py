@@ -25,6 +25,7 @@ from pydantic import (
     ValidationError,
     ValidationInfo,
     field_validator,
+    model_validator,
 )
 from pydantic.alias_generators import to_camel
 
@@ -33,6 +34,7 @@ from tongxing_api.vocabulary import (
     CLIENT_ID_PATTERN,
     CODE_PATTERN,
     SECTOR_PATTERN,
+    ApplicationType,
     AuthMethod,
     Claim,
     SubjectType,
@@ -413,6 +415,8 @@ class PortalSpec(_Spec):
     region: Annotated[str, Field(pattern=CODE_PATTERN)]
     client_id: Annotated[str | None, Field(pattern=CLIENT_ID_PATTERN)] = None
     names: Names
+    # OIDC Dynamic Client Registration §2; before the redirect URIs, whose rule it decides.
+    application_type: ApplicationType = "web"
     redirect_uris: Annotated[list[str], Field(min_length=1, max_length=20)]
     post_logout_redirect_uris: Annotated[list[str], Field(max_length=20)] = Field(
         default_factory=list
@@ -429,11 +433,24 @@ class PortalSpec(_Spec):
     secret_name: Annotated[str, Field(pattern=SECRET_NAME_PATTERN, max_length=253)]
     enabled: bool = True
 
+    @model_validator(mode="before")
+    @classmethod
+    def _native_is_public_by_default(cls, data: Any) -> Any:
+        """A native app without a method named authenticates with ``none`` (RFC 8252 §8.5)."""
+        if isinstance(data, dict) and "native" in (
+            data.get("applicationType"),
+            data.get("application_type"),
+        ):
+            named = "tokenEndpointAuthMethod" in data or "token_endpoint_auth_method" in data
+            return data if named else {**data, "tokenEndpointAuthMethod": AuthMethod.NONE.value}
+        return data
+
     @field_validator("redirect_uris", "post_logout_redirect_uris")
     @classmethod
-    def _uris(cls, value: list[str]) -> list[str]:
+    def _uris(cls, value: list[str], info: ValidationInfo) -> list[str]:
+        kind: ApplicationType = "native" if info.data.get("application_type") == "native" else "web"
         for uri in value:
-            check_redirect_uri(uri)
+            check_redirect_uri(uri, what="redirect URI", application_type=kind)
         return list(dict.fromkeys(value))
 
     @field_validator("backchannel_logout_uri")
@@ -453,6 +470,16 @@ class PortalSpec(_Spec):
             allowed = ", ".join(method.value for method in PORTAL_AUTH_METHODS)
             raise ValueError(f"a Portal carries no keys: use one of {allowed}")
         return value
+
+    @model_validator(mode="after")
+    def _native_is_public(self) -> PortalSpec:
+        if self.application_type == "native" and self.token_endpoint_auth_method.uses_secret:
+            raise ValueError(
+                "a native app (applicationType native) is a public client: "
+                "tokenEndpointAuthMethod none, no Secret holds a client secret for it "
+                "(RFC 8252 §8.5)"
+            )
+        return self
 
     def client_id_for(self, name: str) -> str:
         """The gateway client id: ``clientId``, or the resource's name."""

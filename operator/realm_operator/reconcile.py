@@ -632,6 +632,7 @@ class PortalReconciler:
             "client_id": client_id,
             "names": {"zh": spec.names.zh, "en": spec.names.en},
             "owner": spec.region,
+            "application_type": spec.application_type,
             "redirect_uris": list(spec.redirect_uris),
             "post_logout_redirect_uris": list(spec.post_logout_redirect_uris),
             "backchannel_logout_uri": spec.backchannel_logout_uri,

@@ -133,11 +133,16 @@ def test_portal_patterns_and_enumerations_match_the_models() -> None:
         vocabulary.AuthMethod.PRIVATE_KEY_JWT
     }
     assert set(schema["required"]) == {"region", "names", "redirectUris", "secretName"}
-    uri = fields["redirectUris"]["items"]
+    assert fields["applicationType"]["enum"] == list(vocabulary.APPLICATION_TYPES)
+    redirect = fields["redirectUris"]["items"]
+    assert redirect["format"] == "uri"
+    # A web portal's URIs, or a native app's private-use scheme (RFC 8252 §7.1).
+    assert redirect["pattern"] == vocabulary.PORTAL_REDIRECT_URI_PATTERN
+    assert fields["postLogoutRedirectUris"]["items"] == redirect
+    uri = fields["backchannelLogoutUri"]  # the gateway calls it: never a private-use scheme
     assert uri["format"] == "uri"
     assert uri["pattern"] == vocabulary.REDIRECT_URI_PATTERN
-    assert fields["postLogoutRedirectUris"]["items"] == uri
-    assert fields["backchannelLogoutUri"] == uri
+    assert fields["sectorIdentifierUri"] == uri
 
 
 @pytest.mark.parametrize(

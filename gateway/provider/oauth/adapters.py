@@ -35,8 +35,11 @@ class PortalClient(ClientMixin):  # type: ignore[misc]
         return self.portal.granted_scope(scope)
 
     def check_redirect_uri(self, redirect_uri: str) -> bool:
-        """Exact string comparison (RFC 9700 §4.1.3): no normalisation, no patterns."""
-        return redirect_uri in self.portal.redirect_uris
+        """The portal's rule (:meth:`Portal.accepts_redirect_uri`): exact string comparison
+        (RFC 9700 §4.1.3), but for a native app's loopback URI, whose port may differ (RFC
+        8252 §7.3). Authlib asks this at ``/authorize``; at the token endpoint it compares the
+        code's redirect URI, as sent, with the one presented (RFC 6749 §4.1.3)."""
+        return self.portal.accepts_redirect_uri(redirect_uri)
 
     def check_client_secret(self, client_secret: str) -> bool:
         return self.portal.check_secret(client_secret)
