@@ -27,7 +27,9 @@ from gateway.provider.backchannel import blueprint as backchannel
 from gateway.provider.consents import blueprint as consents
 from gateway.provider.discovery import blueprint as discovery
 from gateway.provider.logout import blueprint as logout
+from gateway.provider.mandates import blueprint as mandates
 from gateway.provider.oauth import EXTENSION, build_oauth_server
+from gateway.provider.proofing import blueprint as proofing
 from gateway.provider.stepup import blueprint as stepup
 from gateway.provider.token import blueprint as token
 from gateway.provider.userinfo import blueprint as userinfo
@@ -74,6 +76,8 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         authorize,
         stepup,
         consents,
+        mandates,
+        proofing,
         token,
         userinfo,
         logout,

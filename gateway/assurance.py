@@ -2,8 +2,12 @@
 
 Combines the portal's registration, the request's ``acr_values`` and the Cedar policies
 (:mod:`gateway.policy`) into one outcome per authorization request. The gateway can raise a
-session to ``loa2`` itself (TOTP, :mod:`gateway.mfa`); ``loa3`` needs a verified real name that
-only a region can vouch for, so a request that needs it from a lower session is refused with
+session to ``loa2`` itself (TOTP, :mod:`gateway.mfa`). ``loa3`` is two factors AND a verified
+real name: ``verified_claims`` (OpenID Connect for Identity Assurance 1.0) from a proofing
+provider the platform trusts (:mod:`gateway.proofing`), never a region's say-so. A region's
+sign-in is therefore worth at most ``loa2`` (:data:`REGION_LEVEL_LIMIT`), whatever its mapping
+and ceiling say; a session reaches ``loa3`` only when proofing attaches verified claims to it.
+Without a proofing provider a request that needs ``loa3`` is refused with
 ``unmet_authentication_requirements`` rather than answered at a lower level.
 """
 
@@ -17,6 +21,10 @@ from gateway.policy import PersonFacts, PolicyEngine, PortalFacts, known_level, 
 from gateway.registry import Level, Portal, Region
 
 STEP_UP_LEVEL: Level = "loa2"  # the highest level a TOTP step-up can reach
+REGION_LEVEL_LIMIT: Level = "loa2"
+"""The most a region's sign-in is worth: ``loa3`` needs verified claims (issue 16)."""
+PROOFED_LEVEL: Level = "loa3"
+"""What a session with verified claims from a trusted proofing provider is worth."""
 
 
 def region_level(region: Region, acr: str | None, ceiling: Level) -> Level:
@@ -25,9 +33,16 @@ def region_level(region: Region, acr: str | None, ceiling: Level) -> Level:
 
     THREAT_MODEL row 2: the ceiling is read at every sign-in, so one lowered after the region
     was registered still binds. Only the gateway's own step-up raises a session further.
+
+    Never above :data:`REGION_LEVEL_LIMIT` either: a region that maps an ``acr`` to ``loa3``
+    (and a ceiling of ``loa3``) gives ``loa2``. ``loa3`` means verified claims from a trusted
+    proofing framework, which a region's assertion is not (issue 16).
     """
     mapped = region.acr_mapping.get(acr or "", "loa1")
-    return ceiling if level_rank(mapped) > level_rank(ceiling) else mapped
+    for bound in (ceiling, REGION_LEVEL_LIMIT):
+        if level_rank(mapped) > level_rank(bound):
+            mapped = bound
+    return mapped
 
 
 def region_acr_values(region: Region, acr_values: str | None) -> tuple[str, ...]:
@@ -48,6 +63,7 @@ def region_acr_values(region: Region, acr_values: str | None) -> tuple[str, ...]
 class Verdict(StrEnum):
     ENTER = "enter"
     STEP_UP = "step_up"  # the gateway can raise the session to the required level
+    PROOF = "proof"  # loa2 reached; identity proofing must add verified claims (loa3)
     UNMET = "unmet"  # a higher level is needed than the gateway can give
     DENIED = "denied"  # no level would do
 
@@ -81,8 +97,10 @@ class SignIn:
 class Assurance:
     """Entry and claim-release decisions for one portal and one sign-in."""
 
-    def __init__(self, policy: PolicyEngine) -> None:
+    def __init__(self, policy: PolicyEngine, *, proofing: bool = False) -> None:
         self.policy = policy
+        # Whether the platform configured a proofing provider: then loa3 can be reached.
+        self.proofing = proofing
 
     def evaluate(self, sign_in: SignIn, portal: Portal, acr_values: str | None) -> Outcome:
         person, facts = sign_in.facts(), PortalFacts.from_portal(portal)
@@ -97,7 +115,12 @@ class Assurance:
             return Outcome(Verdict.ENTER, required, entry.policy_ids)
         if level_rank(required) <= level_rank(STEP_UP_LEVEL):
             return Outcome(Verdict.STEP_UP, required, entry.policy_ids)
-        return Outcome(Verdict.UNMET, required, entry.policy_ids)
+        if not self.proofing or level_rank(required) > level_rank(PROOFED_LEVEL):
+            return Outcome(Verdict.UNMET, required, entry.policy_ids)
+        if level_rank(sign_in.level) < level_rank(STEP_UP_LEVEL):
+            # loa3 is two factors and a verified name: the second factor comes first.
+            return Outcome(Verdict.STEP_UP, required, entry.policy_ids)
+        return Outcome(Verdict.PROOF, required, entry.policy_ids)
 
     def released(self, sign_in: SignIn, portal: Portal, candidates: Iterable[str]) -> set[str]:
         """The claims (names) among ``candidates`` that may leave for ``portal``."""

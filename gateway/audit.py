@@ -35,12 +35,18 @@ from gateway.observe import (
     AdminChange,
     ConsentGiven,
     ConsentWithdrawn,
+    EnterpriseSignedIn,
     Event,
     FactorBound,
     FactorRemoved,
     IdentityLinked,
     LockedOut,
     LoggedOut,
+    MandateAccepted,
+    MandateGranted,
+    MandateRefused,
+    MandateRevoked,
+    MandateUsed,
     PolicyReloaded,
     SignInCompleted,
     SignInFailed,
@@ -197,6 +203,74 @@ def _policy_reloaded(event: PolicyReloaded, now: datetime.datetime) -> AuditEntr
     )
 
 
+def _enterprise_signed_in(event: EnterpriseSignedIn, now: datetime.datetime) -> AuditEntry:
+    return AuditEntry(
+        kind=event.kind,
+        outcome="signed_in",
+        occurred_at=now,
+        subject=event.subject,
+        region=event.region,
+        details={"enterprise": event.enterprise, "role": event.role},
+    )
+
+
+def _mandate_granted(event: MandateGranted, now: datetime.datetime) -> AuditEntry:
+    return AuditEntry(
+        kind=event.kind,
+        outcome="granted",
+        occurred_at=now,
+        subject=event.subject,
+        details={
+            "enterprise": event.enterprise,
+            "mandate": event.mandate,
+            "portals": sorted(event.portals),
+            "sectors": sorted(event.sectors),
+        },
+    )
+
+
+def _mandate_accepted(event: MandateAccepted, now: datetime.datetime) -> AuditEntry:
+    return AuditEntry(
+        kind=event.kind,
+        outcome="accepted",
+        occurred_at=now,
+        subject=event.subject,
+        details={"enterprise": event.enterprise, "mandate": event.mandate},
+    )
+
+
+def _mandate_used(event: MandateUsed, now: datetime.datetime) -> AuditEntry:
+    return AuditEntry(
+        kind=event.kind,
+        outcome="used",
+        occurred_at=now,
+        subject=event.subject,
+        portal=event.portal,
+        details={"enterprise": event.enterprise, "role": event.role, "mandate": event.mandate},
+    )
+
+
+def _mandate_revoked(event: MandateRevoked, now: datetime.datetime) -> AuditEntry:
+    return AuditEntry(
+        kind=event.kind,
+        outcome="revoked",
+        occurred_at=now,
+        subject=event.subject,
+        details={"enterprise": event.enterprise, "mandate": event.mandate},
+    )
+
+
+def _mandate_refused(event: MandateRefused, now: datetime.datetime) -> AuditEntry:
+    return AuditEntry(
+        kind=event.kind,
+        outcome="refused",
+        occurred_at=now,
+        subject=event.subject,
+        portal=event.portal,
+        details={"reason": event.reason, "mandate": event.mandate},
+    )
+
+
 def _bounded(details: dict[str, Any], limit: int = DEFAULT_ENTRY_LIMIT) -> dict[str, Any]:
     """``details``, or, when larger than ``limit`` bytes, with ``before`` and ``after``
     replaced by the SHA-256 of their canonical JSON (so a record never grows unbounded, and the
@@ -227,6 +301,12 @@ _RECORDERS: Final[dict[type[Event], Callable[[Any, datetime.datetime], AuditEntr
     LoggedOut: _logged_out,
     AdminChange: _admin_change,
     PolicyReloaded: _policy_reloaded,
+    EnterpriseSignedIn: _enterprise_signed_in,
+    MandateGranted: _mandate_granted,
+    MandateAccepted: _mandate_accepted,
+    MandateUsed: _mandate_used,
+    MandateRevoked: _mandate_revoked,
+    MandateRefused: _mandate_refused,
 }
 
 AUDITED_KINDS: Final = frozenset(event.kind for event in _RECORDERS)

@@ -550,3 +550,155 @@ class StoreUnavailable(TongxingError):
     message_zh = "网关暂时无法访问其数据库，请稍后重试。"
     message_en = "The gateway cannot reach its database just now; try again shortly."
     retry_after = 5
+
+
+# --- enterprises and mandates (issue 16) -------------------------------------------------------
+
+
+class CreditCodeInvalid(TongxingError):
+    """The e-business-licence system (an ``enterprise`` region) asserted a value that is not a
+    GB 32100-2015 unified social credit code: wrong length, a letter outside the 31-symbol
+    alphabet (I, O, Z, S, V), lower case, or a wrong check character. Nothing is recorded and
+    no session opened. ``detail`` names the reason, never the value."""
+
+    code = "credit_code_invalid"
+    status = 502
+    title_zh = "统一社会信用代码无效"
+    title_en = "Invalid unified social credit code"
+    message_zh = (
+        "电子营业执照系统提供的统一社会信用代码格式不正确（应为 18 位，不含字母 I、O、Z、S、V，"
+        "末位校验码须符合 GB 32100-2015），因此无法以企业身份登录。请联系电子营业执照服务。"
+    )
+    message_en = (
+        "The unified social credit code the electronic business licence system sent is "
+        "malformed (it must have 18 characters, none of the letters I, O, Z, S, V, and a check "
+        "character that follows GB 32100-2015), so you cannot sign in for the enterprise. "
+        "Please contact the electronic business licence service."
+    )
+
+
+class EnterpriseRoleInvalid(CreditCodeInvalid):
+    """The e-business-licence system named no enterprise name or type, or a role other than
+    ``legal_representative`` or ``agent``."""
+
+    code = "enterprise_assertion_invalid"
+    title_zh = "企业身份信息不完整"
+    title_en = "Incomplete enterprise assertion"
+    message_zh = "电子营业执照系统未提供完整的企业名称、类型或您的身份（法定代表人或经办人）。"
+    message_en = (
+        "The electronic business licence system did not say the enterprise's name and type "
+        "and your role (legal representative or agent)."
+    )
+
+
+class NotLegalRepresentative(TongxingError):
+    """Only a legal representative, signed in through the e-business-licence system in this
+    session, may grant or revoke the enterprise's mandates."""
+
+    code = "access_denied"
+    status = 403
+    title_zh = "仅限法定代表人"
+    title_en = "Legal representatives only"
+    message_zh = "只有通过电子营业执照登录的企业法定代表人才能授权或撤销经办人。"
+    message_en = (
+        "Only the enterprise's legal representative, signed in with the electronic business "
+        "licence, may grant or revoke mandates."
+    )
+
+
+class MandateInvalid(InvalidRequest):
+    """A mandate's terms do not stand: no portal or sector, an unknown one, a date not in the
+    future or too far, a malformed identity number. ``message_*`` say which."""
+
+    title_zh = "授权内容有误"
+    title_en = "The mandate cannot be granted"
+
+
+class PortalRefusesEnterprises(TongxingError):
+    """The portal serves people only (its registration's ``subject_kinds``): nobody acts for an
+    enterprise there, and no mandate is granted for it."""
+
+    code = "access_denied"
+    status = 403
+    title_zh = "该门户不办理企业业务"
+    title_en = "This portal does not serve enterprises"
+    message_zh = "该门户只为个人办理业务，不能代表企业使用。"
+    message_en = (
+        "This portal serves individuals only; it cannot be used on behalf of an enterprise."
+    )
+
+
+class MandateNotLive(TongxingError):
+    """The invitation or mandate is unknown, already used, revoked, expired, or for another
+    person: one answer for every reason, so an invitation tells its holder nothing."""
+
+    code = "access_denied"
+    status = 403
+    title_zh = "授权无效"
+    title_en = "No valid mandate"
+    message_zh = "该授权不存在、已被撤销、已过期或不属于您。请联系企业的法定代表人。"
+    message_en = (
+        "This mandate does not exist, was revoked, has expired or is not yours. Please "
+        "contact the enterprise's legal representative."
+    )
+
+
+class NoEnterpriseToActFor(TongxingError):
+    """The portal serves enterprises only, and the person holds no live mandate for it and did
+    not sign in for an enterprise through the e-business-licence system."""
+
+    code = "access_denied"
+    status = 403
+    title_zh = "没有可代表的企业"
+    title_en = "No enterprise to act for"
+    message_zh = (
+        "该门户只办理企业业务，而您没有适用于该门户的有效企业授权。请通过电子营业执照登录，"
+        "或请企业法定代表人为您授权。"
+    )
+    message_en = (
+        "This portal serves enterprises only, and you hold no valid mandate of an enterprise "
+        "for it. Sign in with the electronic business licence, or ask the enterprise's legal "
+        "representative to grant you a mandate."
+    )
+
+
+# --- identity proofing and verified claims (issue 16, gateway.proofing) -------------------------
+
+
+class ProofingNotAccepted(TongxingError):
+    """A proofing provider's answer the gateway will not keep: it vouched for a trust framework
+    or a claim the platform does not let it vouch for, it sent no usable ``verified_claims``, or
+    it proofed another person than the one signed in (OpenID Connect for Identity Assurance 1.0).
+    Nothing of it is kept; the log line names the provider and why, never a claim value."""
+
+    code = "proofing_not_accepted"
+    status = 403
+    title_zh = "实名核验未通过"
+    title_en = "Identity verification not accepted"
+    message_zh = "核验机构返回的结果不能用于本次登录，请返回原网站重试或联系服务台。"
+    message_en = (
+        "The verification service's answer cannot be used for this sign-in. Go back to the site "
+        "and try again, or contact the help desk."
+    )
+
+
+class ProofingUnavailable(TongxingError):
+    """No proofing provider is configured, or it cannot be reached just now."""
+
+    code = "proofing_unavailable"
+    status = 503
+    title_zh = "实名核验暂不可用"
+    title_en = "Identity verification unavailable"
+    message_zh = "实名核验服务暂时不可用，请稍后重试。"
+    message_en = "The identity verification service is unavailable just now; try again later."
+
+
+class VerificationTokenInvalid(TongxingError):
+    """``/verification`` without a live access token of a portal (RFC 6750 §3.1)."""
+
+    code = "invalid_token"
+    status = 401
+    title_zh = "未授权"
+    title_en = "Unauthorized"
+    message_zh = "需要该用户有效的访问令牌。"
+    message_en = "A valid access token of the person is required."

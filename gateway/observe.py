@@ -223,6 +223,80 @@ class PolicyReloaded(Event):
     generation: int | None = None  # the store's generation active after the reload
 
 
+# --- enterprises and mandates (issue 16) --------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EnterpriseSignedIn(Event):
+    """A person signed in for an enterprise through an ``enterprise`` region, in ``role``
+    (``legal_representative`` or ``agent``): ``enterprise`` is the gateway's opaque id of it,
+    never the credit code."""
+
+    kind: ClassVar[str] = "enterprise.signed_in"
+    subject: str
+    enterprise: str
+    role: str
+    region: str
+
+
+@dataclass(frozen=True)
+class MandateGranted(Event):
+    """A legal representative ``subject`` granted mandate ``mandate`` of ``enterprise`` (an
+    invitation until the agent accepts it), for ``portals`` and ``sectors``."""
+
+    kind: ClassVar[str] = "mandate.granted"
+    subject: str
+    enterprise: str
+    mandate: str
+    portals: tuple[str, ...] = ()
+    sectors: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class MandateAccepted(Event):
+    """The agent ``subject`` accepted the invitation of mandate ``mandate``."""
+
+    kind: ClassVar[str] = "mandate.accepted"
+    subject: str
+    enterprise: str
+    mandate: str
+
+
+@dataclass(frozen=True)
+class MandateUsed(Event):
+    """``subject`` chose to act for ``enterprise`` at ``portal`` in ``role`` (under ``mandate``
+    for an agent; ``None`` for a person the e-business-licence system asserted)."""
+
+    kind: ClassVar[str] = "mandate.used"
+    subject: str
+    enterprise: str
+    portal: str
+    role: str
+    mandate: str | None = None
+
+
+@dataclass(frozen=True)
+class MandateRevoked(Event):
+    """The legal representative ``subject`` revoked mandate ``mandate``."""
+
+    kind: ClassVar[str] = "mandate.revoked"
+    subject: str
+    enterprise: str
+    mandate: str
+
+
+@dataclass(frozen=True)
+class MandateRefused(Event):
+    """An agent's use of a mandate was refused: ``reason`` is the error code (a revoked or
+    expired mandate, a portal that does not serve enterprises, none at all)."""
+
+    kind: ClassVar[str] = "mandate.refused"
+    subject: str
+    portal: str
+    reason: str
+    mandate: str | None = None
+
+
 Sink = Callable[[Event], None]
 
 
@@ -256,6 +330,7 @@ __all__ = [
     "AdminChange",
     "ConsentGiven",
     "ConsentWithdrawn",
+    "EnterpriseSignedIn",
     "Event",
     "Events",
     "FactorBound",
@@ -264,6 +339,11 @@ __all__ = [
     "LockedOut",
     "LoggedOut",
     "LogoutDelivered",
+    "MandateAccepted",
+    "MandateGranted",
+    "MandateRefused",
+    "MandateRevoked",
+    "MandateUsed",
     "PolicyReloaded",
     "SignInCompleted",
     "SignInFailed",

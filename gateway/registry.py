@@ -23,7 +23,15 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, Any, Final, Generic, Literal, Self, TypeVar
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from gateway.errors import RegionSecretUnreadable
 from gateway.identity import pairwise_subject
@@ -38,6 +46,7 @@ from tongxing_api.vocabulary import (
     RESOURCE_NAME_PATTERN,
     SECTOR_PATTERN,
     UID_PATTERN,
+    ApplicationType,
     ConsentClaim,
     OwnerKind,
     SubjectType,
@@ -170,9 +179,14 @@ class Portal(BaseModel):
     client_id: Annotated[str, Field(pattern=CLIENT_ID_PATTERN)]
     names: Names
     owner: Annotated[str, Field(pattern=CODE_PATTERN)]
+    # OIDC Dynamic Client Registration §2; before the redirect URIs, whose rule it decides.
+    application_type: ApplicationType = "web"
     redirect_uris: Annotated[list[str], Field(min_length=1, max_length=20)]
     post_logout_redirect_uris: list[str] = Field(default_factory=list)
     backchannel_logout_uri: str | None = None
+    # Back-Channel Logout 1.0 §2.2; unset sends sid as true does, false sends no sid (see
+    # gateway.sessions.Sessions.logout_token).
+    backchannel_logout_session_required: bool | None = None
     # OIDC Core §8.1, Dynamic Client Registration §2: names the pairwise sector by its host.
     sector_identifier_uri: str | None = None
     token_endpoint_auth_method: AuthMethod = AuthMethod.CLIENT_SECRET_BASIC
@@ -191,14 +205,27 @@ class Portal(BaseModel):
     # Claims released only after the person agreed, on a consent page (remembered, revocable).
     consent_claims: list[ConsentClaim] = Field(default_factory=list)
     allowed_home_regions: list[Annotated[str, Field(pattern=CODE_PATTERN)]] | None = None
+    # Whom the portal serves: people, enterprises (people acting for one), or both (issue 16).
+    subject_kinds: Literal["people", "enterprises", "both"] = "people"
     enabled: bool = True
     managed_by: ManagedBy | None = None
 
+    @model_validator(mode="before")
+    @classmethod
+    def _native_is_public_by_default(cls, data: Any) -> Any:
+        """A native app without a method named authenticates with ``none`` (RFC 8252 §8.5)."""
+        if isinstance(data, Mapping) and data.get("application_type") == "native":
+            return {"token_endpoint_auth_method": AuthMethod.NONE.value, **data}
+        return data
+
     @field_validator("redirect_uris", "post_logout_redirect_uris")
     @classmethod
-    def _uris(cls, value: list[str]) -> list[str]:
+    def _uris(cls, value: list[str], info: ValidationInfo) -> list[str]:
+        # A bad application_type is its own field error; the URIs are then checked as a web
+        # portal's, the stricter rule.
+        kind: ApplicationType = "native" if info.data.get("application_type") == "native" else "web"
         for uri in value:
-            check_redirect_uri(uri)
+            check_redirect_uri(uri, application_type=kind)
         return list(dict.fromkeys(value))
 
     @field_validator("backchannel_logout_uri")
@@ -224,6 +251,14 @@ class Portal(BaseModel):
             raise ValueError("private_key_jwt needs jwks with at least one public key")
         if method is AuthMethod.NONE and "client_credentials" in self.grant_types:
             raise ValueError("a public client cannot use client_credentials")
+        if self.application_type == "native" and (
+            method is not AuthMethod.NONE or self.client_secret_hash or self.jwks
+        ):
+            raise ValueError(
+                "a native app is a public client: token_endpoint_auth_method none, no client "
+                "secret and no keys (RFC 8252 §8.5: a secret in an app is no secret); PKCE "
+                "then binds each code to the app that asked for it (§8.1)"
+            )
         return self
 
     @property
@@ -242,6 +277,25 @@ class Portal(BaseModel):
         if "refresh_token" in self.grant_types:
             registered.add("offline_access")
         return " ".join(dict.fromkeys(s for s in (requested or "").split() if s in registered))
+
+    def accepts_redirect_uri(self, redirect_uri: str) -> bool:
+        """Whether ``redirect_uri``, sent to ``/authorize``, is one of this portal's.
+
+        Exact string comparison (RFC 9700 §4.1.3, RFC 6749 §3.1.2.3): no normalisation, no
+        patterns. One exception, for native apps only (RFC 8252 §7.3): a loopback redirect URI
+        on ``127.0.0.1`` or ``[::1]`` matches whatever port it names, since the app listens on
+        a port the system gives it at the time; host, path and query are still compared
+        exactly. A web portal's loopback URI is compared exactly, port included. The token
+        endpoint then asks for the URI exactly as it was sent here (RFC 6749 §4.1.3).
+        """
+        if redirect_uri in self.redirect_uris:
+            return True
+        if self.application_type != "native":
+            return False
+        presented = loopback_redirect(redirect_uri)
+        return presented is not None and any(
+            loopback_redirect(registered) == presented for registered in self.redirect_uris
+        )
 
     @property
     def redirect_hosts(self) -> list[str]:
@@ -275,6 +329,24 @@ class Portal(BaseModel):
         if self.client_secret_hash is None:
             return False
         return hmac.compare_digest(hash_secret(secret), self.client_secret_hash)
+
+
+# http, a literal loopback address, an optional port (digits only, so no userinfo or other host
+# can follow it), then the path and query: RFC 8252 §7.3's form, as the app sends it.
+_LOOPBACK_REDIRECT = re.compile(r"http://(127\.0\.0\.1|\[::1\])(?::([0-9]{1,5}))?([/?][^#\s]*)?")
+
+
+def loopback_redirect(uri: str) -> tuple[str, str] | None:
+    """The host and the rest (path and query) of a loopback redirect URI a native app may
+    use with any port (RFC 8252 §7.3), or ``None`` when ``uri`` is not one: another host or
+    spelling (``localhost``, ``127.1``), userinfo, a fragment, an invalid port."""
+    found = _LOOPBACK_REDIRECT.fullmatch(uri)
+    if found is None:
+        return None
+    host, port, rest = found.groups()
+    if port is not None and not 0 < int(port) <= 65535:
+        return None
+    return host, rest or ""
 
 
 def pairwise_sector_errors(portal: Portal) -> list[dict[str, str]]:

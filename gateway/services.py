@@ -28,6 +28,7 @@ from gateway.signin import SignIn
 from gateway.store.contract import Store
 from gateway.store.sql import SqlStore
 from gateway.tokens import TokenService
+from gateway.verified import VerifiedClaimsService
 
 
 @dataclass
@@ -117,10 +118,11 @@ def wire(settings: Settings, store: Store, keys: KeyRing, clock: Clock = utc_now
     )
     regions = MetadataCache(limits=limits)
     policy = PolicyEngine(settings.policy_dir, clock=clock, store=store)
-    assurance = Assurance(policy)
+    assurance = Assurance(policy, proofing=bool(settings.proofing_providers))  # loa3 reachable
     tokens = TokenService(
         settings, store, registry, keys, sealer, assurance, clock=clock, events=events
     )
+    tokens.verified = VerifiedClaimsService(store, assurance, cipher, clock)  # issue 16
     signin = SignIn(
         settings=settings,
         store=store,
@@ -133,6 +135,7 @@ def wire(settings: Settings, store: Store, keys: KeyRing, clock: Clock = utc_now
         clock=clock,
         events=events,
     )
+    tokens.claim_sources.append(signin.mandates.claims)  # acting for an enterprise
     return Services(
         settings=settings,
         store=store,

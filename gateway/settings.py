@@ -26,6 +26,7 @@ from pydantic import (
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from gateway.registry import CODE_PATTERN, PRINCIPAL_PATTERN, Level
+from gateway.verified import ProofingProviderSettings
 
 MIN_SECRET_LENGTH = 32
 #: The principal names of the two tokens the settings hold themselves.
@@ -81,10 +82,19 @@ class RateLimits(BaseModel):
     mfa: str = "120/minute"
     #: The admin API, per principal (its token's hash); unknown tokens per address.
     admin: str = "1200/minute"
+    #: ``/verification`` (issue 16: the verification result only), per portal.
+    verification: str = "60/minute"
     max_keys: Annotated[int, Field(ge=100, le=10_000_000)] = 100_000
 
     @field_validator(
-        "authorize", "callback", "token", "introspect", "token_address", "mfa", "admin"
+        "authorize",
+        "callback",
+        "token",
+        "introspect",
+        "token_address",
+        "mfa",
+        "admin",
+        "verification",
     )
     @classmethod
     def _parses(cls, value: str) -> str:
@@ -209,6 +219,26 @@ class Settings(BaseSettings):
             "derived from mfa_secret seals them (the gateway logs that it does)."
         ),
     )
+
+    # Issue 16: identity proofing (OpenID Connect for Identity Assurance 1.0, gateway.proofing).
+    proofing_providers: list[ProofingProviderSettings] = Field(
+        default_factory=list,
+        description=(
+            "Proofing providers the platform trusts (JSON list: TONGXING_PROOFING_PROVIDERS): "
+            "upstream OpenID Providers answering with verified_claims, each with the trust "
+            "frameworks and claims it may vouch for. The first is where a citizen who needs "
+            "loa3 is sent; none: loa3 cannot be reached."
+        ),
+    )
+
+    @field_validator("proofing_providers")
+    @classmethod
+    def _distinct_providers(
+        cls, value: list[ProofingProviderSettings]
+    ) -> list[ProofingProviderSettings]:
+        if len({provider.id for provider in value}) != len(value):
+            raise ValueError("proofing provider ids must be unique")
+        return value
 
     @field_validator("sealing_keys")
     @classmethod

@@ -40,6 +40,7 @@ from gateway.errors import (
     ConsentRequestExpired,
     IdentityConflict,
     LoginExpired,
+    NoEnterpriseToActFor,
     SignInFromAnotherBrowser,
     SignInLinkExpired,
     TongxingError,
@@ -47,11 +48,13 @@ from gateway.errors import (
     UnregisteredRedirectUri,
 )
 from gateway.identity import identity_key
+from gateway.mandates import SEAT_CLAIM, Choice, Mandates, accepts_enterprises, check_assertion
 from gateway.mfa import REGION_LEVEL_CLAIM
 from gateway.observe import (
     ConsentGiven,
     Events,
     IdentityLinked,
+    MandateRefused,
     SignInCompleted,
     SignInFailed,
     SignInStarted,
@@ -80,6 +83,7 @@ from gateway.store.contract import (
     UpstreamLeg,
     token_hash,
 )
+from gateway.store.contract.mandates import MandateStore
 from gateway.tokens import TokenService, User
 
 log = logging.getLogger(__name__)
@@ -93,6 +97,7 @@ WAITING = {
     PendingStage.AT_REGION: REGION_LEG_LIFETIME,
     PendingStage.STEP_UP: INTERACTION_LIFETIME,
     PendingStage.CONSENT: INTERACTION_LIFETIME,
+    PendingStage.ACTING_FOR: INTERACTION_LIFETIME,
 }
 ID_BYTES = 32
 CLOCK_SKEW = timedelta(seconds=10)
@@ -167,7 +172,25 @@ class AskConsent:
     ui_locales: str | None = None  # the portal's (OIDC Core §3.1.2.1): which language leads
 
 
-Answer = ToPortal | ToRegion | ChooseRegion | StepUp | AskConsent
+@dataclass(frozen=True)
+class ChooseEnterprise:
+    """The acting-for page (issue 16): at a portal that accepts enterprises, the person picks
+    whom they act for (:meth:`SignIn.acting_for_page` gives its content)."""
+
+    pending: PendingCookie
+
+
+Answer = ToPortal | ToRegion | ChooseRegion | StepUp | AskConsent | ChooseEnterprise
+
+
+@dataclass(frozen=True)
+class ActingForPage:
+    """What the acting-for page shows: the portal, the choices, the form handle."""
+
+    portal: Portal
+    choices: tuple[Choice, ...]
+    form: str
+    ui_locales: str | None = None
 
 
 @dataclass(frozen=True)
@@ -202,8 +225,11 @@ class RefusedRequest(Exception):  # noqa: N818 - named after what happened
 # --- what the sign-in needs --------------------------------------------------------------------
 
 
-class SignInStore(PendingAuthorizationStore, SubjectStore, SessionStore, ConsentStore, Protocol):
-    """The aggregates a sign-in touches: its record, subjects, sessions and consents."""
+class SignInStore(
+    PendingAuthorizationStore, SubjectStore, SessionStore, ConsentStore, MandateStore, Protocol
+):
+    """The aggregates a sign-in touches: its record, subjects, sessions, consents, and the
+    enterprises and mandates of people acting for one (:mod:`gateway.mandates`)."""
 
 
 class RegionBroker(Protocol):
@@ -279,6 +305,15 @@ class SignIn:
         self.clock = clock
         # What happened, said once (gateway.observe); built without (unit tests): to nobody.
         self.events = events if events is not None else Events()
+        # Enterprises, mandates, acting for one (issue 16): over the same store and events.
+        self.mandates = Mandates(
+            settings=settings,
+            store=store,
+            registry=registry,
+            sealer=sealer,
+            events=self.events,
+            clock=clock,
+        )
 
     @contextmanager
     def _step(self, portal: str | None = None, region: str | None = None) -> Iterator[_Seen]:
@@ -518,6 +553,58 @@ class SignIn:
             )
             return self._decide(request, user, live, now)
 
+    # -- the acting-for page (issue 16) ------------------------------------------------------
+
+    def acting_for_page(self, pending_id: str | None, session_id: str | None) -> ActingForPage:
+        """The acting-for page of this browser's sign-in: the portal and the choices as they
+        stand now (a mandate revoked since is no longer offered)."""
+        with self._step() as seen:
+            now = self.clock()
+            found = self._waiting(pending_id, session_id, PendingStage.ACTING_FOR, now)
+            if found is None:
+                raise LoginExpired("no sign-in waits for the choice of an enterprise")
+            live, session = found
+            request = live.record.request
+            seen.portal, seen.region = request.client_id, session.region
+            seen.subject = session.subject
+            portal = self._portal(request, live, now)
+            choices = tuple(self.mandates.choices(session, portal))
+            return ActingForPage(portal, choices, form_handle(live.id), request.ui_locales)
+
+    def act_for(
+        self, pending_id: str | None, form: str | None, session_id: str | None, choice: str
+    ) -> Answer:
+        """The acting-for page's answer: the choice kept (:meth:`Mandates.choose`), then decide
+        again. A choice that is no longer live (a mandate revoked or expired since the page was
+        shown) is refused with a page (:class:`~gateway.errors.MandateNotLive`), said as
+        :class:`~gateway.observe.MandateRefused`; the sign-in is over."""
+        with self._step() as seen:
+            now = self.clock()
+            found = self._waiting(pending_id, session_id, PendingStage.ACTING_FOR, now)
+            if found is None or not _names(form, found[0]):
+                raise LoginExpired("no sign-in waits for this choice of an enterprise")
+            live, session = found
+            request = live.record.request
+            seen.portal, seen.region = request.client_id, session.region
+            seen.subject = session.subject
+            portal = self._portal(request, live, now)
+            try:
+                self.mandates.choose(session, portal, live.record.id_hash, choice[:200])
+            except TongxingError as error:
+                named = choice.startswith("mandate:")
+                mandate = choice.removeprefix("mandate:")[:64] if named else None
+                self.events.emit(
+                    MandateRefused(
+                        subject=session.subject,
+                        portal=portal.client_id,
+                        reason=error.code,
+                        mandate=mandate,
+                    )
+                )
+                self._close(live, now, missing_ok=True)
+                raise
+            return self._decide(request, User.from_session(session), live, now)
+
     # -- deciding the answer -----------------------------------------------------------------
 
     def _decide(
@@ -544,14 +631,18 @@ class SignIn:
             return self._to_portal(
                 request, live, "unmet_authentication_requirements", unmet, now, user=user
             )
-        if outcome.verdict is Verdict.STEP_UP:
+        if outcome.verdict in (Verdict.STEP_UP, Verdict.PROOF):  # PROOF: gateway.proofing
             if none:
-                needed = "a second factor is required"
+                needed = "a second factor or identity proofing is required"
                 return self._to_portal(
                     request, live, "interaction_required", needed, now, user=user
                 )
             return StepUp(self._wait(request, live, PendingStage.STEP_UP, user, (), now))
-        released = self.tokens.releasable(portal, user, request.scope)
+        if accepts_enterprises(portal):
+            acting = self._acting_for(request, portal, user, live, now)
+            if acting is not None:
+                return acting
+        released = self.tokens.releasable(portal, user, request.scope, request.claims)
         missing = tuple(sorted(self.tokens.missing_consent(portal, user, released)))
         if missing:
             if none:
@@ -573,6 +664,44 @@ class SignIn:
             )
         )
         return ToPortal(self._code_url(request, code))
+
+    def _acting_for(
+        self,
+        request: AuthorizationRequest,
+        portal: Portal,
+        user: User,
+        live: _Live | None,
+        now: datetime,
+    ) -> Answer | None:
+        """At a portal that accepts enterprises: the acting-for page, unless the person chose
+        in this very sign-in already, or has no enterprise to act for at a portal that also
+        serves people (``None``: go on). A portal serving enterprises only, for a person with
+        nothing to act for, is refused with a page that says why
+        (:class:`~gateway.errors.NoEnterpriseToActFor`), said as
+        :class:`~gateway.observe.MandateRefused`; ``prompt=none`` gets
+        ``interaction_required`` (OIDC Core §3.1.2.6)."""
+        session = self.store.get_session(user.session_hash or "", now)
+        if session is None:
+            raise LoginExpired("the SSO session ended during the sign-in")
+        if live is not None and self.mandates.chosen(
+            session.session_hash, portal, live.record.id_hash
+        ):
+            return None
+        choices = self.mandates.choices(session, portal)
+        if not choices:
+            if portal.subject_kinds == "both":
+                return None
+            self.events.emit(
+                MandateRefused(
+                    subject=user.subject, portal=portal.client_id, reason="no_enterprise"
+                )
+            )
+            self._close(live, now, missing_ok=True)
+            raise NoEnterpriseToActFor(f"portal {portal.client_id}: no seat and no mandate")
+        if "none" in request.prompt:
+            needed = "the person must choose the enterprise they act for"
+            return self._to_portal(request, live, "interaction_required", needed, now, user=user)
+        return ChooseEnterprise(self._wait(request, live, PendingStage.ACTING_FOR, user, (), now))
 
     def _signed_in(self, live: _Live, user: User, now: datetime) -> Answer:
         """The portal's answer right after a sign-in at the region, whose ``auth_time``
@@ -612,7 +741,7 @@ class SignIn:
         unregistered while the person signed in gets a page, never a redirect (RFC 6749
         §4.1.2.1), and the pending authorization ends."""
         portal = self.tokens.portal(request.client_id)
-        if portal is not None and request.redirect_uri in portal.redirect_uris:
+        if portal is not None and portal.accepts_redirect_uri(request.redirect_uri):
             return portal
         self._close(live, now, missing_ok=True)
         if portal is None:
@@ -773,7 +902,15 @@ class SignIn:
         self, region: Region, identity: UpstreamIdentity, now: datetime
     ) -> tuple[str, SsoSession]:
         """Link the national subject (keyed by the identity number, never kept in clear) and
-        open the SSO session at the level the region may vouch for (THREAT_MODEL row 2)."""
+        open the SSO session at the level the region may vouch for (THREAT_MODEL row 2).
+
+        An ``enterprise`` region's assertion of the enterprise is checked first (a malformed
+        credit code is :class:`~gateway.errors.CreditCodeInvalid`, before anything is kept),
+        then recorded with the person's role, and the session remembers the seat
+        (:mod:`gateway.mandates`)."""
+        assertion = None
+        if region.kind is RegionKind.ENTERPRISE:
+            assertion = check_assertion(identity.claims)
         national_secret = self.settings.national_secret.get_secret_value().encode()
         try:
             subject = self.store.link_subject(
@@ -792,6 +929,10 @@ class SignIn:
                 identity.identity_number, subject.id
             ),
         }
+        if assertion is not None:
+            claims[SEAT_CLAIM] = self.mandates.record_sign_in(
+                assertion, subject.id, region.code, now
+            )
         if identity.name:
             claims["name"] = identity.name
         if identity.phone_number:
@@ -967,8 +1108,10 @@ def _transaction(leg: UpstreamLeg, state: str) -> LoginTransaction:
 __all__ = [
     "INTERACTION_LIFETIME",
     "REGION_LEG_LIFETIME",
+    "ActingForPage",
     "Answer",
     "AskConsent",
+    "ChooseEnterprise",
     "ChooseRegion",
     "Completion",
     "PendingCookie",

@@ -9,6 +9,7 @@ only (:func:`~gateway.store.contract.token_hash`).
 from __future__ import annotations
 
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
@@ -33,6 +34,13 @@ from gateway.store.contract import (
     SsoSession,
     TokenStore,
     token_hash,
+)
+from gateway.verified import (
+    VERIFIED_CLAIMS,
+    ClaimsRequest,
+    ClaimsRequestError,
+    VerifiedClaimsService,
+    parse_claims_request,
 )
 
 ACCESS_TOKEN_BYTES = 32
@@ -112,6 +120,11 @@ class TokenService:
         # gateway.provider.oauth); a service built without one (unit tests) has its own.
         self.events = events if events is not None else Events()
         self._pairwise = settings.pairwise_secret.get_secret_value().encode()
+        # Claims requests and verified claims (gateway.verified), wired by gateway.services.
+        self.verified: VerifiedClaimsService | None = None
+        # Further claims for the ID token and userinfo (acting for an enterprise:
+        # gateway.mandates.Mandates.claims), wired by gateway.services.
+        self.claim_sources: list[Callable[[Portal, User, str], dict[str, Any]]] = []
 
     # -- portals and people ------------------------------------------------------------------
 
@@ -140,37 +153,68 @@ class TokenService:
 
     # -- claims ------------------------------------------------------------------------------
 
-    def releasable(self, portal: Portal, user: User, scope: str) -> set[str]:
-        """The claims (names) the scopes ask for, the session holds and the policies release."""
+    def releasable(
+        self, portal: Portal, user: User, scope: str, claims: str | ClaimsRequest | None = None
+    ) -> set[str]:
+        """The claims (names) the scopes or the ``claims`` request parameter (OIDC Core §5.5)
+        ask for, the session holds and the policies release; :data:`VERIFIED_CLAIMS` when
+        verified claims it asks for would be released (IDA §5, :mod:`gateway.verified`)."""
+        request = _claims_request(claims)
         held = set(user.claims) | ({ID_NUMBER_CLAIM} if SEALED_ID_NUMBER in user.claims else set())
         wanted = {
             claim for name in scope.split() for claim in SCOPE_CLAIMS.get(name, ()) if claim in held
         }
-        if not wanted:
-            return set()
-        return self.assurance.released(user.sign_in(), portal, wanted)
+        if request is not None:
+            wanted |= {c for names in request.claims.values() for c in names if c in held}
+        released = self.assurance.released(user.sign_in(), portal, wanted) if wanted else set()
+        if (
+            request is not None
+            and self.verified is not None
+            and request.wants_verified()
+            and self.verified.releasable(portal, user, request)
+        ):
+            released.add(VERIFIED_CLAIMS)
+        return released
 
     def missing_consent(self, portal: Portal, user: User, released: set[str]) -> set[str]:
-        """Claims of ``released`` the registration reserves for consent not (yet) given."""
-        reserved = released & set(portal.consent_claims)
+        """Claims of ``released`` the registration reserves for consent not (yet) given;
+        verified claims always need the person's own consent (the 网号/网证 rule)."""
+        reserved = released & (set(portal.consent_claims) | {VERIFIED_CLAIMS})
         if not reserved:
             return set()
         consent = self.store.get_consent(user.subject, portal.client_id)
         return reserved - (consent.claims if consent is not None else frozenset())
 
-    def user_claims(self, portal: Portal, user: User, scope: str) -> dict[str, Any]:
+    def user_claims(
+        self, portal: Portal, user: User, scope: str, target: str = "userinfo"
+    ) -> dict[str, Any]:
         """Claims for the ID token and userinfo (OIDC Core §5.4): what the scopes ask for, the
         session holds, the policies release to this portal (data minimisation) and, for claims
-        the registration reserves, what the person consented to."""
+        the registration reserves, what the person consented to. Claims asked for only by the
+        portal's ``claims`` request go where it asked (``target``: ``id_token`` or
+        ``userinfo``, OIDC Core §5.5), ``verified_claims`` too (IDA §5)."""
         claims: dict[str, Any] = {"sub": self.subject_for(portal, user.subject)}
-        released = self.releasable(portal, user, scope)
+        request = None
+        if self.verified is not None:
+            request = self.verified.request_for(user.session_hash, portal.client_id)
+        released = self.releasable(portal, user, scope, request)
         released -= self.missing_consent(portal, user, released)
+        by_scope = {c for name in scope.split() for c in SCOPE_CLAIMS.get(name, ())}
+        asked = request.claims.get(target, frozenset()) if request is not None else frozenset()
         for claim in sorted(released):
+            if claim == VERIFIED_CLAIMS or (claim not in by_scope and claim not in asked):
+                continue
             if claim == ID_NUMBER_CLAIM:
                 sealed = user.claims[SEALED_ID_NUMBER]
                 claims[claim] = self.sealer.open_identity_number(sealed, user.subject)
             else:
                 claims[claim] = user.claims[claim]
+        if VERIFIED_CLAIMS in released and self.verified is not None:
+            verified = self.verified.claims_for(portal, user, request, target)
+            if verified:
+                claims[VERIFIED_CLAIMS] = verified[0] if len(verified) == 1 else verified
+        for source in self.claim_sources:
+            claims.update(source(portal, user, scope))
         return claims
 
     def userinfo(self, access_token: str) -> dict[str, Any] | BearerRefusal:
@@ -194,6 +238,8 @@ class TokenService:
         by its hash, bound to the client, redirect URI, scope, nonce and PKCE challenge."""
         code = secrets.token_urlsafe(CODE_BYTES)
         issued = self.clock()
+        if self.verified is not None:  # the claims request, for this portal's tokens (§5.5)
+            self.verified.remember_request(user.session_hash, request.client_id, request.claims)
         claims: dict[str, Any] = {"acr": user.acr, "amr": list(user.amr)}
         if user.auth_time is not None:
             claims["auth_time"] = int(user.auth_time.timestamp())
@@ -231,7 +277,7 @@ class TokenService:
     ) -> str:
         """An ID token (OIDC Core §2) signed by the national key."""
         issued = self.clock()
-        claims = self.user_claims(portal, user, scope)
+        claims = self.user_claims(portal, user, scope, "id_token")
         claims.update(
             {
                 "iss": self.settings.issuer_url,
@@ -267,6 +313,14 @@ class TokenService:
         self.store.save_access_token(record)
         if include_refresh_token:
             token["refresh_token"] = secrets.token_urlsafe(ACCESS_TOKEN_BYTES)
+        return token
+
+    def issue_portal_token(self, client_id: str, scope: str) -> dict[str, Any]:
+        """A client credentials response (RFC 6749 §4.4.3): a bearer access token whose
+        subject is the portal itself, under a new grant of its own (so that revoking it ends
+        that token only); the grant and the token are stored together, in one transaction."""
+        token, record = self.new_access_token(client_id, "-", client_id, scope)
+        self.store.issue_access_token_grant(record, self.clock())
         return token
 
     def new_access_token(
@@ -342,6 +396,16 @@ class TokenService:
         if session is None:
             return User(subject)
         return User.from_session(session)
+
+
+def _claims_request(claims: str | ClaimsRequest | None) -> ClaimsRequest | None:
+    """A kept ``claims`` request, parsed (it was validated at ``/authorize``)."""
+    if claims is None or isinstance(claims, ClaimsRequest):
+        return claims
+    try:
+        return parse_claims_request(claims)
+    except ClaimsRequestError:  # pragma: no cover - only validated requests are kept
+        return None
 
 
 __all__ = [

@@ -24,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field
 __all__ = [
     "ADMIN_ERROR_CODES",
     "API_PATH",
+    "APPLICATION_TYPES",
     "CLAIM_SCOPES",
     "CLIENT_ID_PATTERN",
     "CODE_PATTERN",
@@ -33,9 +34,12 @@ __all__ = [
     "LOOPBACK_HOSTS",
     "NAMESPACE_PATTERN",
     "NAME_MAX_LENGTH",
+    "NATIVE_LOOPBACK_HOSTS",
     "OWNER_FIELDS",
     "OWNER_KINDS",
+    "PORTAL_REDIRECT_URI_PATTERN",
     "PRINCIPAL_PATTERN",
+    "PRIVATE_USE_SCHEME_PATTERN",
     "REDIRECT_URI_PATTERN",
     "RESOURCE_FIELDS",
     "RESOURCE_NAME_PATTERN",
@@ -44,6 +48,8 @@ __all__ = [
     "SINGULAR",
     "SUBJECT_TYPES",
     "UID_PATTERN",
+    "UNSAFE_SCHEMES",
+    "ApplicationType",
     "AuthMethod",
     "Claim",
     "Collection",
@@ -61,6 +67,7 @@ __all__ = [
     "is_local_address",
     "is_local_host",
     "is_loopback",
+    "is_private_use_scheme",
 ]
 
 # --- the API's shape -----------------------------------------------------------------------------
@@ -117,6 +124,7 @@ class RegionKind(StrEnum):
     SAR = "sar"
     CORPS = "corps"
     DEPARTMENT = "department"
+    ENTERPRISE = "enterprise"  # the e-business-licence system: legal persons (issue 16)
 
 
 # --- levels of assurance -------------------------------------------------------------------------
@@ -153,6 +161,12 @@ SECRET_AUTH_METHODS: Final = frozenset(
     {AuthMethod.CLIENT_SECRET_BASIC, AuthMethod.CLIENT_SECRET_POST}
 )
 
+#: OIDC Dynamic Client Registration §2 ``application_type``: a web site (the default), or an
+#: app on the person's device (RFC 8252), which is a public client: it cannot keep a secret
+#: (RFC 8252 §8.5), so it has none, authenticates with ``none`` and always uses PKCE (§8.1).
+ApplicationType = Literal["web", "native"]
+APPLICATION_TYPES: Final[tuple[ApplicationType, ...]] = get_args(ApplicationType)
+
 #: OIDC Core §8: one ``sub`` for every portal, or one per portal's sector.
 SubjectType = Literal["public", "pairwise"]
 SUBJECT_TYPES: Final[tuple[SubjectType, ...]] = get_args(SubjectType)
@@ -185,6 +199,51 @@ REDIRECT_URI_PATTERN: Final = (
     r"([/?][^#*\s]*)?$"
 )
 _DOT_SEGMENT = re.compile(r"(^|/)\.\.?(;[^/]*)?(/|$)")
+
+#: The hosts a native app's loopback redirect URI names (RFC 8252 §7.3): the literal addresses
+#: only, as the URL spells them. ``localhost`` is refused for native apps (§8.3: it may resolve
+#: elsewhere, and a firewall may see it as a different interface).
+NATIVE_LOOPBACK_HOSTS: Final = ("127.0.0.1", "[::1]")
+#: A private-use URI scheme in reverse-domain form (RFC 8252 §7.1, ``cn.gov.zj.zlb``): DNS
+#: labels, lower case, at least two; the first starts with a letter (RFC 3986 §3.1).
+PRIVATE_USE_SCHEME_PATTERN: Final = (
+    r"^[a-z]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)+$"
+)
+#: Schemes no redirect URI of a private-use kind may have: the web's own, and those that run or
+#: read something where they are opened. None has a dot, so the reverse-domain form already
+#: keeps them out; they are named so the refusal can say why.
+UNSAFE_SCHEMES: Final = frozenset(
+    {
+        "http",
+        "https",
+        "javascript",
+        "vbscript",
+        "data",
+        "file",
+        "blob",
+        "filesystem",
+        "about",
+        "ftp",
+        "ws",
+        "wss",
+        "mailto",
+        "tel",
+        "sms",
+        "intent",
+        "view-source",
+    }
+)
+#: The CRDs' pattern for a Portal's redirect URIs: :data:`REDIRECT_URI_PATTERN`, or a
+#: private-use scheme in reverse-domain form with one slash and no authority (RFC 8252 §7.1).
+#: Which of the two a Portal may use is its ``applicationType``'s (a CEL rule of the CRD).
+PORTAL_REDIRECT_URI_PATTERN: Final = (
+    r"^((https://[^/?#@*\s]+|http://(localhost|127\.0\.0\.1|\[::1\])(:[0-9]{1,5})?)"
+    r"([/?][^#*\s]*)?"
+    r"|[a-z]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)+"
+    r":/([^/?#*\s][^?#*\s]*)?(\?[^#*\s]*)?)$"
+)
+_PRIVATE_USE_SCHEME = re.compile(PRIVATE_USE_SCHEME_PATTERN)
+_PRIVATE_USE_REST = re.compile(r"^/([^/?#*\s][^?#*\s]*)?(\?[^#*\s]*)?$")
 
 
 def is_loopback(host: str) -> bool:
@@ -221,10 +280,69 @@ def check_absolute_url(value: str, *, what: str, allow_query: bool = True) -> st
     return value
 
 
-def check_redirect_uri(value: str, *, what: str = "redirect URI") -> str:
-    """A redirect (or logout) URI a portal may register: :func:`check_absolute_url`, query
-    allowed (RFC 6749 §3.1.2; loopback per RFC 8252 §7.3)."""
-    return check_absolute_url(value, what=what)
+def is_private_use_scheme(scheme: str) -> bool:
+    """Whether ``scheme`` is a private-use URI scheme in reverse-domain form (RFC 8252 §7.1)."""
+    return (
+        len(scheme) <= 253
+        and scheme not in UNSAFE_SCHEMES
+        and _PRIVATE_USE_SCHEME.fullmatch(scheme) is not None
+    )
+
+
+def check_redirect_uri(
+    value: str, *, what: str = "redirect URI", application_type: ApplicationType = "web"
+) -> str:
+    """A redirect (or logout) URI a portal may register (RFC 6749 §3.1.2, query allowed).
+
+    A web portal (OIDC Dynamic Client Registration §2, the default): :func:`check_absolute_url`,
+    https, or http on loopback, compared exactly (RFC 9700 §4.1.3).
+
+    A native app (RFC 8252 §7): a claimed https URI (§7.2), a loopback URI on ``127.0.0.1`` or
+    ``[::1]`` (§7.3; its port is not compared at ``/authorize``, the app listens on whatever
+    port it got), or a private-use scheme in reverse-domain form with one slash and no
+    authority (§7.1: ``cn.gov.zj.zlb:/oauth2redirect``). ``localhost`` is refused (§8.3), and so
+    is any scheme without a dot (``javascript:``, ``data:``, ``file:``, a bare ``myapp:``: §7.1
+    asks for a domain the app's publisher controls, so two apps do not claim one scheme).
+    """
+    if application_type == "web":
+        return check_absolute_url(value, what=what)
+    scheme, colon, rest = value.partition(":")
+    if colon and scheme not in ("http", "https"):
+        return _check_private_use(value, scheme, rest, what=what)
+    check_absolute_url(value, what=what)
+    parts = urlsplit(value)
+    if parts.scheme == "http" and parts.hostname not in ("127.0.0.1", "::1"):
+        raise ValueError(
+            f"{what} of a native app on loopback must name 127.0.0.1 or [::1], not "
+            f"{parts.hostname} (RFC 8252 §7.3; §8.3 recommends against localhost)"
+        )
+    try:
+        parts.port  # noqa: B018 - urlsplit checks the port only when asked
+    except ValueError:
+        raise ValueError(f"{what} has an invalid port") from None
+    return value
+
+
+def _check_private_use(value: str, scheme: str, rest: str, *, what: str) -> str:
+    """A private-use redirect URI (RFC 8252 §7.1): reverse-domain scheme, ``:/`` and a path."""
+    if any(ch.isspace() for ch in value) or "*" in value:
+        raise ValueError(f"{what} must not contain whitespace or wildcards")
+    if not is_private_use_scheme(scheme):
+        raise ValueError(
+            f"{what}: the scheme {scheme[:40]!r} is not a private-use scheme in reverse-domain "
+            "form (RFC 8252 §7.1, e.g. cn.gov.zj.zlb:/oauth2redirect: lower case, at least one "
+            "dot; javascript:, data:, file: and the like are refused)"
+        )
+    if "#" in rest:
+        raise ValueError(f"{what} must not contain a fragment")
+    if _PRIVATE_USE_REST.fullmatch(rest) is None:
+        raise ValueError(
+            f"{what}: a private-use scheme is followed by one slash and a path, with no "
+            f"authority (RFC 8252 §7.1: {scheme}:/oauth2redirect)"
+        )
+    if _DOT_SEGMENT.search(rest.partition("?")[0]):
+        raise ValueError(f"{what} must not contain dot segments")
+    return value
 
 
 # --- URLs the gateway itself contacts (THREAT_MODEL rows 1 and 6) --------------------------------

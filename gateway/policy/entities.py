@@ -42,6 +42,17 @@ SCOPE_CLAIMS: Final[Mapping[str, tuple[str, ...]]] = {
     "id_number": (ID_NUMBER_CLAIM,),
 }
 
+# Verified claims (OpenID Connect for Identity Assurance 1.0, gateway.verified) are Claim
+# entities of their own, ``verified_claims/<name>``, children of ``verified_claims`` so that a
+# policy can speak of them all (``resource in Tongxing::Claim::"verified_claims"``). A portal
+# requests the verified claims its registered scopes stand for (OIDC Core §5.4: ``profile``
+# covers the names, the birth date and the gender).
+VERIFIED_GROUP: Final = "verified_claims"
+VERIFIED_SCOPE_CLAIMS: Final[Mapping[str, tuple[str, ...]]] = {
+    "profile": ("name", "family_name", "given_name", "birthdate", "gender", "nationalities"),
+    "id_number": (ID_NUMBER_CLAIM,),
+}
+
 AgeBand = Literal["minor", "adult", "senior"]
 
 
@@ -117,7 +128,8 @@ class PortalFacts:
             owner=portal.owner,
             sector=portal.sector,
             minimum_level=portal.minimum_level,
-            requested_claims=claims_for_scopes(portal.scopes),
+            requested_claims=claims_for_scopes(portal.scopes)
+            | verified_claims_for_scopes(portal.scopes),
             may_receive_id_number=portal.may_receive_id_number,
             allowed_home_regions=(
                 None
@@ -130,6 +142,15 @@ class PortalFacts:
 def claims_for_scopes(scopes: Iterable[str]) -> frozenset[str]:
     """The personal claims the given scopes stand for (unknown scopes stand for none)."""
     return frozenset(claim for scope in scopes for claim in SCOPE_CLAIMS.get(scope, ()))
+
+
+def verified_claims_for_scopes(scopes: Iterable[str]) -> frozenset[str]:
+    """The verified claims (Cedar ids ``verified_claims/<name>``) the given scopes stand for."""
+    return frozenset(
+        f"{VERIFIED_GROUP}/{claim}"
+        for scope in scopes
+        for claim in VERIFIED_SCOPE_CLAIMS.get(scope, ())
+    )
 
 
 # --- entities and requests, in Cedar's JSON form -----------------------------------------------
@@ -168,8 +189,13 @@ def cedar_entities(
         {"uid": _uid(PERSON, person.subject), "attrs": person_attrs, "parents": []},
         {"uid": _uid(PORTAL, portal.client_id), "attrs": portal_attrs, "parents": []},
     ]
-    for claim in sorted(set(claims) | portal.requested_claims):
-        entities.append({"uid": _uid(CLAIM, claim), "attrs": {}, "parents": []})
+    every = set(claims) | portal.requested_claims
+    grouped = any(claim.startswith(f"{VERIFIED_GROUP}/") for claim in every)
+    if grouped:
+        every.add(VERIFIED_GROUP)
+    for claim in sorted(every):
+        parents = [_uid(CLAIM, VERIFIED_GROUP)] if claim.startswith(f"{VERIFIED_GROUP}/") else []
+        entities.append({"uid": _uid(CLAIM, claim), "attrs": {}, "parents": parents})
     return entities
 
 

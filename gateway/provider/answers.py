@@ -31,6 +31,7 @@ from gateway.sessions import SESSION_COOKIE
 from gateway.signin import (
     Answer,
     AskConsent,
+    ChooseEnterprise,
     ChooseRegion,
     PendingCookie,
     SessionCookie,
@@ -91,6 +92,8 @@ def render(answer: Answer) -> Response:
         response = Response(_chooser_page(answer), mimetype="text/html")
     elif isinstance(answer, StepUp):
         response = redirect(url_for("stepup.second_factor"), code=303)
+    elif isinstance(answer, ChooseEnterprise):  # whom the person acts for (issue 16)
+        response = redirect(url_for("mandates.acting_for"), code=303)
     else:
         page = _consent_page(answer)
         response = Response(page, mimetype="text/html")

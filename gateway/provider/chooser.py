@@ -34,6 +34,7 @@ KIND_ORDER: Final[tuple[RegionKind, ...]] = (
     RegionKind.SAR,
     RegionKind.CORPS,
     RegionKind.DEPARTMENT,
+    RegionKind.ENTERPRISE,
 )
 KIND_HEADINGS: Final[dict[RegionKind, tuple[str, str]]] = {
     RegionKind.PROVINCE: ("省", "Provinces"),
@@ -42,6 +43,7 @@ KIND_HEADINGS: Final[dict[RegionKind, tuple[str, str]]] = {
     RegionKind.SAR: ("特别行政区", "Special administrative regions"),
     RegionKind.CORPS: ("新疆生产建设兵团", "Xinjiang Production and Construction Corps"),
     RegionKind.DEPARTMENT: ("国家部门", "National departments"),
+    RegionKind.ENTERPRISE: ("电子营业执照（企业）", "Electronic business licence (enterprises)"),
 }
 LAST_HEADING: Final = ("上次选择", "Your last choice")
 

@@ -1,12 +1,20 @@
-"""Discovery (OpenID Connect Discovery 1.0 §3-4) and the JWKS (RFC 7517) of the national key."""
+"""Discovery (OpenID Connect Discovery 1.0 §3-4) and the JWKS (RFC 7517) of the national key.
+
+With the ``claims`` request parameter (OIDC Core §5.5: ``claims_parameter_supported``) and the
+OP metadata of OpenID Connect for Identity Assurance 1.0 §8 (``verified_claims_supported``,
+``trust_frameworks_supported``, ``evidence_supported``, ``documents_supported``,
+``claims_in_verified_claims_supported``) for the proofing providers the platform configured.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from flask import Blueprint, Response, jsonify
 
 from gateway.services import current_services
+from gateway.verified import VERIFIED_CLAIMS, ProofingProviderSettings, discovery_metadata
 
 blueprint = Blueprint("discovery", __name__)
 
@@ -30,8 +38,9 @@ CLAIMS = [
 ]
 
 
-def metadata(issuer: str) -> dict[str, Any]:
+def metadata(issuer: str, proofing: Sequence[ProofingProviderSettings] = ()) -> dict[str, Any]:
     """The provider metadata; every endpoint sits below the issuer URL."""
+    claims = [*CLAIMS, VERIFIED_CLAIMS] if proofing else CLAIMS
     return {
         "issuer": issuer,
         "authorization_endpoint": f"{issuer}/authorize",
@@ -67,24 +76,26 @@ def metadata(issuer: str) -> dict[str, Any]:
         ],
         "code_challenge_methods_supported": ["S256"],
         "scopes_supported": SCOPES,
-        "claims_supported": CLAIMS,
+        "claims_supported": claims,
         "acr_values_supported": ["loa1", "loa2", "loa3"],
         "prompt_values_supported": ["none", "login"],
         "ui_locales_supported": ["zh-CN", "en"],
-        "claims_parameter_supported": False,
+        "claims_parameter_supported": True,
         "request_parameter_supported": False,
         "request_uri_parameter_supported": False,
         "authorization_response_iss_parameter_supported": True,
         "backchannel_logout_supported": True,
         "backchannel_logout_session_supported": True,
         "frontchannel_logout_supported": False,
+        **discovery_metadata(proofing),
     }
 
 
 @blueprint.get("/.well-known/openid-configuration")
 def openid_configuration() -> Response:
     services = current_services()
-    response = jsonify(metadata(services.settings.issuer_url))
+    settings = services.settings
+    response = jsonify(metadata(settings.issuer_url, settings.proofing_providers))
     response.cache_control.public = True
     response.cache_control.max_age = 3600
     return response

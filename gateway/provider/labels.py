@@ -7,6 +7,7 @@ CLAIM_LABELS = {
     "phone_number": ("手机号码", "Phone number"),
     "id_number": ("公民身份号码", "Resident identity number"),
     "home_region": ("注册地区", "Home region"),
+    "verified_claims": ("经核验的实名信息", "Verified identity information"),
 }
 
 __all__ = ["CLAIM_LABELS"]

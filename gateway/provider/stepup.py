@@ -16,13 +16,14 @@ page, or the help desk) and the portal gets ``unmet_authentication_requirements`
 
 from __future__ import annotations
 
-from flask import Blueprint, render_template, request
+from flask import Blueprint, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response
 
 from gateway.mfa import InvalidCodeError, LockedOutError, MfaError, SlowDownError
 from gateway.observe import SteppedUp
 from gateway.provider import csrf
 from gateway.provider.answers import pending_id, render, session_id
+from gateway.provider.proofing import service as proofing_service
 from gateway.services import Services, current_services
 from gateway.store.contract import SsoSession
 
@@ -70,7 +71,10 @@ def _form(services: Services, sso: SsoSession, error: MfaError | None = None) ->
 @blueprint.get("/mfa")
 def second_factor() -> Response:
     services = current_services()
-    return _form(services, _sso(services))
+    sso = _sso(services)
+    if proofing_service(services).due(sso):  # two factors already: loa3 needs proofing
+        return redirect(url_for("proofing.start"), code=303)
+    return _form(services, sso)
 
 
 @blueprint.post("/mfa/verify")

@@ -425,3 +425,119 @@ policy_sets = Table(
     Column("activated_by", String(NAME), nullable=False),
     Column("activated_at", UtcDateTime(), nullable=False),
 )
+
+# --- enterprises and mandates (revision 0010) ---------------------------------------------------
+
+# Legal persons (gateway.store.contract.mandates): keyed by the HMAC of the unified social credit
+# code (gateway.enterprise.enterprise_key); the code itself only sealed, for release.
+enterprises = Table(
+    "enterprises",
+    metadata,
+    Column("id", String(ID), primary_key=True),
+    Column("enterprise_key", String(HASH), nullable=False, unique=True),
+    Column("name", String(NAME), nullable=False),
+    Column("kind", String(NAME), nullable=False),
+    Column("credit_code_sealed", Text(), nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("updated_at", UtcDateTime(), nullable=False),
+)
+
+# Who signed in for an enterprise through an enterprise region, in which role.
+enterprise_people = Table(
+    "enterprise_people",
+    metadata,
+    Column(
+        "enterprise_id",
+        String(ID),
+        ForeignKey("enterprises.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column(
+        "subject",
+        String(ID),
+        ForeignKey("subjects.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("role", String(32), primary_key=True),
+    Column("first_seen", UtcDateTime(), nullable=False),
+    Column("last_seen", UtcDateTime(), nullable=False),
+)
+
+# A representative's mandate to an agent: an invitation (by hash, bound to the agent's identity
+# key) until accepted, then live until valid_until unless revoked.
+mandates = Table(
+    "mandates",
+    metadata,
+    Column("id", String(ID), primary_key=True),
+    Column(
+        "enterprise_id",
+        String(ID),
+        ForeignKey("enterprises.id", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    ),
+    Column("granted_by", String(ID), nullable=False),
+    Column("agent_key", String(HASH), nullable=False),
+    Column("invitation_hash", String(HASH), nullable=False, unique=True),
+    Column("invitation_expires_at", UtcDateTime(), nullable=False),
+    Column("portals", json_type(), nullable=False),
+    Column("sectors", json_type(), nullable=False),
+    Column("valid_until", UtcDateTime(), nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("agent_subject", String(ID), nullable=True, index=True),
+    Column("accepted_at", UtcDateTime(), nullable=True),
+    Column("revoked_at", UtcDateTime(), nullable=True),
+)
+
+# The enterprise a person acts for at one portal in one SSO session (gone with the session).
+acting_for = Table(
+    "acting_for",
+    metadata,
+    Column(
+        "session_hash",
+        String(HASH),
+        ForeignKey("sso_sessions.session_hash", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("client_id", String(NAME), primary_key=True),
+    Column("pending_hash", String(HASH), nullable=False),
+    Column("enterprise_id", String(ID), nullable=True),
+    Column("role", String(32), nullable=True),
+    Column("mandate_id", String(ID), nullable=True),
+    Column("chosen_at", UtcDateTime(), nullable=False),
+)
+
+# --- verified claims (revision 0011) -------------------------------------------------------------
+
+# The verified_claims a proofing provider asserted for the person of one SSO session (OpenID
+# Connect for Identity Assurance 1.0), sealed; gone with the session (gateway.proofing).
+verified_claims = Table(
+    "verified_claims",
+    metadata,
+    Column(
+        "session_hash",
+        String(HASH),
+        ForeignKey("sso_sessions.session_hash", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("subject", String(ID), nullable=False),
+    Column("provider", String(ID), nullable=False),
+    Column("sealed", Text(), nullable=False),
+    Column("verified_at", UtcDateTime(), nullable=False),
+)
+
+# The claims request parameter (OIDC Core §5.5) each portal sent in one SSO session, for its ID
+# tokens and userinfo answers (gateway.verified); gone with the session.
+claims_requests = Table(
+    "claims_requests",
+    metadata,
+    Column(
+        "session_hash",
+        String(HASH),
+        ForeignKey("sso_sessions.session_hash", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("client_id", String(NAME), primary_key=True),
+    Column("request", Text(), nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
+)

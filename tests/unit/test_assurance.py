@@ -7,7 +7,14 @@ from typing import Any
 
 import pytest
 
-from gateway.assurance import STEP_UP_LEVEL, Assurance, SignIn, Verdict, region_level
+from gateway.assurance import (
+    REGION_LEVEL_LIMIT,
+    STEP_UP_LEVEL,
+    Assurance,
+    SignIn,
+    Verdict,
+    region_level,
+)
 from gateway.policy import PolicyEngine, default_policy_dir
 from gateway.registry import Names, Portal, Region, RegionKind, hash_secret
 
@@ -65,7 +72,7 @@ def test_acr_values_raise_the_required_level(assurance: Assurance) -> None:
     assert assurance.evaluate(sign_in("loa2"), portal(), "loa2").verdict is Verdict.ENTER
 
 
-def test_loa3_is_unmet_because_a_second_factor_cannot_verify_a_real_name(
+def test_loa3_is_unmet_without_a_proofing_provider_because_a_factor_cannot_verify_a_name(
     assurance: Assurance,
 ) -> None:
     outcome = assurance.evaluate(sign_in("loa2"), portal(sector="tax"), None)
@@ -106,7 +113,9 @@ def test_only_requested_claims_leave_and_the_identity_number_only_where_allowed(
         ("pwd", "loa2", "loa1"),
         ("otp", "loa2", "loa2"),
         ("face", "loa2", "loa2"),  # THREAT_MODEL row 2: never above the platform's ceiling
-        ("face", "loa3", "loa3"),
+        # Issue 16: loa3 means verified claims from a trusted framework (gateway.proofing),
+        # never a region's say-so: a region mapping and a ceiling of loa3 give loa2.
+        ("face", "loa3", "loa2"),
         ("otp", "loa1", "loa1"),
         (None, "loa3", "loa1"),
         ("unmapped", "loa3", "loa1"),
@@ -116,3 +125,42 @@ def test_a_region_vouches_for_its_mapping_up_to_its_ceiling(
     acr: str | None, ceiling: str, level: str
 ) -> None:
     assert region_level(region(), acr, ceiling) == level  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="module")
+def proofing() -> Assurance:
+    """The assurance of a gateway with a proofing provider (issue 16)."""
+    return Assurance(PolicyEngine(default_policy_dir()), proofing=True)
+
+
+def test_with_a_proofing_provider_loa3_is_a_second_factor_then_proofing(
+    proofing: Assurance,
+) -> None:
+    tax = portal(sector="tax")
+    first = proofing.evaluate(sign_in("loa1"), tax, None)
+    assert (first.verdict, first.required_level) == (Verdict.STEP_UP, "loa3")
+    assert proofing.evaluate(sign_in("loa2"), tax, None).verdict is Verdict.PROOF
+    assert proofing.evaluate(sign_in("loa3"), tax, None).verdict is Verdict.ENTER
+    # acr_values=loa3 at an ordinary portal asks the same.
+    assert proofing.evaluate(sign_in("loa2"), portal(), "loa3").verdict is Verdict.PROOF
+
+
+def test_no_region_mapping_or_ceiling_reaches_loa3() -> None:
+    assert REGION_LEVEL_LIMIT == "loa2"
+    for ceiling in ("loa2", "loa3"):
+        assert region_level(region(), "face", ceiling) == "loa2"
+
+
+def test_verified_claims_leave_only_from_a_proofed_session_and_as_registered(
+    assurance: Assurance,
+) -> None:
+    wanted = {"verified_claims/name", "verified_claims/birthdate", "verified_claims/id_number"}
+    registered = portal(scopes=["openid", "profile", "id_number"])
+    assert assurance.released(sign_in("loa2"), registered, wanted) == set()
+    assert assurance.released(sign_in("loa3"), registered, wanted) == {
+        "verified_claims/name",
+        "verified_claims/birthdate",
+    }
+    allowed = portal(scopes=["openid", "profile", "id_number"], may_receive_id_number=True)
+    assert assurance.released(sign_in("loa3"), allowed, wanted) == wanted
+    assert assurance.released(sign_in("loa3"), portal(scopes=["openid"]), wanted) == set()

@@ -100,7 +100,8 @@ def test_a_bad_principal_or_ceiling_stops_the_start(extra: dict[str, Any], probl
 
 def test_a_sign_in_is_worth_the_mapped_level_up_to_the_ceiling() -> None:
     region = Region.model_validate(ZJ)
-    assert region_level(region, "face", "loa3") == "loa3"
+    # Issue 16: loa3 is verified claims from a proofing provider, never a region's mapping.
+    assert region_level(region, "face", "loa3") == "loa2"
     assert region_level(region, "face", "loa2") == "loa2"
     assert region_level(region, "otp", "loa1") == "loa1"
     assert region_level(region, "pwd", "loa3") == "loa1"

@@ -24,6 +24,7 @@ from gateway.policy import (
     level_rank,
 )
 from gateway.policy import engine as policy_engine
+from gateway.policy.entities import VERIFIED_SCOPE_CLAIMS
 from gateway.registry import Names, Portal
 
 NOW = datetime.datetime(2025, 3, 1, 8, 0, tzinfo=datetime.UTC)
@@ -270,7 +271,9 @@ def test_portal_facts_come_from_the_registration_and_its_scopes() -> None:
         owner="zj",
         sector="tax",
         minimum_level="loa2",
-        requested_claims=frozenset({"name", "home_region", "phone_number"}),
+        # Issue 16: and the verified claims (Cedar ids verified_claims/<name>) of its scopes.
+        requested_claims=frozenset({"name", "home_region", "phone_number"})
+        | {f"verified_claims/{c}" for c in VERIFIED_SCOPE_CLAIMS["profile"]},
         may_receive_id_number=False,
         allowed_home_regions=frozenset({"zj"}),
     )

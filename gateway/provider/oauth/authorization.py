@@ -1,14 +1,18 @@
 """The authorization request (RFC 6749 §4.1.1, OIDC Core §3.1.2.1-2), validated once.
 
-Authlib checks the client, the exact redirect URI, the response type, the scope, the nonce and
-PKCE; this module adds what the gateway asks on top (``prompt`` values, ``max_age``, bounded
-parameters, the scope cut down to what the portal is registered for) and returns the request
-as the sign-in keeps it: a typed :class:`~gateway.store.contract.AuthorizationRequest`. From
-there on the request is never parsed again; the sign-in resumes it from its record.
+Authlib checks the client, the redirect URI (by the portal's rule,
+:meth:`~gateway.registry.Portal.accepts_redirect_uri`: exact, but for the port of a native app's
+loopback URI, RFC 8252 §7.3), the response type, the scope, the nonce and PKCE (required of
+public clients, so of every native app); this module adds what the gateway asks on top
+(``prompt`` values, ``max_age``, bounded parameters, the scope cut down to what the portal is
+registered for) and returns the request as the sign-in keeps it: a typed
+:class:`~gateway.store.contract.AuthorizationRequest`. From there on the request is never parsed
+again; the sign-in resumes it from its record.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from authlib.oauth2 import OAuth2Error
@@ -24,6 +28,7 @@ from gateway.observe import SignInFailed
 from gateway.registry import Portal
 from gateway.signin import RefusedRequest
 from gateway.store.contract import AuthorizationRequest
+from gateway.verified import ClaimsRequestError, parse_claims_request
 
 if TYPE_CHECKING:
     from .server import OAuthServer
@@ -112,6 +117,7 @@ def _validated(server: OAuthServer) -> AuthorizationRequest:
             payload.state,
             client_id,
         )
+    claims = _claims_parameter(payload.data.get("claims"), refuse)
     hint = values.get("id_token_hint")
     return AuthorizationRequest(
         client_id=client_id,
@@ -128,7 +134,20 @@ def _validated(server: OAuthServer) -> AuthorizationRequest:
         ui_locales=values.get("ui_locales"),
         hinted_subject=server.tokens.hinted_subject(hint) if hint else None,
         region=values.get("region"),
+        claims=claims,
     )
+
+
+def _claims_parameter(value: str | None, refuse: Callable[[str], RefusedRequest]) -> str | None:
+    """The ``claims`` request parameter (OIDC Core §5.5), validated and normalised, bounded
+    by :data:`gateway.verified.MAX_CLAIMS_PARAMETER`: a malformed one is ``invalid_request``
+    at the portal's redirect URI (RFC 6749 §4.1.2.1; IDA §5 for ``verified_claims``)."""
+    if value is None:
+        return None
+    try:
+        return parse_claims_request(value).text
+    except ClaimsRequestError as error:
+        raise refuse(str(error)) from None
 
 
 def _printable(value: str) -> bool:

@@ -32,9 +32,11 @@ from gateway.store.contract import (
     CodeNotFoundError,
     CodeRecord,
     CodeReplayedError,
+    Grant,
     GrantNotFoundError,
     RefreshTokenNotFoundError,
     RefreshTokenReuseError,
+    SsoSession,
     token_hash,
 )
 from gateway.tokens import ACCESS_TOKEN_BYTES, TokenService, User
@@ -117,6 +119,8 @@ class CodeGrant(ServedGrant, grants.AuthorizationCodeGrant):  # type: ignore[mis
     """RFC 6749 §4.1.3-4.1.4: single-use codes, whose replay revokes the grant (§4.1.2)."""
 
     TOKEN_ENDPOINT_AUTH_METHODS: ClassVar[list[str]] = list(TOKEN_AUTH_METHODS)
+    # The redeemed code's grant and live SSO session (Authlib makes a grant per request).
+    redeemed: tuple[Grant, SsoSession | None] | None = None
 
     def create_token_response(self) -> tuple[int, dict[str, Any], list[tuple[str, str]]]:
         """Authlib's response (RFC 6749 §4.1.4, with the ID token of OIDC Core §3.1.3.3),
@@ -135,7 +139,7 @@ class CodeGrant(ServedGrant, grants.AuthorizationCodeGrant):  # type: ignore[mis
         now = self.tokens.clock()
         store = self.tokens.store
         try:
-            record = store.redeem_code(token_hash(code), now)
+            record, grant, session = store.redeem_code_session(token_hash(code), now)
         except CodeReplayedError:
             raise InvalidGrantError(
                 "authorization code already used; its tokens are revoked"
@@ -146,6 +150,8 @@ class CodeGrant(ServedGrant, grants.AuthorizationCodeGrant):  # type: ignore[mis
             # A code presented by another client is burnt: RFC 6749 §4.1.3.
             store.revoke_grant(record.grant_id, now)
             return None
+        # Read with the code, in the same statement: authenticate_user needs no second read.
+        self.redeemed = (grant, session)
         return StoredCode(record)
 
     def delete_authorization_code(self, authorization_code: StoredCode) -> None:
@@ -153,7 +159,11 @@ class CodeGrant(ServedGrant, grants.AuthorizationCodeGrant):  # type: ignore[mis
 
     def authenticate_user(self, authorization_code: StoredCode) -> User:
         """The person the code was issued to, with the facts of the sign-in it recorded."""
-        grant, user = self.tokens.grant_user(authorization_code.record.grant_id, "-")
+        if self.redeemed is not None:
+            grant: Grant | None = self.redeemed[0]
+            user = self.tokens.session_user(self.redeemed[0].subject, self.redeemed[1])
+        else:  # pragma: no cover - Authlib redeems the code (query_authorization_code) first
+            grant, user = self.tokens.grant_user(authorization_code.record.grant_id, "-")
         if grant is None or grant.revoked_at is not None:
             raise InvalidGrantError("the grant was revoked") from None
         claims = authorization_code.record.claims
@@ -327,10 +337,7 @@ class PortalCredentialsGrant(ServedGrant, grants.ClientCredentialsGrant):  # typ
         scope = " ".join(s for s in scope.split() if s not in ("openid", "offline_access"))
         if requested.strip() and not scope:
             raise InvalidScopeError("the portal is not registered for any requested scope")
-        grant = tokens.store.create_grant(client.client_id, client.client_id, tokens.clock())
-        token = tokens.issue_tokens(
-            client.client_id, grant.grant_id, client.client_id, scope, include_refresh_token=False
-        )
+        token = tokens.issue_portal_token(client.client_id, scope)
         self.issued(client.client_id)
         return 200, token, self.TOKEN_RESPONSE_HEADER
 

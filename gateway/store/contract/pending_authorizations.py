@@ -45,6 +45,7 @@ class PendingStage(StrEnum):
     AT_REGION = "at_region"  # the person signs in at their region
     STEP_UP = "step_up"  # signed in; a second factor must raise the SSO session first
     CONSENT = "consent"  # signed in; the person is asked to release reserved claims
+    ACTING_FOR = "acting_for"  # signed in; the person picks the enterprise they act for
 
 
 @dataclass(frozen=True)
@@ -72,6 +73,9 @@ class AuthorizationRequest:
     ui_locales: str | None = None
     hinted_subject: str | None = field(default=None, repr=False)
     region: str | None = None
+    # The ``claims`` request parameter (OIDC Core §5.5), validated and normalised
+    # (:func:`gateway.verified.parse_claims_request`); ``None`` when the portal sent none.
+    claims: str | None = None
 
     def to_json(self) -> JsonObject:
         data = asdict(self)
@@ -120,6 +124,7 @@ _OPTIONAL_TEXTS = (
     "ui_locales",
     "hinted_subject",
     "region",
+    "claims",
 )
 
 

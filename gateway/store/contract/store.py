@@ -9,6 +9,7 @@ from gateway.store.contract.attempts import AttemptStore
 from gateway.store.contract.audit import AuditStore
 from gateway.store.contract.consents import ConsentStore
 from gateway.store.contract.deliveries import LogoutDeliveryStore
+from gateway.store.contract.mandates import MandateStore
 from gateway.store.contract.pending_authorizations import PendingAuthorizationStore
 from gateway.store.contract.policy_sets import PolicySetStore
 from gateway.store.contract.registry import RegistryStore
@@ -17,6 +18,7 @@ from gateway.store.contract.second_factors import SecondFactorStore
 from gateway.store.contract.sessions import SessionStore
 from gateway.store.contract.subjects import SubjectStore
 from gateway.store.contract.tokens import TokenStore
+from gateway.store.contract.verified_claims import VerifiedClaimsStore
 
 
 class LifecycleStore(Protocol):
@@ -57,6 +59,8 @@ class Store(
     LogoutDeliveryStore,
     AuditStore,
     PolicySetStore,
+    VerifiedClaimsStore,
+    MandateStore,
     Protocol,
 ):
     """Everything the gateway keeps. One transaction per call; see :mod:`gateway.store.contract`.

@@ -241,10 +241,30 @@ class TokenStore(Protocol):
         """
         ...
 
+    def redeem_code_session(
+        self, code_hash: str, now: datetime.datetime
+    ) -> tuple[CodeRecord, Grant, SsoSession | None]:
+        """:meth:`redeem_code`, with the code's grant and that grant's SSO session while it
+        lives (as :meth:`get_grant_session` reads them), in one read where the engine can: what
+        a code exchange needs (RFC 6749 §4.1.3, OIDC Core §3.1.3.3). Same rules and errors as
+        :meth:`redeem_code`."""
+        ...
+
     # access tokens
 
     def save_access_token(self, token: AccessTokenRecord) -> None:
         """Store an issued access token under a live grant with the same client and subject."""
+        ...
+
+    def issue_access_token_grant(
+        self, token: AccessTokenRecord, now: datetime.datetime
+    ) -> tuple[AccessTokenRecord, Grant]:
+        """A new grant of ``token.client_id`` for ``token.subject`` (in no SSO session) and
+        ``token`` under it, in one transaction (or nothing): what a client credentials
+        response writes (RFC 6749 §4.4.3). ``token.grant_id`` is ignored; the stored token,
+        returned with the grant, carries the new grant's id. A duplicate token hash raises
+        :class:`DuplicateRecordError` and leaves no grant behind.
+        """
         ...
 
     def get_access_token(self, token_hash: str, now: datetime.datetime) -> AccessTokenRecord | None:

@@ -34,6 +34,7 @@ from gateway.store.sql.audit import SqlAudit
 from gateway.store.sql.base import require_aware, unavailable
 from gateway.store.sql.consents import SqlConsents
 from gateway.store.sql.deliveries import SqlDeliveries
+from gateway.store.sql.mandates import SqlMandates
 from gateway.store.sql.pending_authorizations import SqlPendingAuthorizations
 from gateway.store.sql.policy_sets import SqlPolicySets
 from gateway.store.sql.registry import SqlRegistry
@@ -42,6 +43,7 @@ from gateway.store.sql.second_factors import SqlSecondFactors
 from gateway.store.sql.sessions import SqlSessions
 from gateway.store.sql.subjects import SqlSubjects
 from gateway.store.sql.tokens import SqlTokens
+from gateway.store.sql.verified_claims import SqlVerifiedClaims
 
 
 class SqlStore(
@@ -57,6 +59,8 @@ class SqlStore(
     SqlDeliveries,
     SqlAudit,
     SqlPolicySets,
+    SqlMandates,
+    SqlVerifiedClaims,
 ):
     """:class:`~gateway.store.contract.Store` on SQLite or PostgreSQL.
 

@@ -23,9 +23,9 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
+import psycopg
 from sqlalchemy import Row, Table, and_, bindparam, delete, literal, select, update
 from sqlalchemy.engine import Connection
-from sqlalchemy.exc import IntegrityError
 
 from gateway.store.contract import (
     AccessTokenRecord,
@@ -57,7 +57,6 @@ from gateway.store.sql.base import (
     json_object,
     require_aware,
     require_text,
-    unavailable,
 )
 from gateway.store.sql.grants import (
     grant_from_row,
@@ -226,6 +225,22 @@ def _tokens_in_one(source: Any, result: Any) -> dict[bool, Any]:
 _ROTATE_IN_ONE = _tokens_in_one(_ROTATED, lambda _: select(_ROTATED))
 _ISSUE_IN_ONE = _tokens_in_one(_ISSUABLE, lambda refresh: select(refresh.c.token_hash))
 
+# PostgreSQL only: a new grant without a session and its access token (client credentials), as
+# one statement in autocommit; the token's INSERT takes the grant's columns from its RETURNING.
+_NEW_GRANT = (
+    grants.insert()
+    .values(
+        grant_id=bindparam("family_grant"),
+        client_id=bindparam("family_client"),
+        subject=bindparam("family_subject"),
+        created_at=bindparam("now"),
+    )
+    .returning(grants.c.grant_id, grants.c.client_id, grants.c.subject)
+    .cte("new_grant")
+)
+_GRANT_ACCESS_TOKEN = _insert_tokens_from(_NEW_GRANT, access_tokens, "access")
+_GRANT_WITH_ACCESS_TOKEN = select(_GRANT_ACCESS_TOKEN.c.token_hash)
+
 
 _REDEEM_CODE = (
     update(authorization_codes)
@@ -237,6 +252,16 @@ _REDEEM_CODE = (
     )
     .values(redeemed_at=bindparam("now"))
     .returning(*authorization_codes.c)
+)
+# PostgreSQL only: the redemption above with the code's grant and its live SSO session, in one
+# statement (the read sees the grant as the UPDATE's condition found it, live).
+_REDEEMED = _REDEEM_CODE.cte("redeemed")
+_REDEEM_CODE_SESSION = select(
+    _REDEEMED, *(column.label(f"grant_{column.name}") for column in grants.c), *SESSION_COLUMNS
+).select_from(
+    _REDEEMED.join(grants, grants.c.grant_id == _REDEEMED.c.grant_id).outerjoin(
+        sso_sessions, _LIVE_SESSION_OF_GRANT
+    )
 )
 _CODE = select(authorization_codes.c.grant_id, authorization_codes.c.redeemed_at).where(
     authorization_codes.c.code_hash == bindparam("code_hash_")
@@ -297,8 +322,7 @@ class SqlTokens(SqlBase):
         self, grant_id: str, now: datetime.datetime
     ) -> tuple[Grant, SsoSession | None] | None:
         require_aware(now=now)
-        with self._read() as conn:
-            row = conn.execute(_GRANT_SESSION, {"grant_id": grant_id, "now": now}).first()
+        row = self._first(_GRANT_SESSION, {"grant_id": grant_id, "now": now})
         if row is None:
             return None
         return grant_from_row(row), joined_session(row)
@@ -363,8 +387,7 @@ class SqlTokens(SqlBase):
         if self._postgres:
             # The conditional UPDATE alone is atomic: in autocommit it is one round trip. Only
             # a code it did not redeem needs the transaction below (to tell replay from unknown).
-            with unavailable(), self._reader.connect() as conn:
-                redeemed = conn.execute(_REDEEM_CODE, values).first()
+            redeemed = self._hot(_REDEEM_CODE, values)
             if redeemed is not None:
                 return _code(redeemed)
         with self._write() as conn:
@@ -380,7 +403,66 @@ class SqlTokens(SqlBase):
             revoke_grants(conn, grants.c.grant_id == replayed_grant, now)
         raise CodeReplayedError(replayed_grant)
 
+    def redeem_code_session(
+        self, code_hash: str, now: datetime.datetime
+    ) -> tuple[CodeRecord, Grant, SsoSession | None]:
+        require_aware(now=now)
+        if self._postgres:
+            row = self._hot(_REDEEM_CODE_SESSION, {"code_hash_": code_hash, "now": now})
+            if row is not None:
+                grant = Grant(
+                    row.grant_grant_id,
+                    row.grant_client_id,
+                    row.grant_subject,
+                    row.grant_session_hash,
+                    row.grant_created_at,
+                    row.grant_revoked_at,
+                )
+                return _code(row), grant, joined_session(row)
+        # Not redeemed above (or SQLite): redeem_code tells replay from unknown, as ever.
+        code = self.redeem_code(code_hash, now)
+        found = self.get_grant_session(code.grant_id, now)
+        if found is None:  # pragma: no cover - a redeemed code's grant exists (foreign key)
+            raise CodeNotFoundError("authorization code is unknown, expired or revoked")
+        return code, found[0], found[1]
+
     # --- access tokens --------------------------------------------------------------------------
+
+    def issue_access_token_grant(
+        self, token: AccessTokenRecord, now: datetime.datetime
+    ) -> tuple[AccessTokenRecord, Grant]:
+        require_text(token_hash=token.token_hash, client_id=token.client_id, subject=token.subject)
+        require_aware(now=now, expires_at=token.expires_at)
+        grant = Grant(uuid.uuid4().hex, token.client_id, token.subject, None, now)
+        stored = dataclasses.replace(token, grant_id=grant.grant_id)
+        if self._postgres:
+            values = {
+                "family_grant": grant.grant_id,
+                "family_client": grant.client_id,
+                "family_subject": grant.subject,
+                "now": now,
+                "access_hash": stored.token_hash,
+                "access_scope": stored.scope,
+                "access_expires": stored.expires_at,
+            }
+            try:
+                self._hot(_GRANT_WITH_ACCESS_TOKEN, values)
+            except psycopg.IntegrityError as error:
+                raise DuplicateRecordError("this access token already exists") from error
+            return stored, grant
+        with self._write() as conn:
+            conn.execute(
+                insert_into(grants),
+                {
+                    "grant_id": grant.grant_id,
+                    "client_id": grant.client_id,
+                    "subject": grant.subject,
+                    "session_hash": None,
+                    "created_at": now,
+                },
+            )
+            self._insert_access_token(conn, stored)
+        return stored, grant
 
     def save_access_token(self, token: AccessTokenRecord) -> None:
         require_text(token_hash=token.token_hash)
@@ -390,17 +472,14 @@ class SqlTokens(SqlBase):
 
     def get_access_token(self, token_hash: str, now: datetime.datetime) -> AccessTokenRecord | None:
         require_aware(now=now)
-        with self._read() as conn:
-            row = conn.execute(_ACCESS_TOKEN, {"hash_": token_hash, "now": now}).first()
+        row = self._first(_ACCESS_TOKEN, {"hash_": token_hash, "now": now})
         return None if row is None else _access_token(row)
 
     def get_access_token_session(
         self, token_hash: str, now: datetime.datetime
     ) -> tuple[AccessTokenRecord, SsoSession | None] | None:
         require_aware(now=now)
-        values = {"hash_": token_hash, "now": now}
-        with self._read() as conn:
-            row = conn.execute(_ACCESS_TOKEN_SESSION, values).first()
+        row = self._first(_ACCESS_TOKEN_SESSION, {"hash_": token_hash, "now": now})
         return None if row is None else (_access_token(row), joined_session(row))
 
     def revoke_access_token(self, token_hash: str) -> bool:
@@ -438,17 +517,14 @@ class SqlTokens(SqlBase):
         self, token_hash: str, now: datetime.datetime
     ) -> RefreshTokenRecord | None:
         require_aware(now=now)
-        with self._read() as conn:
-            row = conn.execute(_REFRESH_TOKEN, {"hash_": token_hash, "now": now}).first()
+        row = self._first(_REFRESH_TOKEN, {"hash_": token_hash, "now": now})
         return None if row is None else _refresh_token(row)
 
     def get_refresh_token_session(
         self, token_hash: str, now: datetime.datetime
     ) -> tuple[RefreshTokenRecord, SsoSession | None] | None:
         require_aware(now=now)
-        values = {"hash_": token_hash, "now": now}
-        with self._read() as conn:
-            row = conn.execute(_REFRESH_TOKEN_SESSION, values).first()
+        row = self._first(_REFRESH_TOKEN_SESSION, {"hash_": token_hash, "now": now})
         return None if row is None else (_refresh_token(row), joined_session(row))
 
     def refresh_token_status(self, token_hash: str, now: datetime.datetime) -> RefreshTokenStanding:
@@ -534,7 +610,7 @@ class SqlTokens(SqlBase):
         new: RefreshTokenRecord,
         access_token: AccessTokenRecord | None,
         values: dict[str, Any],
-    ) -> Row[Any] | None:
+    ) -> Any:
         """Run one of the single-statement token writes (PostgreSQL); its row, if it wrote."""
         values |= {
             "family_grant": new.grant_id,
@@ -551,12 +627,12 @@ class SqlTokens(SqlBase):
                 "access_expires": access_token.expires_at,
             }
         try:
-            with unavailable(), self._reader.connect() as conn:
-                return conn.execute(statements[access_token is not None], values).first()
-        except IntegrityError as error:
+            row = self._hot(statements[access_token is not None], values)
+        except psycopg.IntegrityError as error:
             raise DuplicateRecordError(
                 "this refresh token (or a live one in its family) or access token already exists"
             ) from error
+        return row
 
     def _insert_code(self, conn: Connection, code: CodeRecord, claims: JsonObject) -> None:
         self._insert_new(
