@@ -702,3 +702,63 @@ class VerificationTokenInvalid(TongxingError):
     title_en = "Unauthorized"
     message_zh = "需要该用户有效的访问令牌。"
     message_en = "A valid access token of the person is required."
+
+
+# --- OpenID Federation 1.0 (issue 17): the error codes of §8.9 --------------------------------
+
+
+class FederationError(TongxingError):
+    """A federation endpoint's refusal (OpenID Federation 1.0 §8.9): JSON ``error`` and
+    ``error_description``, the status the section gives for the code."""
+
+    code = "invalid_request"
+    status = 400
+    title_zh = "联邦请求无效"
+    title_en = "Invalid federation request"
+    message_zh = "联邦请求缺少参数或参数无效。"
+    message_en = "The federation request is missing a parameter or has an invalid one."
+
+
+class FederationNotFound(FederationError):
+    """§8.9 ``not_found``: the entity is not a subordinate of this trust anchor."""
+
+    code = "not_found"
+    status = 404
+    message_zh = "该实体不是本信任锚的下级实体。"
+    message_en = "The entity is not a subordinate of this trust anchor."
+
+
+class FederationInvalidTrustAnchor(FederationError):
+    """§8.9 ``invalid_trust_anchor``: the trust anchor asked for is not this gateway."""
+
+    code = "invalid_trust_anchor"
+    status = 404
+    message_zh = "本解析端点只解析到本信任锚的信任链。"
+    message_en = "This resolver resolves trust chains to this trust anchor only."
+
+
+class FederationInvalidTrustChain(FederationError):
+    """§8.9 ``invalid_trust_chain``: the chain to the subject does not verify."""
+
+    code = "invalid_trust_chain"
+    status = 400
+    message_zh = "无法建立并验证到该实体的信任链。"
+    message_en = "No valid trust chain to the entity could be built."
+
+
+class FederationInvalidMetadata(FederationError):
+    """§8.9 ``invalid_metadata``: the subject's metadata breaks the federation's policy."""
+
+    code = "invalid_metadata"
+    status = 400
+    message_zh = "该实体的元数据不符合联邦元数据策略。"
+    message_en = "The entity's metadata does not satisfy the federation's metadata policy."
+
+
+class FederationUnsupportedParameter(FederationError):
+    """§8.9 ``unsupported_parameter``: a parameter the endpoint does not support."""
+
+    code = "unsupported_parameter"
+    status = 400
+    message_zh = "联邦端点不支持该参数。"
+    message_en = "The federation endpoint does not support this parameter."

@@ -4,8 +4,11 @@ back-channel logout deliveries are tried again on a timer.
 Codes, pending authorizations, tokens, SSO sessions, attempt counters and used assertions all
 expire by time, and every read already ignores what has expired; without a purge the rows would
 stay, and an anonymous caller who starts sign-ins it never finishes would grow the store without
-bound (THREAT_MODEL.md row 7). Each gateway process runs one :class:`ExpiredRecordPurge`; several
-replicas purging the same database is harmless (a delete of what is gone deletes nothing).
+bound (THREAT_MODEL.md row 7). Mandates that ended go the same way: an invitation that expired
+unaccepted at once, a mandate that expired or was revoked after :data:`MANDATE_RETENTION` (the
+audit trail keeps their history). Each gateway process runs one :class:`ExpiredRecordPurge`;
+several replicas purging the same database is harmless (a delete of what is gone deletes
+nothing).
 
 Each process also runs one :class:`LogoutRedelivery`: a portal that did not accept a logout token
 is sent a new one with back-off (:class:`~gateway.sessions.Sessions`, Back-Channel Logout 1.0
@@ -22,11 +25,14 @@ import threading
 from gateway.clock import Clock, utc_now
 from gateway.sessions import Sessions
 from gateway.store.contract import AuditStore, LifecycleStore
+from gateway.store.contract.mandates import MandateStore
 
 log = logging.getLogger(__name__)
 
 REDELIVERY_INTERVAL = 5.0
 """Seconds between two looks for due logout deliveries (the shortest back-off is 10 s)."""
+MANDATE_RETENTION = datetime.timedelta(days=30)
+"""How long a mandate that expired or was revoked stays listed for its enterprise."""
 
 
 class _PeriodicJob:
@@ -74,6 +80,8 @@ class ExpiredRecordPurge(_PeriodicJob):
         *,
         audit: AuditStore | None = None,
         audit_retention: datetime.timedelta | None = None,
+        mandates: MandateStore | None = None,
+        mandate_retention: datetime.timedelta = MANDATE_RETENTION,
     ) -> None:
         if interval <= 0:
             raise ValueError("the purge interval must be positive")
@@ -81,17 +89,23 @@ class ExpiredRecordPurge(_PeriodicJob):
         self.store = store
         self.audit = audit
         self.audit_retention = audit_retention
+        self.mandates = mandates
+        self.mandate_retention = mandate_retention
 
     def run_once(self) -> int:
         """One purge now; the number of records deleted, or 0 when the store is unavailable.
 
         With an ``audit`` store and its ``audit_retention``, audit days older than the retention
         go too (:meth:`~gateway.store.contract.AuditStore.purge_audit`: whole days, from the
-        start, leaving the anchor verification starts from).
+        start, leaving the anchor verification starts from). With a ``mandates`` store, the
+        mandates nobody can use any more
+        (:meth:`~gateway.store.contract.mandates.MandateStore.purge_mandates`).
         """
         try:
             now = self.clock()
             purged = self.store.purge_expired(now)
+            if self.mandates is not None:
+                purged += self.mandates.purge_mandates(now, self.mandate_retention)
             if self.audit is not None and self.audit_retention is not None:
                 purged += self.audit.purge_audit(now - self.audit_retention)
         except Exception:  # a database hiccup must not end the timer; the next run tries again
@@ -124,4 +138,4 @@ class LogoutRedelivery(_PeriodicJob):
         return len(report.notified) + len(report.failed)
 
 
-__all__ = ["REDELIVERY_INTERVAL", "ExpiredRecordPurge", "LogoutRedelivery"]
+__all__ = ["MANDATE_RETENTION", "REDELIVERY_INTERVAL", "ExpiredRecordPurge", "LogoutRedelivery"]

@@ -319,7 +319,7 @@ class ProofingService:
         found = self.store.get_access_token_session(token_hash(access_token), now)
         if found is None:
             return None
-        record, session = found
+        record, session, _ = found
         if session is None or "openid" not in record.scope.split():
             return None
         subject = self.store.get_subject(record.subject)

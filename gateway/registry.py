@@ -288,13 +288,24 @@ class Portal(BaseModel):
         exactly. A web portal's loopback URI is compared exactly, port included. The token
         endpoint then asks for the URI exactly as it was sent here (RFC 6749 §4.1.3).
         """
-        if redirect_uri in self.redirect_uris:
+        return self._registered(redirect_uri, self.redirect_uris)
+
+    def accepts_post_logout_redirect_uri(self, uri: str) -> bool:
+        """Whether ``uri``, sent to the logout endpoint, is one of this portal's
+        ``post_logout_redirect_uris`` (RP-Initiated Logout 1.0 §3: registered, compared exactly),
+        by the rule of :meth:`accepts_redirect_uri`: a native app's loopback URI matches whatever
+        port it names (RFC 8252 §7.3: the app listens on the port it was given at the time);
+        a web portal's is compared exactly, port included."""
+        return self._registered(uri, self.post_logout_redirect_uris)
+
+    def _registered(self, uri: str, registered: list[str]) -> bool:
+        if uri in registered:
             return True
         if self.application_type != "native":
             return False
-        presented = loopback_redirect(redirect_uri)
+        presented = loopback_redirect(uri)
         return presented is not None and any(
-            loopback_redirect(registered) == presented for registered in self.redirect_uris
+            loopback_redirect(candidate) == presented for candidate in registered
         )
 
     @property

@@ -12,6 +12,7 @@ from gateway.broker import RegionClient
 from gateway.broker.metadata import MetadataCache
 from gateway.broker.transport import HttpLimits
 from gateway.clock import Clock, utc_now
+from gateway.federation.anchor import TrustAnchor
 from gateway.housekeeping import ExpiredRecordPurge, LogoutRedelivery
 from gateway.keys import KEY_FILE_CHECK_INTERVAL, KeyRing, load_or_create
 from gateway.logs import EventLog
@@ -50,6 +51,7 @@ class Services:
     purge: ExpiredRecordPurge | None = field(default=None, repr=False)
     redelivery: LogoutRedelivery | None = field(default=None, repr=False)
     events: Events = field(default_factory=Events, repr=False)
+    federation: TrustAnchor | None = field(default=None, repr=False)  # issue 17
 
     def close(self) -> None:
         if self.purge is not None:
@@ -84,10 +86,12 @@ def build_services(settings: Settings) -> Services:
         services.clock,
         audit=store,
         audit_retention=settings.audit_retention,
+        mandates=store,  # ended mandates too (issue 18, G17)
     )
     services.purge.start()
     services.redelivery = LogoutRedelivery(services.sessions, clock=services.clock)
     services.redelivery.start()
+    services.federation = TrustAnchor.build(settings, store, services.clock)  # issue 17
     services.policy.follow()  # every process enforces the store's newest policy set
     services.regions.start_probe(services.registry.region, settings.region_circuit)  # circuits
     return services

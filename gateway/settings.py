@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from limits import parse as parse_limit
@@ -25,6 +25,7 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from gateway.federation.policy import check_policy
 from gateway.registry import CODE_PATTERN, PRINCIPAL_PATTERN, Level
 from gateway.verified import ProofingProviderSettings
 
@@ -231,6 +232,30 @@ class Settings(BaseSettings):
         ),
     )
 
+    # Issue 17: the OpenID Federation trust anchor (gateway.federation), keys apart from tokens'.
+    federation_keys_file: Path | None = Field(
+        default=None,
+        description="Federation signing keys (JSON, as keys_file); default data_dir/"
+        "federation-keys.json. Generated with create_keys; rotated with `tongxing keys rotate`.",
+    )
+    federation_organization_name: str = Field(default="Tongxing", min_length=1, max_length=255)
+    federation_statement_lifetime: Annotated[
+        timedelta, Field(ge=timedelta(minutes=5), le=timedelta(days=7))
+    ] = timedelta(days=1)
+    federation_metadata_policy: dict[str, Any] = Field(
+        default_factory=dict,
+        description="The platform's metadata policy for subordinates (OpenID Federation 1.0 "
+        "§6.1, JSON: TONGXING_FEDERATION_METADATA_POLICY); a forbidden policy fails start-up.",
+    )
+    federation_metadata_policy_crit: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _federation_policy(self) -> Settings:
+        check_policy(self.federation_metadata_policy, self.federation_metadata_policy_crit)
+        if self.federation_keys_path == self.signing_keys_file:
+            raise ValueError("federation_keys_file must not be the token signing keys_file")
+        return self
+
     @field_validator("proofing_providers")
     @classmethod
     def _distinct_providers(
@@ -319,6 +344,11 @@ class Settings(BaseSettings):
     @property
     def signing_keys_file(self) -> Path:
         return self.keys_file or self.data_dir / "keys.json"
+
+    @property
+    def federation_keys_path(self) -> Path:
+        """The federation key ring's file (issue 17), never the token ring's."""
+        return self.federation_keys_file or self.data_dir / "federation-keys.json"
 
 
 def _long_enough(value: SecretStr) -> SecretStr:

@@ -8,6 +8,7 @@ only (:func:`~gateway.store.contract.token_hash`).
 
 from __future__ import annotations
 
+import functools
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -63,9 +64,12 @@ class User:
     claims: dict[str, Any] = field(default_factory=dict)
     # When the SSO session of the sign-in ends: no refresh token outlives it.
     session_expires_at: datetime | None = None
+    # The portal's ``claims`` request of the authorization behind the grant (OIDC Core §5.5;
+    # Grant.claims_request), read with the grant: None when it sent none.
+    claims_request: str | None = None
 
     @classmethod
-    def from_session(cls, session: SsoSession) -> User:
+    def from_session(cls, session: SsoSession, claims_request: str | None = None) -> User:
         return cls(
             session.subject,
             session.session_hash,
@@ -74,6 +78,7 @@ class User:
             session.amr,
             dict(session.claims),
             session.expires_at,
+            claims_request,
         )
 
     def get_user_id(self) -> str:
@@ -120,7 +125,7 @@ class TokenService:
         # gateway.provider.oauth); a service built without one (unit tests) has its own.
         self.events = events if events is not None else Events()
         self._pairwise = settings.pairwise_secret.get_secret_value().encode()
-        # Claims requests and verified claims (gateway.verified), wired by gateway.services.
+        # Verified claims (gateway.verified), wired by gateway.services.
         self.verified: VerifiedClaimsService | None = None
         # Further claims for the ID token and userinfo (acting for an enterprise:
         # gateway.mandates.Mandates.claims), wired by gateway.services.
@@ -191,12 +196,11 @@ class TokenService:
         """Claims for the ID token and userinfo (OIDC Core §5.4): what the scopes ask for, the
         session holds, the policies release to this portal (data minimisation) and, for claims
         the registration reserves, what the person consented to. Claims asked for only by the
-        portal's ``claims`` request go where it asked (``target``: ``id_token`` or
-        ``userinfo``, OIDC Core §5.5), ``verified_claims`` too (IDA §5)."""
+        portal's ``claims`` request (its grant's, read with it: ``user.claims_request``) go where
+        it asked (``target``: ``id_token`` or ``userinfo``, OIDC Core §5.5), ``verified_claims``
+        too (IDA §5)."""
         claims: dict[str, Any] = {"sub": self.subject_for(portal, user.subject)}
-        request = None
-        if self.verified is not None:
-            request = self.verified.request_for(user.session_hash, portal.client_id)
+        request = _claims_request(user.claims_request)
         released = self.releasable(portal, user, scope, request)
         released -= self.missing_consent(portal, user, released)
         by_scope = {c for name in scope.split() for c in SCOPE_CLAIMS.get(name, ())}
@@ -222,24 +226,25 @@ class TokenService:
         found = self.store.get_access_token_session(token_hash(access_token), self.clock())
         if found is None:
             return BearerRefusal("invalid_token", "the access token is not valid", 401)
-        record, session = found
+        record, session, claims_request = found
         if "openid" not in record.scope.split():
             return BearerRefusal("insufficient_scope", "the token lacks the openid scope", 403)
         portal = self.registry.portal(record.client_id)
         if portal is None:
             return BearerRefusal("invalid_token", "the portal is no longer registered", 401)
-        return self.user_claims(portal, self.session_user(record.subject, session), record.scope)
+        user = self.session_user(record.subject, session, claims_request)
+        return self.user_claims(portal, user, record.scope)
 
     # -- the authorization code (RFC 6749 §4.1.2) ------------------------------------------
 
     def issue_code(self, request: AuthorizationRequest, user: User) -> str:
-        """A single-use code for the portal's request (RFC 6749 §4.1.2): the grant, the
-        portal's place in the SSO session and the code are stored in one transaction, the code
-        by its hash, bound to the client, redirect URI, scope, nonce and PKCE challenge."""
+        """A single-use code for the portal's request (RFC 6749 §4.1.2): the grant (with the
+        portal's ``claims`` request, for the tokens and userinfo answers issued under it, OIDC
+        Core §5.5), the portal's place in the SSO session and the code are stored in one
+        transaction, the code by its hash, bound to the client, redirect URI, scope, nonce and
+        PKCE challenge."""
         code = secrets.token_urlsafe(CODE_BYTES)
         issued = self.clock()
-        if self.verified is not None:  # the claims request, for this portal's tokens (§5.5)
-            self.verified.remember_request(user.session_hash, request.client_id, request.claims)
         claims: dict[str, Any] = {"acr": user.acr, "amr": list(user.amr)}
         if user.auth_time is not None:
             claims["auth_time"] = int(user.auth_time.timestamp())
@@ -260,6 +265,7 @@ class TokenService:
             issued,
             session_hash=user.session_hash,
             sid=secrets.token_urlsafe(16),
+            claims_request=request.claims,
         )
         return code
 
@@ -388,22 +394,33 @@ class TokenService:
         if found is None:
             return None, User(subject)
         grant, session = found
-        return grant, self.session_user(grant.subject, session)
+        return grant, self.session_user(grant.subject, session, grant.claims_request)
 
     @staticmethod
-    def session_user(subject: str, session: SsoSession | None) -> User:
-        """The user of a grant: with the SSO session's facts while it lives, else bare."""
+    def session_user(
+        subject: str, session: SsoSession | None, claims_request: str | None = None
+    ) -> User:
+        """The user of a grant: with the SSO session's facts while it lives, else bare; with
+        the grant's ``claims`` request either way (without a session it releases nothing)."""
         if session is None:
-            return User(subject)
-        return User.from_session(session)
+            return User(subject, claims_request=claims_request)
+        return User.from_session(session, claims_request)
 
 
 def _claims_request(claims: str | ClaimsRequest | None) -> ClaimsRequest | None:
     """A kept ``claims`` request, parsed (it was validated at ``/authorize``)."""
     if claims is None or isinstance(claims, ClaimsRequest):
         return claims
+    return _parsed_claims_request(claims)
+
+
+@functools.lru_cache(maxsize=1024)
+def _parsed_claims_request(text: str) -> ClaimsRequest | None:
+    """A kept ``claims`` request parsed once per process: a grant's text is read again by
+    every refresh and userinfo answer (the parsed value is frozen; its mappings are not
+    changed by any reader). At most 1,024 texts of at most 4 KiB each are held."""
     try:
-        return parse_claims_request(claims)
+        return parse_claims_request(text)
     except ClaimsRequestError:  # pragma: no cover - only validated requests are kept
         return None
 

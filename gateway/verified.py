@@ -20,7 +20,9 @@ What the gateway does with them:
 
 * a portal's ``claims`` parameter is validated at ``/authorize`` (:func:`parse_claims_request`;
   a malformed one is ``invalid_request`` at its redirect URI, RFC 6749 §4.1.2.1), kept with the
-  pending authorization, then per session and portal (:class:`VerifiedClaimsService`);
+  pending authorization, then with the grant the authorization makes
+  (:attr:`~gateway.store.contract.tokens.Grant.claims_request`): every ID token and userinfo
+  answer under that grant honours it (§5.5), read with the grant at no cost of its own;
 * a proofing provider (:mod:`gateway.proofing`) asserts ``verified_claims``; they are checked
   against what the platform lets that provider vouch for (:func:`checked_assertion`) and kept,
   sealed, with the session;
@@ -45,7 +47,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Final, Protocol
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from gateway.registry import ClaimMapping, Names, Region, RegionKind
-from gateway.store.contract.verified_claims import MAX_CLAIMS_REQUEST_BYTES
+from gateway.store.contract.tokens import MAX_CLAIMS_REQUEST_BYTES
 
 if TYPE_CHECKING:
     from gateway.assurance import Assurance, SignIn
@@ -416,7 +418,7 @@ class Held:
 
 
 class VerifiedClaimsService:
-    """Claims requests and verified claims, per session and portal (protocol-free)."""
+    """Verified claims per session, released per portal and ``claims`` request (protocol-free)."""
 
     def __init__(
         self,
@@ -446,26 +448,6 @@ class VerifiedClaimsService:
         opened = self.cipher.decrypt(base64.b64decode(record.sealed), f"verified_claims:{subject}")
         elements = json.loads(opened)
         return Held(record.provider, tuple(e for e in elements if isinstance(e, dict)))
-
-    # -- the portal's request ----------------------------------------------------------------
-
-    def remember_request(self, session_hash: str | None, client_id: str, text: str | None) -> None:
-        """Keep the portal's ``claims`` request with the session, for its tokens and userinfo
-        (OIDC Core §5.5); ``None`` forgets an earlier one."""
-        if session_hash is None:
-            return
-        self.store.save_claims_request(session_hash, client_id, text, self.clock())
-
-    def request_for(self, session_hash: str | None, client_id: str) -> ClaimsRequest | None:
-        if session_hash is None:
-            return None
-        text = self.store.get_claims_request(session_hash, client_id)
-        if text is None:
-            return None
-        try:
-            return parse_claims_request(text)
-        except ClaimsRequestError:  # pragma: no cover - kept only after this very check
-            return None
 
     # -- release ------------------------------------------------------------------------------
 

@@ -46,6 +46,7 @@ __all__ = [
     "SECRET_AUTH_METHODS",
     "SECTOR_PATTERN",
     "SINGULAR",
+    "SUBJECT_KINDS",
     "SUBJECT_TYPES",
     "UID_PATTERN",
     "UNSAFE_SCHEMES",
@@ -58,6 +59,7 @@ __all__ = [
     "Names",
     "OwnerKind",
     "RegionKind",
+    "SubjectKinds",
     "SubjectType",
     "above",
     "check_absolute_url",
@@ -170,6 +172,11 @@ APPLICATION_TYPES: Final[tuple[ApplicationType, ...]] = get_args(ApplicationType
 #: OIDC Core §8: one ``sub`` for every portal, or one per portal's sector.
 SubjectType = Literal["public", "pairwise"]
 SUBJECT_TYPES: Final[tuple[SubjectType, ...]] = get_args(SubjectType)
+
+#: Whom a portal serves (issue 16): natural persons, enterprises (a person acting for one, as
+#: its legal representative or an agent with a mandate), or both.
+SubjectKinds = Literal["people", "enterprises", "both"]
+SUBJECT_KINDS: Final[tuple[SubjectKinds, ...]] = get_args(SubjectKinds)
 
 
 class Claim(StrEnum):

@@ -13,6 +13,18 @@ name: "三 张". A Chinese name is written family name first and without a space
 realms therefore also carry a ``full_name`` attribute and claim, and the demo registers each
 region with the claim mapping that names it (a region naming a claim its own way is data).
 
+The enterprise region's realm comes from ``realms/enterprise.json.j2`` like any region's; its
+people also carry the enterprise's attributes (credit code, name, type, their role), which only
+an administrator sets, as the e-business-licence system would.
+
+The proofing provider's realm (:meth:`RealmProvisioner.provision_proofing`) is a department's
+realm from the same templates, with its client's redirect URI the gateway's
+``/proofing/callback`` and one more attribute and mapper: each person's ``verified_claims``
+(OpenID Connect for Identity Assurance 1.0 §5), kept as JSON in an attribute only an
+administrator sets, and put in the ID token as a JSON claim. What the provider vouches for is
+then per person, unlike a hardcoded claim; what the gateway keeps of it is the platform's to
+say (``TONGXING_PROOFING_PROVIDERS``).
+
 Provisioning is idempotent: realm, user profile, client and citizens are created or brought back
 to what the demo expects; the client secret is Keycloak's, read back after each run.
 """
@@ -21,6 +33,7 @@ from __future__ import annotations
 
 import copy
 import html
+import json
 import secrets
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -33,7 +46,7 @@ from realm_operator.models import KeycloakConnection, Level, Names, RegionSpec
 from realm_operator.models import RegionKind as RealmKind
 from realm_operator.templates import GATEWAY_CLIENT_ID, RealmBlueprint, RealmTemplates
 
-from tongxing_demo.federation import Citizen, DemoRegion
+from tongxing_demo.federation import ENTERPRISE, Citizen, DemoRegion, verified_claims
 
 KEYCLOAK_TIMEOUT: Final = 20.0
 FULL_NAME: Final = "full_name"
@@ -62,6 +75,31 @@ FULL_NAME_MAPPER: Final[dict[str, Any]] = {
         "userinfo.token.claim": "true",
     },
 }
+VERIFIED_CLAIMS: Final = "verified_claims"
+VERIFIED_CLAIMS_ATTRIBUTE: Final[dict[str, Any]] = {
+    "name": VERIFIED_CLAIMS,
+    "displayName": "实名核验结果 (verified claims, JSON)",
+    "group": "identity",
+    "validations": {"length": {"min": 2, "max": 2048}},
+    "permissions": {"view": ["admin"], "edit": ["admin"]},
+    "multivalued": False,
+}
+VERIFIED_CLAIMS_MAPPER: Final[dict[str, Any]] = {
+    "name": VERIFIED_CLAIMS,
+    "protocol": "openid-connect",
+    "protocolMapper": "oidc-usermodel-attribute-mapper",
+    "consentRequired": False,
+    "config": {
+        "user.attribute": VERIFIED_CLAIMS,
+        "claim.name": VERIFIED_CLAIMS,
+        "jsonType.label": "JSON",
+        "id.token.claim": "true",
+        "access.token.claim": "false",
+        "userinfo.token.claim": "false",
+    },
+}
+#: When the demo's proofing provider says it checked everyone (IDA §5.1.1 ``time``).
+PROOFED_AT: Final = "2026-05-01T08:00:00Z"
 # Keycloak's answer to a password equal to one of the last N (the templates' passwordHistory).
 PASSWORD_HISTORY_ERROR: Final = "invalidPasswordHistoryMessage"  # noqa: S105 - an error code
 
@@ -143,7 +181,9 @@ class CitizenAccounts(RealmAdmin):
     """The operator's realm administration, plus the demo's citizens (the operator makes no
     accounts: people register with their region)."""
 
-    def ensure(self, citizen: Citizen, password: str) -> None:
+    def ensure(self, citizen: Citizen, password: str, extra: dict[str, str] | None = None) -> None:
+        """The citizen's account, with ``extra`` attributes (the enterprise's, the verified
+        claims) beside the identity ones."""
         user = {
             "username": citizen.username,
             "firstName": citizen.given_name,
@@ -155,6 +195,7 @@ class CitizenAccounts(RealmAdmin):
                 "id_number": [citizen.identity_number],
                 FULL_NAME: [citizen.full_name],
                 "phone_number": [citizen.phone_number],
+                **{name: [value] for name, value in (extra or {}).items()},
             },
         }
         with self._errors(f"set up the account {citizen.username}"):
@@ -177,6 +218,45 @@ def _body(error: KeycloakError) -> str:
     if isinstance(body, bytes):
         return body.decode("utf-8", "replace")
     return str(body or "")
+
+
+def enterprise_attributes(citizen: Citizen) -> dict[str, str]:
+    """What the e-business-licence system holds of a person who signs in for the enterprise."""
+    if citizen.enterprise_role is None:
+        return {}
+    return {
+        "credit_code": ENTERPRISE.credit_code,
+        "enterprise_name": ENTERPRISE.name,
+        "enterprise_type": ENTERPRISE.type,
+        "enterprise_role": citizen.enterprise_role,
+    }
+
+
+def proofing_blueprint(blueprint: RealmBlueprint, gateway_url: str) -> RealmBlueprint:
+    """A department's realm as the proofing provider: its client returns to the gateway's
+    ``/proofing/callback`` and asserts each person's ``verified_claims``; no logout of the
+    gateway's region sessions goes through it (it is no region)."""
+    profile = copy.deepcopy(blueprint.user_profile)
+    profile["attributes"] = [*profile.get("attributes", []), VERIFIED_CLAIMS_ATTRIBUTE]
+    client = copy.deepcopy(blueprint.client)
+    client["redirectUris"] = [f"{gateway_url}/proofing/callback"]
+    client["protocolMappers"] = [*client.get("protocolMappers", []), VERIFIED_CLAIMS_MAPPER]
+    client["attributes"] = {
+        **client.get("attributes", {}),
+        "post.logout.redirect.uris": "",
+        "backchannel.logout.url": "",
+    }
+    return RealmBlueprint(blueprint.realm, client, profile, blueprint.required_actions)
+
+
+@dataclass(frozen=True)
+class ProofingRealm:
+    """The provisioned proofing provider, as ``TONGXING_PROOFING_PROVIDERS`` names it."""
+
+    realm: str
+    issuer: str
+    client_id: str
+    client_secret: str = field(repr=False)
 
 
 class RealmProvisioner:
@@ -204,9 +284,29 @@ class RealmProvisioner:
         admin = self._admin(realm)
         client_secret = _ensure_realm(admin, blueprint)
         for citizen, password in citizens:
-            admin.ensure(citizen, password)
+            admin.ensure(citizen, password, enterprise_attributes(citizen))
         levels = {a.acr: a.level for a in spec.acr_mapping}
         return RegionRealm(realm, self.issuer(realm), client_secret, levels)
+
+    def provision_proofing(
+        self,
+        realm: str,
+        provider: DemoRegion,
+        gateway_url: str,
+        citizens: list[tuple[Citizen, str]],
+    ) -> ProofingRealm:
+        """The proofing provider's realm, with an account for each of ``citizens`` (the same
+        password as at their region) carrying what it verified of them."""
+        spec = region_spec(provider, realm, self.access.url)
+        rendered = demo_blueprint(self.templates.render_for(spec, gateway_url))
+        blueprint = proofing_blueprint(rendered, gateway_url)
+        admin = self._admin(realm)
+        client_secret = _ensure_realm(admin, blueprint)
+        for citizen, password in citizens:
+            claims = verified_claims(citizen, PROOFED_AT)
+            text = json.dumps(claims, ensure_ascii=False, separators=(",", ":"))
+            admin.ensure(citizen, password, {VERIFIED_CLAIMS: text})
+        return ProofingRealm(realm, self.issuer(realm), GATEWAY_CLIENT_ID, client_secret)
 
     def delete(self, realm: str) -> None:
         self._admin(realm).delete_realm()

@@ -15,7 +15,7 @@ from gateway.cli.base import ENV_PREFIX, EXIT_USAGE, CliError, Commands, port
 
 #: The demo's defaults: fixed ports, so the printed URLs stay the same from one run to the next.
 DEMO_DATA_DIR = Path("~/.local/share/tongxing/demo")
-DEMO_PORTS = (8400, 8401, 8402)
+DEMO_PORTS = (8400, 8401, 8402, 8403, 8404)
 DEMO_REALM_PREFIX = "tongxing-demo-"
 
 
@@ -45,7 +45,12 @@ def command_demo(args: argparse.Namespace) -> int:
         ),
         data_dir=Path(args.data_dir).expanduser(),
         gateway_port=args.port,
-        portal_ports=(args.portal_a_port, args.portal_b_port),
+        portal_ports=(
+            args.portal_a_port,
+            args.portal_b_port,
+            args.enterprise_portal_port,
+            args.loa3_portal_port,
+        ),
         realm_prefix=args.realm_prefix,
         verbose=args.verbose,
     )
@@ -69,9 +74,9 @@ def add_parser(commands: Commands) -> None:
     demo = commands.add_parser(
         "demo",
         help="run the gateway with a demo federation on loopback",
-        description="Run the gateway with three demo regions (Keycloak realms in the Keycloak "
-        "you name) and two demo portals, all on 127.0.0.1. Ctrl-C (or SIGTERM) stops "
-        "everything.",
+        description="Run the gateway with four demo regions (Keycloak realms in the Keycloak "
+        "you name: three for people, one e-business-licence system), a proofing provider and "
+        "four demo portals, all on 127.0.0.1. Ctrl-C (or SIGTERM) stops everything.",
     )
     env = os.environ.get
     demo.add_argument("--keycloak-url", default=env(f"{ENV_PREFIX}DEMO_KEYCLOAK_URL"))
@@ -89,6 +94,8 @@ def add_parser(commands: Commands) -> None:
     demo.add_argument("--port", type=port, default=DEMO_PORTS[0], help="gateway port")
     demo.add_argument("--portal-a-port", type=port, default=DEMO_PORTS[1])
     demo.add_argument("--portal-b-port", type=port, default=DEMO_PORTS[2])
+    demo.add_argument("--enterprise-portal-port", type=port, default=DEMO_PORTS[3])
+    demo.add_argument("--loa3-portal-port", type=port, default=DEMO_PORTS[4])
     demo.add_argument(
         "--realm-prefix",
         type=_realm_prefix,

@@ -3,7 +3,9 @@
 A logout request that proves itself with an ``id_token_hint`` for the current session ends it at
 once; any other request is confirmed by the person first (a logout is a state change a third
 party must not trigger, §2 and §6). ``post_logout_redirect_uri`` is honoured only when it is
-registered, exactly, for the portal the request identifies.
+registered, exactly, for the portal the request identifies; a native app's loopback URI matches
+whatever port it names, as its redirect URIs do (RFC 8252 §7.3,
+:meth:`~gateway.registry.Portal.accepts_post_logout_redirect_uri`).
 
 A logout that ends a live session goes on to the region that signed the person in, when it
 publishes an ``end_session_endpoint`` (:mod:`gateway.provider.region_logout`): the browser comes
@@ -134,7 +136,9 @@ def logout() -> Response | str:
     hint = _hint(services, params.get("id_token_hint"))
     portal = _portal(services, hint, params.get("client_id"))
     target = params.get("post_logout_redirect_uri")
-    if target is not None and (portal is None or target not in portal.post_logout_redirect_uris):
+    if target is not None and (
+        portal is None or not portal.accepts_post_logout_redirect_uri(target)
+    ):
         raise LogoutRedirectUnregistered()
     now = services.clock()
     named = _named(services, hint, portal, now)

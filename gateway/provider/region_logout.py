@@ -39,7 +39,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 import requests
 from flask import Blueprint, redirect, render_template, request
@@ -47,6 +47,7 @@ from werkzeug.wrappers import Response
 
 from gateway.broker.errors import BrokerError
 from gateway.errors import LogoutReturnInvalid
+from gateway.registry import Portal, loopback_redirect
 from gateway.sealing import SecretUnreadableError
 from gateway.services import Services, current_services
 from gateway.sessions import open_region_id_token
@@ -244,8 +245,10 @@ def _seal_state(services: Services, region: str, onward: Onward, now: datetime) 
     of URL: the state comes back in a query that WSGI servers bound near 4 KB).
 
     The target is carried by its hash and found again among the portal's registered URIs at
-    the return; the portal's ``state`` follows the JSON header as raw UTF-8 (at most
-    :data:`MAX_PORTAL_STATE_BYTES`, checked by the logout).
+    the return; a native app's loopback target, registered without the port it names this time
+    (RFC 8252 §7.3), also carries its host and port (``netloc``), from which it is rebuilt out of
+    a registered URI (:func:`_registered_target`). The portal's ``state`` follows the JSON
+    header as raw UTF-8 (at most :data:`MAX_PORTAL_STATE_BYTES`, checked by the logout).
     """
     header: dict[str, Any] = {
         "jti": secrets.token_urlsafe(16),
@@ -254,6 +257,8 @@ def _seal_state(services: Services, region: str, onward: Onward, now: datetime) 
     portal_state = b""
     if onward.target is not None:
         header |= {"client_id": onward.client_id, "target": _digest(onward.target)}
+        if loopback_redirect(onward.target) is not None:
+            header["netloc"] = urlsplit(onward.target).netloc
         if onward.state is not None:
             header["with_state"] = True
             portal_state = onward.state.encode()
@@ -289,11 +294,32 @@ def _open_state(services: Services, region: str, state: str | None, now: datetim
     portal = services.registry.portal(client_id) if isinstance(client_id, str) else None
     if portal is None or not isinstance(digest, str):
         return Onward()  # no target asked for, or the portal went away meanwhile
-    # Only a URI registered now, for this portal, is ever a target (§3).
-    targets = [uri for uri in portal.post_logout_redirect_uris if _digest(uri) == digest]
-    if not targets:
+    target = _registered_target(portal, digest, header.get("netloc"))
+    if target is None:
         return Onward()
-    return Onward(portal.client_id, targets[0], portal_state if header.get("with_state") else None)
+    return Onward(portal.client_id, target, portal_state if header.get("with_state") else None)
+
+
+def _registered_target(portal: Portal, digest: str, netloc: object) -> str | None:
+    """The URI whose hash is ``digest`` and which ``portal`` accepts now as a
+    ``post_logout_redirect_uri`` (§3: only a URI registered now, for this portal, is ever a
+    target): one of its registered URIs, or for a native app a registered loopback URI with the
+    host and port the app named (``netloc``, sealed with the digest; RFC 8252 §7.3), accepted
+    again by :meth:`~gateway.registry.Portal.accepts_post_logout_redirect_uri`."""
+    candidates = list(portal.post_logout_redirect_uris)
+    if isinstance(netloc, str):
+        for registered in portal.post_logout_redirect_uris:
+            loopback = loopback_redirect(registered)
+            if loopback is not None:
+                candidates.append(f"http://{netloc}{loopback[1]}")
+    return next(
+        (
+            uri
+            for uri in candidates
+            if _digest(uri) == digest and portal.accepts_post_logout_redirect_uri(uri)
+        ),
+        None,
+    )
 
 
 def _digest(uri: str) -> str:

@@ -164,6 +164,9 @@ session_participants = Table(
     Column("client_id", String(NAME), primary_key=True),
     Column("sid", String(NAME), nullable=False),
     Column("created_at", UtcDateTime(), nullable=False),
+    # Revision 0012: a logout naming the portal's session by (client_id, sid) finds it by this
+    # index (an id_token_hint's sid, RP-Initiated Logout 1.0 §2; find_participant_session).
+    Index("ix_session_participants_client_id_sid", "client_id", "sid"),
 )
 
 grants = Table(
@@ -182,6 +185,10 @@ grants = Table(
     ),
     Column("created_at", UtcDateTime(), nullable=False),
     Column("revoked_at", UtcDateTime(), nullable=True),
+    # Revision 0012: the portal's ``claims`` request parameter (OIDC Core §5.5) of the
+    # authorization that made the grant (normalised JSON, gateway.verified), read with the grant
+    # by every token and userinfo statement; NULL when the portal sent none.
+    Column("claims_request", Text(), nullable=True),
 )
 
 authorization_codes = Table(
@@ -526,18 +533,18 @@ verified_claims = Table(
     Column("verified_at", UtcDateTime(), nullable=False),
 )
 
-# The claims request parameter (OIDC Core §5.5) each portal sent in one SSO session, for its ID
-# tokens and userinfo answers (gateway.verified); gone with the session.
-claims_requests = Table(
-    "claims_requests",
+# --- federation subordinates (revision 0013) ---------------------------------------------------
+
+# Regions and portals the OpenID Federation trust anchor vouches for (gateway.federation).
+federation_subordinates = Table(
+    "federation_subordinates",
     metadata,
-    Column(
-        "session_hash",
-        String(HASH),
-        ForeignKey("sso_sessions.session_hash", ondelete="CASCADE"),
-        primary_key=True,
-    ),
-    Column("client_id", String(NAME), primary_key=True),
-    Column("request", Text(), nullable=False),
+    Column("kind", String(16), primary_key=True),
+    Column("key", String(NAME), primary_key=True),
+    Column("entity_id", String(2048), nullable=False, unique=True),
+    Column("jwks", json_type(), nullable=False),
+    Column("metadata_policy", json_type(), nullable=False),
     Column("created_at", UtcDateTime(), nullable=False),
+    Column("updated_at", UtcDateTime(), nullable=False),
+    CheckConstraint("kind IN ('region', 'portal')", name="kind"),
 )

@@ -37,6 +37,7 @@ from tongxing_api.vocabulary import (
     ApplicationType,
     AuthMethod,
     Claim,
+    SubjectKinds,
     SubjectType,
 )
 
@@ -422,6 +423,9 @@ class PortalSpec(_Spec):
         default_factory=list
     )
     backchannel_logout_uri: str | None = None
+    # Back-Channel Logout 1.0 §2.2: unset or true, logout tokens carry the session's sid; false,
+    # they name the person by sub only (the portal ends every session of theirs).
+    backchannel_logout_session_required: bool | None = None
     # OIDC Core §8.1: a pairwise portal on several hosts names its sector here; the gateway
     # fetches the JSON array of redirect URIs at it when the portal is registered.
     sector_identifier_uri: str | None = None
@@ -429,6 +433,8 @@ class PortalSpec(_Spec):
     minimum_level: Level = "loa1"
     sector: Annotated[str | None, Field(pattern=SECTOR_PATTERN)] = None
     subject_type: SubjectType = "public"
+    # Whom the portal serves: people, enterprises (a person acting for one), or both (issue 16).
+    subject_kinds: SubjectKinds = "people"
     token_endpoint_auth_method: AuthMethod = AuthMethod.CLIENT_SECRET_BASIC
     secret_name: Annotated[str, Field(pattern=SECRET_NAME_PATTERN, max_length=253)]
     enabled: bool = True

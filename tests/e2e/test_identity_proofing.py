@@ -289,6 +289,17 @@ def test_a_citizen_is_proofed_for_a_loa3_portal_and_gets_only_what_was_asked(
         "verification": {"trust_framework": FRAMEWORK},
         "claims": {"name": "张三"},
     }
+    # The claims request belongs to this authorization, kept with its grant: a refreshed ID
+    # token honours it as the first did (OIDC Core §5.5, §12.2)...
+    refreshed = tax.rp("refresh", tokens["refresh_token"])
+    assert refreshed["claims"]["verified_claims"] == claims["verified_claims"]
+    # ... and a later authorization of the same portal without the parameter gets no verified
+    # claims, and takes nothing from the tokens of the first.
+    later = tax.start("openid profile")
+    page.goto(later["url"])
+    page.wait_for_url(f"{tax.redirect_uri}**")
+    assert "verified_claims" not in tax.finish(site.last_visit(tax.redirect_uri), later)["claims"]
+    assert tax.rp("userinfo", tokens["access_token"], claims["sub"]) == info
 
     # A portal whose policy forbids the verified birth date does not get it (same session,
     # single sign-on: no second proofing).

@@ -9,11 +9,13 @@ import hashlib
 import re
 import secrets
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy
 from flask.testing import FlaskClient
 
 from gateway.app import create_app
@@ -33,6 +35,7 @@ from gateway.services import Services, wire
 from gateway.settings import Settings
 from gateway.store import AuthorizationRequest, SqlStore, SsoSession, token_hash
 from gateway.tokens import BearerRefusal, User
+from gateway.verified import parse_claims_request
 
 ISSUER = "https://tongxing.example.cn"
 REDIRECT = "https://portal.zj.gov.cn/callback"
@@ -472,3 +475,63 @@ def test_a_refresh_token_never_outlives_its_sso_session(
     assert refresh_expiry(services, value) == person.session_expires_at
     clock.now = person.session_expires_at + timedelta(seconds=1)
     assert error(token(client, grant_type="refresh_token", refresh_token=value)) == "invalid_grant"
+
+
+# --- the claims request parameter, kept with its grant (OIDC Core §5.5) ---------------------
+
+
+class StoreStatements:
+    """The SQL statements the store runs (but ``BEGIN``, and reads of the registry and the
+    policy set, whose cached copies refresh on their own clock)."""
+
+    def __init__(self, services: Services) -> None:
+        assert isinstance(services.store, SqlStore)
+        self.seen: list[str] = []
+        sqlalchemy.event.listen(services.store.engine, "before_cursor_execute", self._seen)
+
+    def _seen(self, _conn: object, _cursor: object, statement: str, *_: object) -> None:
+        self.seen.append(statement)
+
+    @contextmanager
+    def during(self) -> Iterator[list[str]]:
+        """The statements run inside the ``with`` block, listed when it ends."""
+        ran: list[str] = []
+        start = len(self.seen)
+        yield ran
+        ran.extend(
+            s
+            for s in self.seen[start:]
+            if not s.startswith("BEGIN") and not re.search(r"\b(portals|regions|policy_sets)\b", s)
+        )
+
+
+def test_the_claims_request_travels_with_its_grant_at_no_statement_of_its_own(
+    services: Services, client: FlaskClient
+) -> None:
+    statements = StoreStatements(services)
+    asked = parse_claims_request('{"id_token":{"name":null},"userinfo":{"name":null}}').text
+    counts: dict[bool, list[int]] = {}
+    for claims in (None, None, asked):  # the first flow warms the registry's copy
+        with statements.during() as issued_code:
+            code = code_for(services, scope="openid", claims=claims)
+        with statements.during() as redeemed:
+            first = redeem(client, code).get_json()
+        with statements.during() as rotated:
+            refresh = first["refresh_token"]
+            second = token(client, grant_type="refresh_token", refresh_token=refresh).get_json()
+        bearer = {"Authorization": f"Bearer {second['access_token']}"}
+        with statements.during() as answered:
+            info = client.get("/userinfo", headers=bearer).get_json()
+        counts[claims is not None] = [len(issued_code), len(redeemed), len(rotated), len(answered)]
+        # Only the claims request asks for the name here (scope "openid"): the ID token of the
+        # code, the refreshed ID token and userinfo all honour it (OIDC Core §5.5, §12.2).
+        named = "张三" if claims is not None else None
+        assert services.keys.verify(first["id_token"]).get("name") == named
+        assert services.keys.verify(second["id_token"]).get("name") == named
+        assert info.get("name") == named
+        # Userinfo is one statement: the token with its grant (and the claims request) and
+        # its live session.
+        assert len(answered) == 1, answered
+    # The same statements with and without it: no write of its own at /authorize's answer, no
+    # read of its own at the token endpoint or userinfo.
+    assert counts[True] == counts[False]

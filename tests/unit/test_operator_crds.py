@@ -111,6 +111,18 @@ def test_the_charts_copy_of_the_region_crd_is_the_same_file() -> None:
     assert chart.read_bytes() == (OPERATOR / "crds" / "region.yaml").read_bytes()
 
 
+def test_the_charts_copy_of_the_portal_crd_is_the_same_file() -> None:
+    chart = REPO / "charts" / "tongxing" / "files" / "crds" / "portal.yaml"
+    assert chart.read_bytes() == (OPERATOR / "crds" / "portal.yaml").read_bytes()
+
+
+def test_every_field_of_the_portal_spec_is_in_the_crd() -> None:
+    """A field the model takes but the CRD lacks is pruned by the API server before the
+    operator ever sees it: the two list the same fields."""
+    fields = set(spec_schema("portal")["properties"])
+    assert fields == {info.alias or name for name, info in models.PortalSpec.model_fields.items()}
+
+
 def test_the_template_enumeration_is_the_templates_in_realms() -> None:
     enum = spec_schema("region")["properties"]["realmTemplate"]["enum"]
     assert sorted(enum) == RealmTemplates().names()
@@ -126,6 +138,8 @@ def test_portal_patterns_and_enumerations_match_the_models() -> None:
     assert fields["minimumLevel"]["enum"] == list(vocabulary.LEVELS)
     assert fields["sector"]["pattern"] == vocabulary.SECTOR_PATTERN
     assert fields["subjectType"]["enum"] == list(vocabulary.SUBJECT_TYPES)
+    assert fields["subjectKinds"]["enum"] == list(vocabulary.SUBJECT_KINDS)
+    assert fields["backchannelLogoutSessionRequired"]["type"] == "boolean"
     # A Portal carries no keys: every auth method of the API but private_key_jwt.
     methods = [m.value for m in models.PORTAL_AUTH_METHODS]
     assert fields["tokenEndpointAuthMethod"]["enum"] == methods

@@ -6,10 +6,11 @@ from __future__ import annotations
 import json
 import re
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, get_args
 
 import pytest
-from pydantic import ValidationError
+from pydantic import SecretStr, ValidationError
+from realm_operator.cluster import Secrets
 from realm_operator.models import (
     ConditionType,
     OverrideError,
@@ -22,8 +23,19 @@ from realm_operator.models import (
     normalise_service_url,
     set_condition,
 )
-from realm_operator.reconcile import INVALID_SPEC, ReconcileError, new_progress, parse_spec
+from realm_operator.reconcile import (
+    INVALID_SPEC,
+    ObjectRef,
+    PortalReconciler,
+    ReconcileError,
+    new_progress,
+    parse_spec,
+)
 from realm_operator.settings import OperatorSettings
+
+from gateway.registry import Portal, hash_secret
+from tongxing_api.client import GatewayClient
+from tongxing_api.vocabulary import SUBJECT_KINDS
 
 T0 = datetime(2026, 5, 1, 8, 0, tzinfo=UTC)
 
@@ -522,3 +534,67 @@ def test_a_bad_platform_setting_stops_the_operator_at_start_up(
 def test_a_bad_level_ceiling_is_refused() -> None:
     with pytest.raises(ValidationError, match="level_ceiling"):
         platform(level_ceiling="loa9")
+
+
+# --- the registration fields of issue 16 and Back-Channel Logout 1.0 §2.2 ----------------------
+
+
+def _registered(spec: PortalSpec) -> Portal:
+    """The gateway's portal as the operator's registration of ``spec`` makes it."""
+    reconciler = PortalReconciler(
+        OperatorSettings.model_validate(
+            {"gateway_url": "http://gateway.test", "admin_token": "o" * 32}
+        ),
+        GatewayClient("http://gateway.test", SecretStr("o" * 32)),
+        Secrets.__new__(Secrets),  # building a registration reads no Secret
+    )
+    ref = ObjectRef("Portal", "zj-gov", "zwfw", "uid-zwfw-1", 1)
+    document = reconciler.registration(ref, spec, "zwfw.zj-gov")
+    document["managed_by"] = {"principal": "operator", **document["managed_by"]}
+    return Portal.model_validate({**document, "client_secret_hash": hash_secret("c" * 32)})
+
+
+@pytest.mark.parametrize("kinds", ["people", "enterprises", "both"])
+@pytest.mark.parametrize("required", [True, False])
+def test_subject_kinds_and_the_sid_in_logout_tokens_reach_the_gateway(
+    kinds: str, required: bool
+) -> None:
+    spec = PortalSpec.model_validate(
+        portal(
+            subjectKinds=kinds,
+            backchannelLogoutUri="https://www.zjzwfw.gov.cn/oidc/backchannel-logout",
+            backchannelLogoutSessionRequired=required,
+        )
+    )
+    assert spec.subject_kinds == kinds
+    assert spec.backchannel_logout_session_required is required
+    registered = _registered(spec)
+    assert registered.subject_kinds == kinds
+    assert registered.backchannel_logout_session_required is required
+
+
+def test_unset_the_portal_serves_people_and_logout_tokens_carry_the_sid() -> None:
+    spec = PortalSpec.model_validate(portal())
+    assert spec.subject_kinds == "people"
+    assert spec.backchannel_logout_session_required is None
+    registered = _registered(spec)
+    assert registered.subject_kinds == "people"
+    assert registered.backchannel_logout_session_required is None  # the gateway sends sid
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"subjectKinds": "companies"},
+        {"subjectKinds": ["people"]},
+        {"backchannelLogoutSessionRequired": "maybe"},
+    ],
+)
+def test_a_bad_subject_kind_or_session_required_is_refused(changes: dict[str, Any]) -> None:
+    with pytest.raises(ValidationError):
+        PortalSpec.model_validate(portal(**changes))
+
+
+def test_the_gateway_and_the_operator_name_the_same_subject_kinds() -> None:
+    assert get_args(PortalSpec.model_fields["subject_kinds"].annotation) == SUBJECT_KINDS
+    assert get_args(Portal.model_fields["subject_kinds"].annotation) == SUBJECT_KINDS

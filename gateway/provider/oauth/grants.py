@@ -158,7 +158,8 @@ class CodeGrant(ServedGrant, grants.AuthorizationCodeGrant):  # type: ignore[mis
         """Nothing to do: :meth:`query_authorization_code` already marked it redeemed."""
 
     def authenticate_user(self, authorization_code: StoredCode) -> User:
-        """The person the code was issued to, with the facts of the sign-in it recorded."""
+        """The person the code was issued to, with the facts of the sign-in it recorded and the
+        grant's ``claims`` request (OIDC Core §5.5), all read with the code."""
         if self.redeemed is not None:
             grant: Grant | None = self.redeemed[0]
             user = self.tokens.session_user(self.redeemed[0].subject, self.redeemed[1])
@@ -181,6 +182,7 @@ class CodeGrant(ServedGrant, grants.AuthorizationCodeGrant):  # type: ignore[mis
             tuple(claims.get("amr") or ()),
             user.claims,
             user.session_expires_at,
+            grant.claims_request,
         )
 
     def generate_token(
@@ -237,8 +239,8 @@ class RefreshGrant(ServedGrant, grants.RefreshTokenGrant):  # type: ignore[misc]
         if found is None:
             self._detect_reuse(hashed, now)
             return None
-        record, session = found
-        user = tokens.session_user(record.subject, session)
+        record, session, claims_request = found
+        user = tokens.session_user(record.subject, session, claims_request)
         return StoredRefreshToken(record, refresh_token, user, now)
 
     def _detect_reuse(self, hashed: str, now: datetime) -> None:
@@ -255,7 +257,8 @@ class RefreshGrant(ServedGrant, grants.RefreshTokenGrant):  # type: ignore[misc]
             raise InvalidGrantError("refresh token reused; every token of its grant is revoked")
 
     def authenticate_user(self, refresh_token: StoredRefreshToken) -> User:
-        """The user read with the token (one store read for both)."""
+        """The user read with the token (one store read for both), with the grant's ``claims``
+        request: the new ID token honours it as the first did (OIDC Core §5.5, §12.2)."""
         return refresh_token.user
 
     def create_token_response(self) -> tuple[int, dict[str, Any], list[tuple[str, str]]]:

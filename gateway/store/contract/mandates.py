@@ -172,6 +172,17 @@ class MandateStore(Protocol):
         """The agent's live mandates, newest first."""
         ...
 
+    def purge_mandates(self, now: datetime.datetime, retention: datetime.timedelta) -> int:
+        """Delete the mandates nobody can use any more; return how many went (THREAT_MODEL
+        row 7: never an unbounded row).
+
+        An invitation that expired unaccepted goes at ``invitation_expires_at`` (it can never
+        become a mandate). A mandate that expired (``valid_until``) or was revoked goes
+        ``retention`` after that, so that its enterprise still sees it ended for a while; the
+        audit trail keeps its history. Live mandates and open invitations stay.
+        """
+        ...
+
     def choose_acting_for(self, choice: ActingFor) -> None:
         """Remember (replacing any earlier) the choice for its session and portal."""
         ...

@@ -19,6 +19,10 @@ from gateway.store.contract.common import (
 )
 from gateway.store.contract.sessions import SsoSession
 
+MAX_CLAIMS_REQUEST_BYTES = 4096
+"""The longest ``claims`` request kept with a grant (UTF-8 JSON): the provider refuses a longer
+parameter first (THREAT_MODEL row 7: bad input costs a refusal, never an unbounded row)."""
+
 
 @dataclass(frozen=True)
 class Grant:
@@ -26,7 +30,11 @@ class Grant:
 
     Revoking the grant invalidates every code, access token and refresh token issued under it
     (RFC 6749 §4.1.2 and §10.5 on code replay; RFC 9700 §4.14.2 on refresh token reuse).
-    ``session_hash`` names the SSO session the grant was made in, if any.
+    ``session_hash`` names the SSO session the grant was made in, if any. ``claims_request`` is
+    the ``claims`` request parameter (OIDC Core §5.5) of the authorization that made it
+    (normalised JSON, :func:`gateway.verified.parse_claims_request`), if the portal sent one:
+    it applies to every ID token and userinfo answer issued under the grant (§5.5), and to
+    nothing else.
     """
 
     grant_id: str
@@ -35,6 +43,7 @@ class Grant:
     session_hash: str | None
     created_at: datetime.datetime
     revoked_at: datetime.datetime | None = None
+    claims_request: str | None = None
 
     def __post_init__(self) -> None:
         require_aware(self, created_at=self.created_at, revoked_at=self.revoked_at)
@@ -220,11 +229,14 @@ class TokenStore(Protocol):
         *,
         session_hash: str | None,
         sid: str,
+        claims_request: str | None = None,
     ) -> tuple[CodeRecord, Grant]:
         """All an authorization response writes, in one transaction (or nothing).
 
         A new grant for ``code.client_id`` and ``subject`` (in the session ``session_hash``,
-        which must be live: else :class:`SessionNotFoundError`), the portal added to that
+        which must be live: else :class:`SessionNotFoundError`; with the portal's
+        ``claims_request``, ``ValueError`` when longer than :data:`MAX_CLAIMS_REQUEST_BYTES`),
+        the portal added to that
         session as :meth:`add_participant` does (``sid`` is used only if it takes part for the
         first time), and the code under the new grant. Returns the code as stored, with the new
         grant's id and, with a session, ``claims["sid"]`` the portal's ``sid`` in it, and the
@@ -273,8 +285,9 @@ class TokenStore(Protocol):
 
     def get_access_token_session(
         self, token_hash: str, now: datetime.datetime
-    ) -> tuple[AccessTokenRecord, SsoSession | None] | None:
-        """:meth:`get_access_token` with its grant's SSO session, in one read (userinfo).
+    ) -> tuple[AccessTokenRecord, SsoSession | None, str | None] | None:
+        """:meth:`get_access_token` with its grant's SSO session and ``claims_request``
+        (:attr:`Grant.claims_request`), in one read (userinfo, OIDC Core §5.3 and §5.5).
 
         The session is ``None`` when the grant has none or when :meth:`get_session` would not
         return it (ended or expired).
@@ -306,9 +319,11 @@ class TokenStore(Protocol):
 
     def get_refresh_token_session(
         self, token_hash: str, now: datetime.datetime
-    ) -> tuple[RefreshTokenRecord, SsoSession | None] | None:
-        """:meth:`get_refresh_token` with its grant's SSO session, in one read (the refresh
-        grant needs both). The session is ``None`` as for :meth:`get_access_token_session`."""
+    ) -> tuple[RefreshTokenRecord, SsoSession | None, str | None] | None:
+        """:meth:`get_refresh_token` with its grant's SSO session and ``claims_request``, in one
+        read (the refresh grant needs all three: its ID token honours the grant's ``claims``
+        request, OIDC Core §12.2). The session is ``None`` as for
+        :meth:`get_access_token_session`."""
         ...
 
     def refresh_token_status(self, token_hash: str, now: datetime.datetime) -> RefreshTokenStanding:
@@ -343,6 +358,7 @@ class TokenStore(Protocol):
 
 
 __all__ = [
+    "MAX_CLAIMS_REQUEST_BYTES",
     "AccessTokenRecord",
     "CodeNotFoundError",
     "CodeRecord",

@@ -1,4 +1,4 @@
-"""Verified claims kept with an SSO session, and the ``claims`` request each portal made in it.
+"""Verified claims kept with an SSO session.
 
 Identity proofing (:mod:`gateway.proofing`) ends with ``verified_claims`` (OpenID Connect for
 Identity Assurance 1.0 §5; the Identity Assurance Schema Definition 1.0) that a proofing
@@ -10,11 +10,10 @@ Keeping them and raising the session to ``loa3`` are ONE operation
 (:meth:`VerifiedClaimsStore.attach_verified_claims`): a session never says ``loa3`` without the
 verified claims that make it so.
 
-The ``claims`` request parameter (OIDC Core §5.5) a portal sent at ``/authorize`` is kept per
-session and portal (:meth:`VerifiedClaimsStore.save_claims_request`), so that the ID token and
-every later userinfo answer of that portal in that session honour it (§5.5: the request applies
-to the ID token and to the UserInfo Endpoint). A later authorization of the same portal in the
-same session replaces it; one without the parameter removes it.
+The ``claims`` request parameter (OIDC Core §5.5) that asks for them is not kept here: it
+belongs to one authorization, and is kept with the grant that authorization makes
+(:attr:`~gateway.store.contract.tokens.Grant.claims_request`), read with it by the token and
+userinfo statements.
 """
 
 from __future__ import annotations
@@ -25,10 +24,8 @@ from typing import Protocol
 
 from gateway.store.contract.common import require_aware
 from gateway.store.contract.sessions import SsoSession
+from gateway.store.contract.tokens import MAX_CLAIMS_REQUEST_BYTES
 
-MAX_CLAIMS_REQUEST_BYTES = 4096
-"""The longest ``claims`` request kept (UTF-8 JSON): the provider refuses a longer parameter
-first (THREAT_MODEL row 7: bad input costs a refusal, never an unbounded row)."""
 MAX_SEALED_BYTES = 64 * 1024
 """The largest sealed verified-claims document kept."""
 
@@ -49,7 +46,7 @@ class VerifiedClaimsRecord:
 
 
 class VerifiedClaimsStore(Protocol):
-    """Verified claims per SSO session, and the portals' ``claims`` requests in it."""
+    """Verified claims per SSO session."""
 
     def attach_verified_claims(
         self, record: VerifiedClaimsRecord, acr: str, amr: tuple[str, ...], now: datetime.datetime
@@ -65,19 +62,6 @@ class VerifiedClaimsStore(Protocol):
 
     def get_verified_claims(self, session_hash: str) -> VerifiedClaimsRecord | None:
         """The session's verified claims, or ``None``."""
-        ...
-
-    def save_claims_request(
-        self, session_hash: str, client_id: str, request: str | None, now: datetime.datetime
-    ) -> None:
-        """Keep the portal's ``claims`` request (normalised JSON) for this session, replacing
-        an earlier one; ``None`` removes it. ``ValueError`` when longer than
-        :data:`MAX_CLAIMS_REQUEST_BYTES`; an unknown session keeps nothing (no error: the
-        grant made in it cannot be redeemed either)."""
-        ...
-
-    def get_claims_request(self, session_hash: str, client_id: str) -> str | None:
-        """The portal's ``claims`` request kept for this session, or ``None``."""
         ...
 
 

@@ -72,7 +72,13 @@ def revoke_grants(
 
 def grant_from_row(row: Row[Any]) -> Grant:
     return Grant(
-        row.grant_id, row.client_id, row.subject, row.session_hash, row.created_at, row.revoked_at
+        row.grant_id,
+        row.client_id,
+        row.subject,
+        row.session_hash,
+        row.created_at,
+        row.revoked_at,
+        row.claims_request,
     )
 
 

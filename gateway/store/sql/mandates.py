@@ -5,6 +5,7 @@
 * An invitation is accepted by ONE conditional ``UPDATE`` (unaccepted, unrevoked, unexpired,
   this agent's key): of two concurrent acceptances the second matches nothing.
 * A revocation is one conditional ``UPDATE`` too: revoked once, and only by its enterprise.
+* Mandates nobody can use any more are purged by one ``DELETE`` (housekeeping).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import datetime
 import uuid
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import and_, delete, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from gateway.store.contract.mandates import (
@@ -209,6 +210,27 @@ class SqlMandates(SqlBase):
                 .order_by(mandates.c.created_at.desc(), mandates.c.id)
             ).all()
         return [_mandate(row) for row in rows]
+
+    def purge_mandates(self, now: datetime.datetime, retention: datetime.timedelta) -> int:
+        require_aware(now=now)
+        if retention < datetime.timedelta(0):
+            raise ValueError("the retention must not be negative")
+        ended_before = now - retention
+        with self._write() as conn:
+            return int(
+                conn.execute(
+                    delete(mandates).where(
+                        or_(
+                            and_(
+                                mandates.c.accepted_at.is_(None),
+                                mandates.c.invitation_expires_at <= now,
+                            ),
+                            mandates.c.valid_until <= ended_before,
+                            mandates.c.revoked_at <= ended_before,
+                        )
+                    )
+                ).rowcount
+            )
 
     # -- acting for -------------------------------------------------------------------------
 

@@ -34,6 +34,7 @@ from gateway.store.sql.audit import SqlAudit
 from gateway.store.sql.base import require_aware, unavailable
 from gateway.store.sql.consents import SqlConsents
 from gateway.store.sql.deliveries import SqlDeliveries
+from gateway.store.sql.federation import SqlFederation  # issue 17
 from gateway.store.sql.mandates import SqlMandates
 from gateway.store.sql.pending_authorizations import SqlPendingAuthorizations
 from gateway.store.sql.policy_sets import SqlPolicySets
@@ -61,6 +62,7 @@ class SqlStore(
     SqlPolicySets,
     SqlMandates,
     SqlVerifiedClaims,
+    SqlFederation,
 ):
     """:class:`~gateway.store.contract.Store` on SQLite or PostgreSQL.
 

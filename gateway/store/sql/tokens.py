@@ -13,6 +13,9 @@
   decided under the lock as before.
 * A grant in an SSO session is made under a shared lock on the session's row, so that a logout
   revokes it or it is not made (see :mod:`gateway.store.sql.sessions`).
+* The portal's ``claims`` request (OIDC Core §5.5) is a column of its grant, written with the
+  grant and read by the statements that already join the grant (code redemption, the access
+  and refresh token reads): it costs the token endpoints no statement of their own.
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ from gateway.store.contract import (
     SessionNotFoundError,
     SsoSession,
 )
+from gateway.store.contract.tokens import MAX_CLAIMS_REQUEST_BYTES
 from gateway.store.schema import (
     access_tokens,
     authorization_codes,
@@ -89,7 +93,7 @@ _ACCESS_TOKEN = select(access_tokens).where(
     grant_is_live(access_tokens.c.grant_id),
 )
 _ACCESS_TOKEN_SESSION = (
-    select(access_tokens, *SESSION_COLUMNS)
+    select(access_tokens, grants.c.claims_request, *SESSION_COLUMNS)
     .select_from(
         access_tokens.join(grants, grants.c.grant_id == access_tokens.c.grant_id).outerjoin(
             sso_sessions, _LIVE_SESSION_OF_GRANT
@@ -110,7 +114,7 @@ _REFRESH_TOKEN = select(refresh_tokens).where(
     _LIVE_REFRESH_TOKEN, grant_is_live(refresh_tokens.c.grant_id)
 )
 _REFRESH_TOKEN_SESSION = (
-    select(refresh_tokens, *SESSION_COLUMNS)
+    select(refresh_tokens, grants.c.claims_request, *SESSION_COLUMNS)
     .select_from(
         refresh_tokens.join(grants, grants.c.grant_id == refresh_tokens.c.grant_id).outerjoin(
             sso_sessions, _LIVE_SESSION_OF_GRANT
@@ -354,11 +358,25 @@ class SqlTokens(SqlBase):
         *,
         session_hash: str | None,
         sid: str,
+        claims_request: str | None = None,
     ) -> tuple[CodeRecord, Grant]:
         require_text(code_hash=code.code_hash, client_id=code.client_id, subject=subject, sid=sid)
         require_aware(now=now)
+        if claims_request is not None and (
+            not claims_request or len(claims_request.encode("utf-8")) > MAX_CLAIMS_REQUEST_BYTES
+        ):
+            raise ValueError(
+                f"a claims request is empty or longer than {MAX_CLAIMS_REQUEST_BYTES} bytes"
+            )
         claims = dict(json_object(code.claims, "claims"))
-        grant = Grant(uuid.uuid4().hex, code.client_id, subject, session_hash, now)
+        grant = Grant(
+            uuid.uuid4().hex,
+            code.client_id,
+            subject,
+            session_hash,
+            now,
+            claims_request=claims_request,
+        )
         with self._write() as conn:
             if (
                 session_hash is not None
@@ -371,6 +389,7 @@ class SqlTokens(SqlBase):
                 "subject": subject,
                 "session_hash": session_hash,
                 "created_at": now,
+                "claims_request": claims_request,
             }
             conn.execute(insert_into(grants), values)
             if session_hash is not None:
@@ -417,6 +436,7 @@ class SqlTokens(SqlBase):
                     row.grant_session_hash,
                     row.grant_created_at,
                     row.grant_revoked_at,
+                    row.grant_claims_request,
                 )
                 return _code(row), grant, joined_session(row)
         # Not redeemed above (or SQLite): redeem_code tells replay from unknown, as ever.
@@ -477,10 +497,12 @@ class SqlTokens(SqlBase):
 
     def get_access_token_session(
         self, token_hash: str, now: datetime.datetime
-    ) -> tuple[AccessTokenRecord, SsoSession | None] | None:
+    ) -> tuple[AccessTokenRecord, SsoSession | None, str | None] | None:
         require_aware(now=now)
         row = self._first(_ACCESS_TOKEN_SESSION, {"hash_": token_hash, "now": now})
-        return None if row is None else (_access_token(row), joined_session(row))
+        if row is None:
+            return None
+        return _access_token(row), joined_session(row), row.claims_request
 
     def revoke_access_token(self, token_hash: str) -> bool:
         with self._write() as conn:
@@ -522,10 +544,12 @@ class SqlTokens(SqlBase):
 
     def get_refresh_token_session(
         self, token_hash: str, now: datetime.datetime
-    ) -> tuple[RefreshTokenRecord, SsoSession | None] | None:
+    ) -> tuple[RefreshTokenRecord, SsoSession | None, str | None] | None:
         require_aware(now=now)
         row = self._first(_REFRESH_TOKEN_SESSION, {"hash_": token_hash, "now": now})
-        return None if row is None else (_refresh_token(row), joined_session(row))
+        if row is None:
+            return None
+        return _refresh_token(row), joined_session(row), row.claims_request
 
     def refresh_token_status(self, token_hash: str, now: datetime.datetime) -> RefreshTokenStanding:
         require_aware(now=now)

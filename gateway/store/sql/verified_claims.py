@@ -1,4 +1,4 @@
-"""Verified claims and claims requests on SQL (:mod:`gateway.store.contract.verified_claims`).
+"""Verified claims on SQL (:mod:`gateway.store.contract.verified_claims`).
 
 Attaching verified claims writes the row and raises the session in one transaction: a session
 never says ``loa3`` without the verified claims that made it so.
@@ -8,17 +8,12 @@ from __future__ import annotations
 
 import datetime
 
-from sqlalchemy import bindparam, delete, select, update
+from sqlalchemy import delete, select, update
 
 from gateway.store.contract import SessionNotFoundError, SsoSession
-from gateway.store.contract.verified_claims import (
-    MAX_CLAIMS_REQUEST_BYTES,
-    MAX_SEALED_BYTES,
-    VerifiedClaimsRecord,
-)
-from gateway.store.schema import claims_requests, sso_sessions, verified_claims
+from gateway.store.contract.verified_claims import MAX_SEALED_BYTES, VerifiedClaimsRecord
+from gateway.store.schema import sso_sessions, verified_claims
 from gateway.store.sql.base import SqlBase, require_aware, require_text
-from gateway.store.sql.sessions import live_session
 
 
 class SqlVerifiedClaims(SqlBase):
@@ -89,44 +84,6 @@ class SqlVerifiedClaims(SqlBase):
             sealed=row.sealed,
             verified_at=row.verified_at,
         )
-
-    def save_claims_request(
-        self, session_hash: str, client_id: str, request: str | None, now: datetime.datetime
-    ) -> None:
-        require_text(session_hash=session_hash, client_id=client_id)
-        require_aware(now=now)
-        if request is not None and len(request.encode("utf-8")) > MAX_CLAIMS_REQUEST_BYTES:
-            raise ValueError(f"a claims request is longer than {MAX_CLAIMS_REQUEST_BYTES} bytes")
-        with self._write() as conn:
-            conn.execute(
-                delete(claims_requests).where(
-                    claims_requests.c.session_hash == session_hash,
-                    claims_requests.c.client_id == client_id,
-                )
-            )
-            if request is None or live_session(conn, session_hash, now) is None:
-                return
-            conn.execute(
-                claims_requests.insert().values(
-                    session_hash=session_hash,
-                    client_id=client_id,
-                    request=request,
-                    created_at=now,
-                )
-            )
-
-    def get_claims_request(self, session_hash: str, client_id: str) -> str | None:
-        row = self._first(_CLAIMS_REQUEST, {"session_hash_": session_hash, "client_id_": client_id})
-        found = row[0] if row is not None else None
-        return found if isinstance(found, str) else None
-
-
-# Read for every ID token and userinfo answer: built once, and a hot statement on PostgreSQL
-# (SqlBase._first; issue 15, P16).
-_CLAIMS_REQUEST = select(claims_requests.c.request).where(
-    claims_requests.c.session_hash == bindparam("session_hash_"),
-    claims_requests.c.client_id == bindparam("client_id_"),
-)
 
 
 __all__ = ["SqlVerifiedClaims"]

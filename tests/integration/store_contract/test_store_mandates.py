@@ -8,9 +8,11 @@ Every test runs on SQLite and on PostgreSQL (see ``conftest.py``).
 from __future__ import annotations
 
 import dataclasses
+import datetime
 
 import pytest
 
+from gateway.housekeeping import MANDATE_RETENTION, ExpiredRecordPurge
 from gateway.store import SqlStore, Store, Subject, token_hash
 from gateway.store.contract.mandates import ActingFor, Mandate, MandateNotFoundError
 
@@ -211,3 +213,80 @@ def test_the_choice_of_whom_to_act_for_is_replaced_and_goes_with_the_session(
         mandates.choose_acting_for(dataclasses.replace(choice, session_hash=token_hash("gone")))
     store.purge_expired(session.expires_at)
     assert mandates.get_acting_for(session.session_hash, "portal-a") is None
+
+
+# --- housekeeping: never an unbounded row (THREAT_MODEL row 7) ----------------------------------
+
+RETENTION = 30 * DAY
+
+
+def test_mandates_nobody_can_use_are_purged_and_ended_ones_after_the_retention(
+    store: Store, subject: Subject
+) -> None:
+    mandates = _mandates(store)
+    enterprise = mandates.save_enterprise(_key("acme"), "甲公司", "企业", "sealed", NOW)
+    made = {
+        "lapsed": _mandate(enterprise.id, subject.id, "lapsed"),  # invitation ends NOW + DAY
+        "open": dataclasses.replace(
+            _mandate(enterprise.id, subject.id, "open"),
+            invitation_expires_at=NOW + 40 * DAY,
+            valid_until=NOW + 90 * DAY,
+        ),
+        "live": dataclasses.replace(
+            _mandate(enterprise.id, subject.id, "live"), valid_until=NOW + 90 * DAY
+        ),
+        "revoked": _mandate(enterprise.id, subject.id, "revoked"),
+        "short": dataclasses.replace(
+            _mandate(enterprise.id, subject.id, "short"), valid_until=NOW + 2 * DAY
+        ),
+    }
+    for mandate in made.values():
+        mandates.create_mandate(mandate)
+    for name in ("live", "revoked", "short"):
+        mandates.accept_mandate(made[name].invitation_hash, _key("agent"), subject.id, NOW)
+    assert mandates.revoke_mandate(made["revoked"].id, enterprise.id, NOW + HOUR) is not None
+
+    def left() -> set[str]:
+        return {
+            m.id.removeprefix("mandate-") for m in mandates.list_enterprise_mandates(enterprise.id)
+        }
+
+    second = datetime.timedelta(seconds=1)
+    assert mandates.purge_mandates(NOW + DAY - second, RETENTION) == 0
+    # An invitation that expired unaccepted goes at once: it can never become a mandate.
+    assert mandates.purge_mandates(NOW + DAY, RETENTION) == 1
+    assert left() == {"open", "live", "revoked", "short"}
+    assert mandates.get_mandate(made["lapsed"].id) is None
+    # A revoked mandate stays listed for the retention, then goes.
+    assert mandates.purge_mandates(NOW + HOUR + RETENTION - second, RETENTION) == 0
+    assert mandates.purge_mandates(NOW + HOUR + RETENTION, RETENTION) == 1
+    assert left() == {"open", "live", "short"}
+    # So does an expired one, from its valid_until.
+    assert mandates.purge_mandates(NOW + 2 * DAY + RETENTION, RETENTION) == 1
+    assert left() == {"open", "live"}
+    # An open invitation stays until it expires; a live mandate until it ends.
+    assert mandates.purge_mandates(NOW + 40 * DAY, RETENTION) == 1
+    assert left() == {"live"}
+    assert mandates.purge_mandates(NOW + 40 * DAY, RETENTION) == 0
+    assert [m.id for m in mandates.list_agent_mandates(subject.id, NOW + 40 * DAY)] == [
+        made["live"].id
+    ]
+    with pytest.raises(ValueError, match="retention"):
+        mandates.purge_mandates(NOW, -DAY)
+
+
+def test_the_expired_record_purge_takes_ended_mandates_with_it(
+    store: Store, subject: Subject
+) -> None:
+    mandates = _mandates(store)
+    enterprise = mandates.save_enterprise(_key("acme"), "甲公司", "企业", "sealed", NOW)
+    mandates.create_mandate(_mandate(enterprise.id, subject.id, "lapsed"))
+    mandates.create_mandate(_mandate(enterprise.id, subject.id, "revoked"))
+    mandates.revoke_mandate("mandate-revoked", enterprise.id, NOW)
+    later = NOW + DAY
+    without = ExpiredRecordPurge(store, interval=60, clock=lambda: later)
+    assert without.run_once() == 0  # a purge not given the mandate store leaves them
+    purge = ExpiredRecordPurge(store, interval=60, clock=lambda: later, mandates=mandates)
+    assert purge.mandate_retention == MANDATE_RETENTION == 30 * DAY
+    assert purge.run_once() == 2  # both invitations lapsed unaccepted
+    assert mandates.list_enterprise_mandates(enterprise.id) == []

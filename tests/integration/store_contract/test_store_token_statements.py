@@ -184,7 +184,7 @@ def test_tokens_read_back_in_utc_whatever_the_session_time_zone(
         sql_store.engine.dispose()
     found = store.get_access_token_session(access.token_hash, NOW)
     assert found is not None
-    assert found == (access, session)
+    assert found == (access, session, None)
     assert found[0].expires_at.tzinfo is datetime.UTC
     assert found[1] is not None
     assert found[1].auth_time.tzinfo is datetime.UTC

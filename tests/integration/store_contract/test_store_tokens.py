@@ -462,15 +462,15 @@ def test_a_token_is_read_with_its_grants_live_session(store: Store, subject: Sub
     grant = store.create_grant(CLIENT, subject.id, NOW, session_hash=session.session_hash)
     access, refresh = _access(grant, expires_at=NOW + 9 * HOUR), _refresh(grant)
     store.save_refresh_token(refresh, access_token=access)
-    assert store.get_access_token_session(access.token_hash, NOW) == (access, session)
-    assert store.get_refresh_token_session(refresh.token_hash, NOW) == (refresh, session)
+    assert store.get_access_token_session(access.token_hash, NOW) == (access, session, None)
+    assert store.get_refresh_token_session(refresh.token_hash, NOW) == (refresh, session, None)
     # The session expires before the tokens: they are still read, without it.
     later = NOW + 8 * HOUR
-    assert store.get_access_token_session(access.token_hash, later) == (access, None)
-    assert store.get_refresh_token_session(refresh.token_hash, later) == (refresh, None)
+    assert store.get_access_token_session(access.token_hash, later) == (access, None, None)
+    assert store.get_refresh_token_session(refresh.token_hash, later) == (refresh, None, None)
     store.end_session(session.session_hash, NOW + HOUR)
-    assert store.get_access_token_session(access.token_hash, NOW + HOUR) == (access, None)
-    assert store.get_refresh_token_session(refresh.token_hash, NOW + HOUR) == (refresh, None)
+    assert store.get_access_token_session(access.token_hash, NOW + HOUR) == (access, None, None)
+    assert store.get_refresh_token_session(refresh.token_hash, NOW + HOUR) == (refresh, None, None)
 
 
 def test_a_token_read_with_its_session_follows_the_token_rules(

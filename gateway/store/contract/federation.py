@@ -1,0 +1,79 @@
+"""Federation subordinates: the regions and portals the trust anchor vouches for (issue 17).
+
+OpenID Federation 1.0 §3: a trust anchor issues a *subordinate statement* about each entity it
+vouches for, naming the entity's identifier (``sub``) and its federation keys (``jwks``). A
+region or a portal registered with the gateway becomes a subordinate when the platform records
+its entity identifier and federation JWK Set here (``PUT /admin/v1/federation/subordinates``).
+``kind`` says what the entity is for the list endpoint's ``entity_type`` filter (§8.2): a
+region is an ``openid_provider``, a portal an ``openid_relying_party``. ``metadata_policy`` is
+the subordinate's own policy (§6.1), merged under the platform's when statements are issued.
+
+The store keeps the documents as JSON and never interprets them: validation is
+:mod:`gateway.federation`'s.
+"""
+
+from __future__ import annotations
+
+import datetime
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
+
+from gateway.store.contract.common import JsonObject, StoreError, require_aware
+
+SubordinateKind = Literal["region", "portal"]
+
+
+@dataclass(frozen=True)
+class FederationSubordinate:
+    """One subordinate: ``(kind, key)`` is the region code or portal client id it belongs to;
+    ``entity_id`` is unique among all subordinates."""
+
+    kind: SubordinateKind
+    key: str
+    entity_id: str
+    jwks: JsonObject = field(hash=False)
+    metadata_policy: JsonObject = field(hash=False)
+    created_at: datetime.datetime
+    updated_at: datetime.datetime
+
+    def __post_init__(self) -> None:
+        require_aware(self, created_at=self.created_at, updated_at=self.updated_at)
+
+
+class EntityIdTakenError(StoreError):
+    """Another subordinate already has this entity identifier."""
+
+
+class FederationStore(Protocol):
+    """Subordinates of the trust anchor, by (kind, key) and by entity identifier."""
+
+    def put_federation_subordinate(
+        self, subordinate: FederationSubordinate
+    ) -> FederationSubordinate:
+        """Create or replace the subordinate of ``(kind, key)`` (its ``created_at`` kept when it
+        existed) and return what is stored. :class:`EntityIdTakenError` when another
+        ``(kind, key)`` has the entity identifier; nothing is written then."""
+        ...
+
+    def federation_subordinate(
+        self, kind: SubordinateKind, key: str
+    ) -> FederationSubordinate | None:
+        """The subordinate of ``(kind, key)``, or ``None``."""
+        ...
+
+    def federation_subordinate_by_entity(self, entity_id: str) -> FederationSubordinate | None:
+        """The subordinate whose entity identifier is ``entity_id`` (exactly), or ``None``."""
+        ...
+
+    def federation_subordinates(
+        self, kind: SubordinateKind | None = None
+    ) -> list[FederationSubordinate]:
+        """Every subordinate (of ``kind`` when given), ordered by entity identifier."""
+        ...
+
+    def delete_federation_subordinate(self, kind: SubordinateKind, key: str) -> bool:
+        """Delete the subordinate of ``(kind, key)``; whether there was one."""
+        ...
+
+
+__all__ = ["EntityIdTakenError", "FederationStore", "FederationSubordinate", "SubordinateKind"]
