@@ -25,6 +25,11 @@ person's access token may ask whether a name and identity number it already hold
 signed-in person's (:meth:`ProofingService.verify`). It gets ``match`` true or false, never the
 number: the number it sent is compared by its keyed hash (:func:`gateway.identity.identity_key`)
 with the national subject's key, and the name with the verified name (else the region's).
+A "no" is counted per portal and person in the store (every replica sees it): after
+:data:`VERIFICATION_MISSES` of them in :data:`VERIFICATION_HOLD`, that portal gets no answer
+about that person until the hold ends (:class:`VerificationHeld`, a 429). Without it the
+answer would be an oracle: a portal that knows a person's birth date and home county could try
+the thousand-odd remaining numbers in an afternoon and learn the number this rule withholds.
 
 Protocol-free: no Flask.
 """
@@ -36,7 +41,7 @@ import logging
 import unicodedata
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from gateway.assurance import PROOFED_LEVEL, STEP_UP_LEVEL
@@ -59,6 +64,7 @@ from gateway.sessions import SEALED_ID_NUMBER, Sessions
 from gateway.settings import Settings
 from gateway.signin import INTERACTION_LIFETIME, REGION_LEG_LIFETIME, Answer, SignIn
 from gateway.store.contract import (
+    AttemptStore,
     AuditEntry,
     AuditStore,
     PendingAuthorizationNotFoundError,
@@ -85,10 +91,29 @@ PROOFED_KIND = "identity.proofed"
 VERIFICATION_KIND = "verification.checked"
 MAX_NAME_LENGTH = 128
 MAX_NUMBER_LENGTH = 32
+#: "No" answers one portal may get about one person within :data:`VERIFICATION_HOLD`; the
+#: last of them holds that portal's questions about that person until the hold ends.
+VERIFICATION_MISSES = 5
+VERIFICATION_HOLD = timedelta(hours=24)
+
+
+class VerificationHeld(Exception):  # noqa: N818 - an answer (429), not a fault
+    """This portal got :data:`VERIFICATION_MISSES` "no" answers about this person lately: no
+    further answer until ``until`` (RFC 6585 §4 with ``Retry-After``)."""
+
+    def __init__(self, until: datetime) -> None:
+        super().__init__("verification held")
+        self.until = until
 
 
 class ProofingStore(
-    PendingAuthorizationStore, VerifiedClaimsStore, AuditStore, SubjectStore, TokenStore, Protocol
+    PendingAuthorizationStore,
+    VerifiedClaimsStore,
+    AuditStore,
+    SubjectStore,
+    TokenStore,
+    AttemptStore,
+    Protocol,
 ):
     """What proofing and verification touch."""
 
@@ -314,7 +339,9 @@ class ProofingService:
     def verify(self, access_token: str, name: str, id_number: str) -> Verification | None:
         """Whether ``name`` and ``id_number`` are the person of ``access_token`` (a live token
         of a portal, with ``openid``, whose sign-in's SSO session lives); ``None`` when the
-        token is not such a token. The number is compared by its keyed hash only."""
+        token is not such a token. The number is compared by its keyed hash only;
+        :class:`VerificationHeld` while this portal's "no" answers about this person are
+        spent (module docstring)."""
         now = self.clock()
         found = self.store.get_access_token_session(token_hash(access_token), now)
         if found is None:
@@ -325,6 +352,10 @@ class ProofingService:
         subject = self.store.get_subject(record.subject)
         if subject is None:
             return None
+        misses = f"verification:{record.client_id}:{record.subject}"
+        held = self.store.is_locked(misses, now)
+        if held is not None:
+            raise VerificationHeld(held)
         secret = self.settings.national_secret.get_secret_value().encode()
         try:
             key = identity_key(parse_identity_number(id_number.strip().upper()), secret)
@@ -336,6 +367,8 @@ class ProofingService:
             for known in self._names(session)
         )
         match = number_matches and name_matches
+        if not match:
+            self.store.record_failure(misses, now, VERIFICATION_MISSES, VERIFICATION_HOLD)
         self.store.append_audit(
             AuditEntry(
                 kind=VERIFICATION_KIND,

@@ -24,7 +24,12 @@ from werkzeug.wrappers import Response
 from gateway.broker import RegionClient
 from gateway.errors import InvalidRequest, TooManyRequests, VerificationTokenInvalid
 from gateway.limits import client_address
-from gateway.proofing import MAX_NAME_LENGTH, MAX_NUMBER_LENGTH, ProofingService
+from gateway.proofing import (
+    MAX_NAME_LENGTH,
+    MAX_NUMBER_LENGTH,
+    ProofingService,
+    VerificationHeld,
+)
 from gateway.provider.answers import pending_id, render, session_id
 from gateway.services import Services, current_services
 
@@ -138,7 +143,17 @@ def _verification(services: Services) -> Response:
         raise VerificationTokenInvalid("the access token is not a live token of a person")
     if limits is not None:
         limits.hit("portal", client_id)
-    verified = proofing.verify(token.strip(), name, number)
+    try:
+        verified = proofing.verify(token.strip(), name, number)
+    except VerificationHeld as held:
+        retry_after = max(1, math.ceil((held.until - services.clock()).total_seconds()))
+        error = TooManyRequests(
+            "verification: this portal's answers about this person are held",
+            details={"retry_after": retry_after},
+        )
+        response = current_app.make_response(current_app.handle_user_exception(error))
+        response.headers["Retry-After"] = str(retry_after)  # RFC 6585 §4, RFC 9110 §10.2.3
+        return response
     if verified is None:  # pragma: no cover - ended between the two reads
         raise VerificationTokenInvalid("the access token is not a live token of a person")
     return jsonify({"match": verified.match})
