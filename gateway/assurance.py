@@ -16,9 +16,13 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import TYPE_CHECKING
 
 from gateway.policy import PersonFacts, PolicyEngine, PortalFacts, known_level, level_rank
 from gateway.registry import Level, Portal, Region
+
+if TYPE_CHECKING:
+    from gateway.verified import IndividualRequest
 
 STEP_UP_LEVEL: Level = "loa2"  # the highest level a TOTP step-up can reach
 REGION_LEVEL_LIMIT: Level = "loa2"
@@ -58,6 +62,67 @@ def region_acr_values(region: Region, acr_values: str | None) -> tuple[str, ...]
     mapped = [(acr, level) for acr, level in region.acr_mapping.items()]
     enough = [pair for pair in mapped if level_rank(pair[1]) >= lowest]
     return tuple(acr for acr, _ in sorted(enough, key=lambda pair: level_rank(pair[1])))
+
+
+@dataclass(frozen=True)
+class RequestedAcr:
+    """What a portal asked of the sign-in's level, ``acr_values`` and the ``claims``
+    parameter's ``acr`` (OIDC Core §3.1.2.1, §5.5.1.1) together.
+
+    ``acr_values`` is what :meth:`Assurance.evaluate` and :func:`region_acr_values` take (the
+    one level that must be reached, or the portal's own ``acr_values`` when the claims request
+    adds nothing); ``unmeetable`` when an essential ``acr`` names no level the gateway knows
+    (``unmet_authentication_requirements``, §5.5.1.1)."""
+
+    acr_values: str | None
+    unmeetable: bool = False
+
+
+def requested_acr(acr_values: str | None, acr: IndividualRequest | None) -> RequestedAcr:
+    """``acr_values`` and the requested ``acr`` claim (OIDC Core §5.5.1.1), combined.
+
+    Each is mapped the same way: the lowest national level it names is what it asks for (any
+    of its values satisfies it; unknown values are ignored). When both name a level, the
+    stricter (higher) one wins: the sign-in must satisfy both requests. An essential ``acr``
+    none of whose values is a level is a requirement nobody here can meet.
+    """
+    if acr is None or acr.values is None:
+        return RequestedAcr(acr_values)
+    claimed = _lowest_level(v for v in acr.values if isinstance(v, str))
+    if claimed is None:
+        return RequestedAcr(acr_values, unmeetable=acr.essential)
+    given = _lowest_level((acr_values or "").split())
+    if given is not None and level_rank(given) > level_rank(claimed):
+        claimed = given
+    return RequestedAcr(claimed)
+
+
+def reported_acr(session_acr: str | None, acr: IndividualRequest | None) -> str | None:
+    """The ``acr`` an ID token reports: the session's level, or, for an essential ``acr``
+    request with values (OIDC Core §5.5.1.1: the OP "MUST return an acr Claim Value that
+    matches one of the requested values"), the highest level asked for that the session
+    reaches. That says no more than happened (THREAT_MODEL row 3): the session reached it."""
+    if acr is None or not acr.essential or acr.values is None or session_acr is None:
+        return session_acr
+    reached = known_level(session_acr)
+    if reached is None or session_acr in acr.values:
+        return session_acr
+    levels = [
+        level
+        for v in acr.values
+        if isinstance(v, str) and (level := known_level(v)) is not None
+        if level_rank(level) <= level_rank(reached)
+    ]
+    return max(levels, key=level_rank) if levels else session_acr
+
+
+def _lowest_level(values: Iterable[str]) -> Level | None:
+    found = (known_level(v) for v in values)
+    levels: list[Level] = [level for level in found if level is not None]
+    if not levels:
+        return None
+    lowest: Level = min(levels, key=level_rank)
+    return lowest
 
 
 class Verdict(StrEnum):

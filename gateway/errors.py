@@ -762,3 +762,49 @@ class FederationUnsupportedParameter(FederationError):
     status = 400
     message_zh = "联邦端点不支持该参数。"
     message_en = "The federation endpoint does not support this parameter."
+
+
+# --- automatic registration (OpenID Federation 1.0 §12.1; A18) --------------------------------
+
+
+class AutomaticRegistrationRefused(FederationError):
+    """An entity identifier that cannot sign in by automatic registration (§12.1): too long
+    for a client identifier, or a portal that is registered and signs in by its client id."""
+
+    code = "invalid_client"
+    status = 400
+    message_zh = "该实体不能通过自动注册登录。"
+    message_en = "This entity cannot sign in by automatic registration."
+
+
+class FederatedClientRefused(UnverifiedClient):
+    """The authorization request's ``client_id`` is an entity identifier whose trust chain to
+    this trust anchor does not resolve (§12.1, §10): not a subordinate, a statement expired or
+    badly signed, metadata breaking the policy (``invalid_client``, a page: the redirect URI
+    cannot be trusted)."""
+
+    message_zh = "发起登录的网站未能通过联邦信任链验证（OpenID Federation）。请联系该网站。"
+    message_en = (
+        "The site that sent you here could not be verified through the federation's trust "
+        "chain (OpenID Federation). Please contact that site."
+    )
+
+
+class InvalidRequestObject(UnverifiedClient):
+    """RFC 9101 §6.3 ``invalid_request_object``: the request object of an automatically
+    registered portal does not verify with the keys of its resolved metadata (§12.1.1.1), or
+    its claims are wrong (``iss``, ``aud``, ``exp``, ``jti``, ``client_id``)."""
+
+    code = "invalid_request_object"
+    message_zh = "发起登录的网站发送的签名请求无效。请联系该网站。"
+    message_en = "The signed request the site sent is not valid. Please contact that site."
+
+
+class RequestObjectRequired(UnverifiedClient):
+    """§12.1.1: an automatically registered portal sends its authorization request as a signed
+    request object (the ``request`` parameter, RFC 9101 §5.1); without one, ``invalid_request``
+    (a page: the redirect URI is only trusted once signed)."""
+
+    code = "invalid_request"
+    message_zh = "发起登录的网站须以签名请求对象发起登录。请联系该网站。"
+    message_en = "The site must send its sign-in request as a signed request object."

@@ -12,9 +12,11 @@ page sends the person here:
    token checks, :mod:`gateway.broker`), the round trip kept in the pending authorization;
 2. :meth:`ProofingService.complete` takes the round trip once, from this browser and for this
    session only, lets the broker check and redeem the answer, and keeps the provider's
-   ``verified_claims`` only when (a) its ID token names the person of the session (the
-   resident identity number, compared in full), and (b) every trust framework and claim in them
-   is one the platform lets that provider vouch for (:func:`gateway.verified.checked_assertion`).
+   ``verified_claims`` (from its ID token, else from its UserInfo response, IDA §5, fetched
+   by the broker with the provider's access token) only when (a) its ID token names the
+   person of the session (the resident identity number, compared in full), and (b) every
+   trust framework and claim in them is one the platform lets that provider vouch for
+   (:func:`gateway.verified.checked_assertion`).
    Then, in one transaction, the claims are kept (sealed) with the session and the session is
    raised to ``loa3`` (:meth:`~gateway.store.contract.verified_claims.VerifiedClaimsStore.
    attach_verified_claims`), and the authorization resumes (:meth:`gateway.signin.SignIn.resume`).
@@ -79,6 +81,7 @@ from gateway.store.contract import (
 )
 from gateway.store.contract.verified_claims import VerifiedClaimsRecord, VerifiedClaimsStore
 from gateway.verified import (
+    VERIFIED_CLAIMS,
     ProofingProviderSettings,
     ProofingRefused,
     VerifiedClaimsService,
@@ -127,7 +130,11 @@ class ProofingBroker(Protocol):
     ) -> Any: ...  # LoginStart
 
     def finish_login(
-        self, params: Mapping[str, str | Sequence[str]], transaction: LoginTransaction
+        self,
+        params: Mapping[str, str | Sequence[str]],
+        transaction: LoginTransaction,
+        *,
+        userinfo_claims: Sequence[str] = (),
     ) -> UpstreamIdentity: ...
 
 
@@ -249,7 +256,11 @@ class ProofingService:
             expires_at=now + INTERACTION_LIFETIME,
         )
         try:
-            identity = self.broker(provider.region()).finish_login(params, _transaction(leg, state))
+            # IDA §5: verified_claims may come in the ID token or the UserInfo response; the
+            # broker asks the provider's userinfo endpoint when its ID token has none.
+            identity = self.broker(provider.region()).finish_login(
+                params, _transaction(leg, state), userinfo_claims=(VERIFIED_CLAIMS,)
+            )
         except UpstreamAccessDenied:
             self._back(back, now)
             self._audit(session, provider, "cancelled", now)
@@ -294,7 +305,7 @@ class ProofingService:
         number = self.sealer.open_identity_number(sealed, session.subject)
         if not hmac.compare_digest(number.encode(), identity.identity_number.value.encode()):
             raise ProofingRefused(f"provider {provider.id} proofed another person")
-        return checked_assertion(identity.claims.get("verified_claims"), provider)
+        return checked_assertion(identity.claims.get(VERIFIED_CLAIMS), provider)
 
     def _back(self, record: Any, now: datetime) -> None:
         """The pending authorization back at the step-up, for :meth:`SignIn.resume`."""

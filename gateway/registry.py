@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Annotated, Any, Final, Generic, Literal, Self, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, Final, Generic, Literal, Protocol, Self, TypeVar
 from urllib.parse import urlsplit
 
 from pydantic import (
@@ -483,6 +483,13 @@ class ResealReport:
     conflicted: list[str] = field(default_factory=list)  # changed twice while being resealed
 
 
+class FederatedPortals(Protocol):
+    """The portals of automatic registration, by entity identifier (OpenID Federation 1.0
+    §12.1): :class:`gateway.federation.registration.AutomaticRegistration`."""
+
+    def portal(self, client_id: str) -> Portal | None: ...
+
+
 class Registry:
     """Regions and portals over the store's registry documents, validated on the way in and out.
 
@@ -513,6 +520,9 @@ class Registry:
         self._generation = 0
         # Every region, until the instant given (:meth:`regions`); dropped by a region write.
         self._all_regions: tuple[float, tuple[Region, ...]] | None = None
+        # Portals of automatic registration (OpenID Federation §12.1), by entity identifier,
+        # when the platform enables it: gateway.federation.registration, wired by the services.
+        self.federated: FederatedPortals | None = None
 
     @classmethod
     def for_settings(cls, store: Store, settings: Settings) -> Registry:
@@ -705,7 +715,12 @@ class Registry:
         return portal, stored.revision == 1
 
     def portal(self, client_id: str) -> Portal | None:
-        return self._lookup(RegistryKind.PORTAL, client_id, Portal)
+        """The registered portal ``client_id``, else the automatically registered one it names
+        (an entity identifier, never a registered client id: :attr:`federated`)."""
+        found = self._lookup(RegistryKind.PORTAL, client_id, Portal)
+        if found is None and self.federated is not None:
+            return self.federated.portal(client_id)
+        return found
 
     def stored_portal(self, client_id: str) -> Stored[Portal] | None:
         """The portal as stored now, with its revision (read from the store, not the copy)."""

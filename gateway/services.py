@@ -13,6 +13,7 @@ from gateway.broker.metadata import MetadataCache
 from gateway.broker.transport import HttpLimits
 from gateway.clock import Clock, utc_now
 from gateway.federation.anchor import TrustAnchor
+from gateway.federation.registration import AutomaticRegistration
 from gateway.housekeeping import ExpiredRecordPurge, LogoutRedelivery
 from gateway.keys import KEY_FILE_CHECK_INTERVAL, KeyRing, load_or_create
 from gateway.logs import EventLog
@@ -92,6 +93,8 @@ def build_services(settings: Settings) -> Services:
     services.redelivery = LogoutRedelivery(services.sessions, clock=services.clock)
     services.redelivery.start()
     services.federation = TrustAnchor.build(settings, store, services.clock)  # issue 17
+    if settings.federation_automatic_registration:  # §12.1 (A18)
+        services.registry.federated = AutomaticRegistration(services.federation, services.registry)
     services.policy.follow()  # every process enforces the store's newest policy set
     services.regions.start_probe(services.registry.region, settings.region_circuit)  # circuits
     return services

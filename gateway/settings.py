@@ -26,6 +26,7 @@ from pydantic import (
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from gateway.federation.policy import check_policy
+from gateway.federation.trust_marks import check_trust_mark_types  # T18
 from gateway.registry import CODE_PATTERN, PRINCIPAL_PATTERN, Level
 from gateway.verified import ProofingProviderSettings
 
@@ -248,10 +249,23 @@ class Settings(BaseSettings):
         "§6.1, JSON: TONGXING_FEDERATION_METADATA_POLICY); a forbidden policy fails start-up.",
     )
     federation_metadata_policy_crit: list[str] = Field(default_factory=list)
+    federation_automatic_registration: bool = Field(
+        default=False,
+        description="OpenID Federation 1.0 §12.1: a portal the platform recorded as a federation "
+        "subordinate (no portal registration) signs in by its entity identifier, with a signed "
+        "request object and private_key_jwt (gateway.federation.registration).",
+    )
+
+    federation_trust_mark_types: dict[str, dict[str, Any]] = Field(  # T18: trust marks (§7)
+        default_factory=dict,
+        description="Trust mark types the platform vouches for (JSON: {type URL: {ref, logo_uri, "
+        "lifetime seconds}}); the gateway issues them through the admin API.",
+    )
 
     @model_validator(mode="after")
     def _federation_policy(self) -> Settings:
         check_policy(self.federation_metadata_policy, self.federation_metadata_policy_crit)
+        check_trust_mark_types(self.federation_trust_mark_types)  # T18
         if self.federation_keys_path == self.signing_keys_file:
             raise ValueError("federation_keys_file must not be the token signing keys_file")
         return self

@@ -31,7 +31,14 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from gateway.assurance import STEP_UP_LEVEL, Assurance, Verdict, region_acr_values, region_level
+from gateway.assurance import (
+    STEP_UP_LEVEL,
+    Assurance,
+    Verdict,
+    region_acr_values,
+    region_level,
+    requested_acr,
+)
 from gateway.broker import LoginStart, LoginTransaction, UpstreamIdentity
 from gateway.broker.errors import RegionUnavailable, StaleAuthentication, UpstreamAccessDenied
 from gateway.clock import Clock, utc_now
@@ -85,6 +92,12 @@ from gateway.store.contract import (
 )
 from gateway.store.contract.mandates import MandateStore
 from gateway.tokens import TokenService, User
+from gateway.verified import (
+    ClaimsRequest,
+    ClaimsRequestError,
+    IndividualRequest,
+    parse_claims_request,
+)
 
 log = logging.getLogger(__name__)
 
@@ -622,7 +635,13 @@ class SignIn:
             refused = "The client is not authorized to use 'response_type=code'"
             return self._to_portal(request, live, "unauthorized_client", refused, now, user=user)
         none = "none" in request.prompt
-        outcome = self.assurance.evaluate(user.sign_in(), portal, request.acr_values)
+        level = requested_acr(request.acr_values, _acr_claim(request))
+        if level.unmeetable:  # OIDC Core §5.5.1.1: an essential acr no level here matches
+            unmet = "the essential acr names no level of assurance the gateway knows"
+            return self._to_portal(
+                request, live, "unmet_authentication_requirements", unmet, now, user=user
+            )
+        outcome = self.assurance.evaluate(user.sign_in(), portal, level.acr_values)
         if outcome.verdict is Verdict.DENIED:
             denied = "the policies do not admit this person"
             return self._to_portal(request, live, "access_denied", denied, now, user=user)
@@ -706,12 +725,14 @@ class SignIn:
     def _signed_in(self, live: _Live, user: User, now: datetime) -> Answer:
         """The portal's answer right after a sign-in at the region, whose ``auth_time``
         :func:`_not_fresh` found to satisfy ``prompt=login`` and ``max_age``; an
-        ``id_token_hint`` must name the person who signed in (OIDC Core §3.1.2.1)."""
+        ``id_token_hint`` must name the person who signed in (OIDC Core §3.1.2.1), and so must
+        a ``sub`` the ``claims`` parameter asks for with a value (§5.5.1)."""
         request = live.record.request
-        if request.hinted_subject is not None:
+        required = _required_subjects(request)
+        if required:
             portal = self._portal(request, live, now)
-            if request.hinted_subject != self.tokens.subject_for(portal, user.subject):
-                other = "the person who signed in is not the one id_token_hint names"
+            if any(s != self.tokens.subject_for(portal, user.subject) for s in required):
+                other = "the person who signed in is not the one the request names"
                 return self._to_portal(request, live, "login_required", other, now, user=user)
         return self._decide(request, user, live, now)
 
@@ -720,7 +741,8 @@ class SignIn:
     ) -> User | None:
         """The SSO session's person, if the session satisfies the request (OIDC Core
         §3.1.2.1-3.1.2.3): ``prompt=login`` and an exceeded ``max_age`` ask for a fresh
-        sign-in; an ``id_token_hint`` naming someone else means this session does not answer.
+        sign-in; an ``id_token_hint`` or a ``claims`` request's ``sub`` value (§5.5.1) naming
+        someone else means this session does not answer.
         """
         if session is None or "login" in request.prompt:
             return None
@@ -728,11 +750,13 @@ class SignIn:
             request.max_age
         ):
             return None
-        if request.hinted_subject is not None:
+        required = _required_subjects(request)
+        if required:
             portal = self.registry.portal(request.client_id)
-            if portal is None or request.hinted_subject != self.tokens.subject_for(
-                portal, session.subject
-            ):
+            if portal is None:
+                return None
+            subject = self.tokens.subject_for(portal, session.subject)
+            if any(s != subject for s in required):
                 return None
         return User.from_session(session)
 
@@ -876,7 +900,8 @@ class SignIn:
     def _start_leg(self, region: Region, request: AuthorizationRequest) -> tuple[UpstreamLeg, str]:
         """The Authentication Request at ``region``, and the round trip to keep (``ValueError``
         when the portal's parameters cannot be passed on)."""
-        acr_values = region_acr_values(region, request.acr_values)
+        asked = requested_acr(request.acr_values, _acr_claim(request))
+        acr_values = region_acr_values(region, asked.acr_values)
         start = self.broker(region).start_login(
             f"{self.settings.issuer_url}/callback/{region.code}",
             # Forwarded so that the region, not its SSO cookie, answers (OIDC Core §3.1.2.1).
@@ -1031,6 +1056,31 @@ class SignIn:
         parts = urlsplit(request.redirect_uri)
         query = [*parse_qsl(parts.query, keep_blank_values=True), *added]
         return urlunsplit(parts._replace(query=urlencode(query)))
+
+
+def _claims_request(request: AuthorizationRequest) -> ClaimsRequest | None:
+    """The request's ``claims`` parameter, parsed (validated at ``/authorize``)."""
+    if request.claims is None:
+        return None
+    try:
+        return parse_claims_request(request.claims)
+    except ClaimsRequestError:  # pragma: no cover - only validated requests are kept
+        return None
+
+
+def _acr_claim(request: AuthorizationRequest) -> IndividualRequest | None:
+    """The ``acr`` the ``claims`` parameter asks of the ID token (OIDC Core §5.5.1.1)."""
+    claims = _claims_request(request)
+    return claims.acr() if claims is not None else None
+
+
+def _required_subjects(request: AuthorizationRequest) -> tuple[str, ...]:
+    """The portal-facing ``sub`` values the person must have: the ``id_token_hint``'s
+    (OIDC Core §3.1.2.1; ``""`` for a hint not signed here, which nobody matches) and the
+    ``claims`` parameter's ``sub`` value (§5.5.1)."""
+    claims = _claims_request(request)
+    named = claims.subject() if claims is not None else None
+    return tuple(s for s in (request.hinted_subject, named) if s is not None)
 
 
 def form_handle(pending_id: str) -> str:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
-from gateway.assurance import Assurance, SignIn
+from gateway.assurance import Assurance, SignIn, reported_acr
 from gateway.clock import Clock, utc_now
 from gateway.keys import KeyRing, TokenRejectedError, half_hash
 from gateway.observe import Events
@@ -210,9 +210,11 @@ class TokenService:
                 continue
             if claim == ID_NUMBER_CLAIM:
                 sealed = user.claims[SEALED_ID_NUMBER]
-                claims[claim] = self.sealer.open_identity_number(sealed, user.subject)
+                value = self.sealer.open_identity_number(sealed, user.subject)
             else:
-                claims[claim] = user.claims[claim]
+                value = user.claims[claim]
+            if request is None or request.accepts(target, claim, value):  # gateway.verified
+                claims[claim] = value
         if VERIFIED_CLAIMS in released and self.verified is not None:
             verified = self.verified.claims_for(portal, user, request, target)
             if verified:
@@ -297,8 +299,10 @@ class TokenService:
             claims["auth_time"] = int(user.auth_time.timestamp())
         if nonce:
             claims["nonce"] = nonce
-        if user.acr:
-            claims["acr"] = user.acr
+        request = _claims_request(user.claims_request)
+        acr = reported_acr(user.acr, request.acr() if request is not None else None)
+        if acr:
+            claims["acr"] = acr
         if user.amr:
             claims["amr"] = list(user.amr)
         if sid:

@@ -195,13 +195,84 @@ class VerifiedRequest:
 
 
 @dataclass(frozen=True)
+class IndividualRequest:
+    """One claim's request object (OIDC Core §5.5.1): whether it is ``essential``, and the
+    values it asks for (``value`` as one value, ``values`` in order of preference; ``None``:
+    no particular value)."""
+
+    essential: bool = False
+    values: tuple[Any, ...] | None = None
+
+    def accepts(self, value: Any) -> bool:
+        """Whether ``value`` may be released for this request (the rule of this module's
+        "Claims asked for with a value"): an essential request with values takes only one of
+        them, compared as JSON (``1`` is not ``true``); anything else takes any value."""
+        if not self.essential or self.values is None:
+            return True
+        held = _json(value)
+        return any(held == _json(wanted) for wanted in self.values)
+
+
+@dataclass(frozen=True)
 class ClaimsRequest:
     """A validated ``claims`` parameter: per target, the ordinary claims asked for and the
-    ``verified_claims`` request objects. ``text`` is its normalised JSON, as kept."""
+    ``verified_claims`` request objects. ``text`` is its normalised JSON, as kept.
+
+    ``individual`` holds, per target, the claims asked for with ``essential``, ``value`` or
+    ``values`` (OIDC Core §5.5.1); a claim asked for with ``null`` is not in it.
+
+    Claims asked for with a value (OIDC Core §5.5.1, §5.5.1.1), the gateway's rules:
+
+    * ``sub`` with a ``value`` (in ``id_token`` or ``userinfo``; :meth:`subject`): the sign-in
+      answers positively only for the person whose ``sub`` at this portal is that value (§5.5.1:
+      "MUST only send a positive response if the End-User identified by that sub value has an
+      active session ... or has been Authenticated as a result of the request"). An SSO session
+      of someone else does not answer the request: the person signs in at their region, and
+      if someone else signs in there the portal gets ``login_required`` (as for an
+      ``id_token_hint`` naming someone else, §3.1.2.1; with ``prompt=none`` at once, §3.1.2.6).
+      ``values`` for ``sub`` must hold one value; two different subjects (``id_token`` and
+      ``userinfo``) are ``invalid_request``.
+    * ``acr`` in ``id_token`` (:meth:`acr`, §5.5.1.1) with ``value``/``values``: the levels
+      among them are mapped as ``acr_values`` are (the lowest level named is what must be
+      reached, :func:`gateway.assurance.requested_acr`). ``essential: true`` makes it a
+      requirement: a request none of whose values is a level the gateway knows is refused
+      with ``unmet_authentication_requirements``, and the ID token's ``acr`` is one of the
+      values asked for (the highest the sign-in reaches: saying less than happened, never
+      more). Without ``essential`` the values are voluntary, as ``acr_values`` are (unknown
+      ones ignored); the gateway still raises the sign-in to the level they name, as it does
+      for ``acr_values`` (THREAT_MODEL row 3). When both ``acr_values`` and ``claims`` name a
+      level, the stricter (higher) one must be reached.
+    * Any other claim with ``essential: true`` and ``value``/``values``: released only when
+      the person's value is one of them (compared as JSON), else omitted (§5.5: an OP may
+      leave out any claim; it never releases a different value for an essential request).
+      Without ``essential``, ``value``/``values`` are ignored (§5.5.1 makes them voluntary):
+      the person's own value is released, and the portal must not read it as confirming the
+      value it sent.
+    """
 
     text: str
     claims: Mapping[str, frozenset[str]] = field(default_factory=dict)
     verified: Mapping[str, tuple[VerifiedRequest, ...]] = field(default_factory=dict)
+    individual: Mapping[str, Mapping[str, IndividualRequest]] = field(default_factory=dict)
+
+    def subject(self) -> str | None:
+        """The ``sub`` the request names with a value (either target), if any (§5.5.1)."""
+        for target in TARGETS:
+            wanted = self.individual.get(target, {}).get("sub")
+            if wanted is not None and wanted.values:
+                value: str = wanted.values[0]
+                return value
+        return None
+
+    def acr(self) -> IndividualRequest | None:
+        """The ``acr`` of the ID token asked for with values (OIDC Core §5.5.1.1), if any."""
+        wanted = self.individual.get("id_token", {}).get("acr")
+        return wanted if wanted is not None and wanted.values is not None else None
+
+    def accepts(self, target: str, name: str, value: Any) -> bool:
+        """Whether claim ``name`` with the person's ``value`` may go into ``target``."""
+        wanted = self.individual.get(target, {}).get(name)
+        return wanted is None or wanted.accepts(value)
 
     def wants_verified(self, target: str | None = None) -> bool:
         targets = TARGETS if target is None else (target,)
@@ -228,6 +299,7 @@ def parse_claims_request(text: str) -> ClaimsRequest:
     kept: dict[str, Any] = {}
     claims: dict[str, frozenset[str]] = {}
     verified: dict[str, tuple[VerifiedRequest, ...]] = {}
+    individual: dict[str, dict[str, IndividualRequest]] = {}
     for target in TARGETS:  # other members are ignored (OIDC Core §5.5)
         member = document.get(target)
         if member is None:
@@ -241,32 +313,71 @@ def parse_claims_request(text: str) -> ClaimsRequest:
             if name == VERIFIED_CLAIMS:
                 verified[target] = _verified_requests(value, f"claims.{target}")
             else:
-                _individual(value, f"claims.{target}.{name}")
+                asked = _individual(value, f"claims.{target}.{name}")
+                if asked is not None:
+                    _check_special(name, asked, f"claims.{target}.{name}")
+                    individual.setdefault(target, {})[name] = asked
                 names.append(name)
         claims[target] = frozenset(names)
         kept[target] = member
+    subjects = {
+        r.values[0] for r in (individual.get(t, {}).get("sub") for t in TARGETS) if r and r.values
+    }
+    if len(subjects) > 1:
+        raise ClaimsRequestError("claims.id_token.sub and claims.userinfo.sub differ")
     normalised = json.dumps(kept, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return ClaimsRequest(normalised, claims, verified)
+    return ClaimsRequest(normalised, claims, verified, individual)
 
 
 def _no_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
-def _individual(value: Any, where: str) -> None:
+def _individual(value: Any, where: str) -> IndividualRequest | None:
     """A claim's request: ``null`` or an object whose ``essential`` is a boolean and whose
-    ``values`` is an array (OIDC Core §5.5.1); other members are ignored (§5.5.1)."""
+    ``values`` is an array (OIDC Core §5.5.1); other members are ignored (§5.5.1). ``value``
+    and ``values`` together are refused (§5.5.1 gives them as alternatives: which one would
+    bind is not said). The request as kept, ``None`` when it asks for nothing particular."""
     if value is None:
-        return
+        return None
     if not isinstance(value, dict):
         raise ClaimsRequestError(f"{where} is neither null nor a JSON object")
     if "essential" in value and not isinstance(value["essential"], bool):
         raise ClaimsRequestError(f"{where}.essential is not a boolean")
     if "values" in value and not isinstance(value["values"], list):
         raise ClaimsRequestError(f"{where}.values is not an array")
+    if "value" in value and "values" in value:
+        raise ClaimsRequestError(f"{where} has both value and values")
     purpose = value.get("purpose")
     if purpose is not None and (not isinstance(purpose, str) or not 3 <= len(purpose) <= 300):
         raise ClaimsRequestError(f"{where}.purpose is not a text of 3 to 300 characters")
+    values: tuple[Any, ...] | None = None
+    if "value" in value:
+        values = (value["value"],)
+    elif "values" in value:
+        values = tuple(value["values"])
+    essential = value.get("essential") is True
+    if not essential and values is None:
+        return None
+    return IndividualRequest(essential, values)
+
+
+def _check_special(name: str, asked: IndividualRequest, where: str) -> None:
+    """``sub`` and ``acr`` with values bind the sign-in (OIDC Core §5.5.1, §5.5.1.1): their
+    values must be text, and ``sub`` names one subject."""
+    if name not in ("sub", "acr") or asked.values is None:
+        return
+    if not all(isinstance(v, str) and v for v in asked.values):
+        raise ClaimsRequestError(f"{where} values are not all non-empty text")
+    if name == "sub" and len(set(asked.values)) != 1:
+        raise ClaimsRequestError(f"{where} must name exactly one subject")
+    if name == "acr" and not asked.values:
+        raise ClaimsRequestError(f"{where}.values is empty")
+
+
+def _json(value: Any) -> str:
+    """A value's canonical JSON, for comparing a held claim with a requested one."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
 def _verified_requests(value: Any, where: str) -> tuple[VerifiedRequest, ...]:
@@ -492,6 +603,7 @@ __all__ = [
     "ClaimsRequest",
     "ClaimsRequestError",
     "Held",
+    "IndividualRequest",
     "ProofingProviderSettings",
     "ProofingRefused",
     "VerifiedClaimsService",

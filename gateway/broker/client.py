@@ -243,13 +243,23 @@ class RegionClient:
     # -- the second half ---------------------------------------------------------------------
 
     def finish_login(
-        self, params: CallbackParams, transaction: LoginTransaction
+        self,
+        params: CallbackParams,
+        transaction: LoginTransaction,
+        *,
+        userinfo_claims: Sequence[str] = (),
     ) -> UpstreamIdentity:
         """Check the authorization response, redeem the code, validate the ID token.
 
         ``params`` are the query parameters of the request to this region's callback;
         ``transaction`` is the one the caller stored for this browser. Raises a
         :class:`~gateway.broker.errors.BrokerError` subclass for every failure.
+
+        ``userinfo_claims``: claims the caller needs that the upstream may put in its UserInfo
+        response rather than its ID token (IDA §5 allows ``verified_claims`` in either): when
+        the ID token holds none of them and the upstream publishes a ``userinfo_endpoint``, they
+        are fetched there with the access token just redeemed (:meth:`_userinfo`) and added to
+        the claims, and only they.
         """
         where = self.region.code
         if transaction.region != where:
@@ -289,6 +299,14 @@ class RegionClient:
             ),
             resolve_key=self._resolve_key,
         )
+        if (
+            userinfo_claims
+            and not any(name in claims for name in userinfo_claims)
+            and metadata.userinfo_endpoint is not None
+            and access_token is not None
+        ):
+            found = self._userinfo(metadata.userinfo_endpoint, access_token, claims.get("sub"))
+            claims = {**claims} | {k: found[k] for k in userinfo_claims if k in found}
         today = datetime.datetime.fromtimestamp(self.cache.clock(), CHINA_STANDARD_TIME).date()
         identity = identity_from_claims(self.region, claims, today=today)
         return replace(identity, id_token=id_token)
@@ -303,6 +321,32 @@ class RegionClient:
             return
         if iss != self.region.issuer:
             raise MixUpError(self.region.code, f"iss {iss[:200]!r} is not the region's issuer")
+
+    def _userinfo(self, endpoint: str, access_token: str, subject: Any) -> dict[str, Any]:
+        """The UserInfo response (OIDC Core §5.3.1-2) for the access token just redeemed, sent
+        as a bearer token in the header (RFC 6750 §2.1), through the same bounded transport and
+        circuit as the token request. Its ``sub`` must be the ID token's (§5.3.4: otherwise
+        the response must not be used); a non-200 answer, or one that is not a JSON object, is
+        :class:`~gateway.broker.errors.InvalidUpstreamToken` (a signed or encrypted UserInfo
+        response is not read: the gateway does not register for one)."""
+        region = self.region
+        with self.cache.health.call(region.code, probe=True):
+            response = request_json(
+                self.cache.session,
+                "GET",
+                endpoint,
+                region=region.code,
+                what="userinfo endpoint",
+                limits=self.cache.limits,
+                headers={"Authorization": f"Bearer {access_token}"},
+            )
+        if response.status != 200:
+            raise InvalidUpstreamToken(region.code, f"userinfo endpoint: HTTP {response.status}")
+        body = response.body
+        sub = body.get("sub")
+        if not isinstance(sub, str) or not isinstance(subject, str) or sub != subject:
+            raise InvalidUpstreamToken(region.code, "the userinfo sub is not the ID token's")
+        return body
 
     def _resolve_key(self, kid: str | None, alg: str) -> SigningKey:
         return self.cache.find_key(self.region, kid, alg)

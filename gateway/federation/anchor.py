@@ -52,6 +52,7 @@ from gateway.federation.statements import (
     unverified_claims,
     verify_statement,
 )
+from gateway.federation.trust_marks import TrustMarkIssuer
 from gateway.keys import KEY_FILE_CHECK_INTERVAL, KeyRing, load_or_create
 from gateway.outbound import OutboundPolicy, OutboundRefusedError
 from gateway.settings import Settings
@@ -129,15 +130,23 @@ class TrustAnchor:
                     "organization_name": self.settings.federation_organization_name,
                 },
                 "openid_provider": {
-                    **_provider_metadata(self.entity_id, self.settings.proofing_providers),
-                    # §5.1.2 (REQUIRED for a federation OP): neither automatic (§12.1) nor
-                    # explicit (§12.2) registration is offered yet; portals register through
-                    # the admin API.
-                    "client_registration_types_supported": [],
+                    **_provider_metadata(self.entity_id, self.settings),
+                    # §5.1.2 (REQUIRED for a federation OP): automatic (§12.1) when the
+                    # platform enables it (gateway.federation.registration); explicit (§12.2)
+                    # is not offered: portals otherwise register through the admin API.
+                    "client_registration_types_supported": (
+                        ["automatic"] if self.settings.federation_automatic_registration else []
+                    ),
                 },
             },
         }
+        self.trust_marks.publish(claims)  # T18: trust_mark_issuers and the endpoints (§7, §8.4)
         return self._sign(claims)
+
+    @property
+    def trust_marks(self) -> TrustMarkIssuer:
+        """The anchor as issuer of the platform's trust marks (§7, :mod:`.trust_marks`)."""
+        return TrustMarkIssuer(self)
 
     # --- §8.1, §8.2: fetch and list ----------------------------------------------------------
 
@@ -336,11 +345,15 @@ class TrustAnchor:
         return claims
 
 
-def _provider_metadata(issuer: str, proofing: Sequence[Any]) -> dict[str, Any]:
+def _provider_metadata(issuer: str, settings: Settings) -> dict[str, Any]:
     # Imported here: the discovery views import the services, which import this module.
     from gateway.provider.discovery import metadata
 
-    return metadata(issuer, proofing)
+    return metadata(
+        issuer,
+        settings.proofing_providers,
+        automatic_registration=settings.federation_automatic_registration,
+    )
 
 
 __all__ = ["ENTITY_TYPES", "FederationError", "TrustAnchor"]

@@ -3,11 +3,13 @@
 Views parse and render; :class:`~gateway.federation.anchor.TrustAnchor` decides. Federation
 errors are JSON objects with ``error`` and ``error_description`` (§8.9), whatever the caller
 accepts. The admin endpoints take the admin API's bearer tokens (:mod:`gateway.admin.access`):
-every role reads, only the platform writes (a subordinate's keys are the federation's trust).
+every role reads, only the platform writes (a subordinate's keys are the federation's trust, and
+a trust mark is the platform's say-so).
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any, Final, get_args
 
 from flask import Blueprint, Response, g, jsonify, request
@@ -16,7 +18,6 @@ from gateway.admin.access import Operation, Principal, Principals, Role, authori
 from gateway.errors import (
     FederationError,
     FederationNotFound,
-    FederationUnsupportedParameter,
     InvalidDocument,
     InvalidToken,
     RegistrationNotFound,
@@ -28,17 +29,21 @@ from gateway.federation.statements import (
     RESOLVE_RESPONSE_MEDIA_TYPE,
     WELL_KNOWN_PATH,
 )
+from gateway.federation.trust_marks import STATUS_RESPONSE_MEDIA_TYPE, TRUST_MARK_MEDIA_TYPE
 from gateway.observe import AdminChange, redact
+from gateway.registry import CLIENT_ID_PATTERN
 from gateway.services import current_services
 from gateway.store.contract import Store
-from gateway.store.contract.federation import FederationSubordinate, SubordinateKind
+from gateway.store.contract.federation import (
+    FederationSubordinate,
+    FederationTrustMark,
+    SubordinateKind,
+)
 from tongxing_api.vocabulary import API_PATH
 
 blueprint = Blueprint("federation", __name__)
 admin_blueprint = Blueprint("federation_admin", __name__, url_prefix=f"{API_PATH}/federation")
 KINDS: Final = get_args(SubordinateKind)
-#: §8.2.1 parameters about trust marks this trust anchor cannot answer yet (it issues none).
-_UNSUPPORTED_LIST_PARAMETERS: Final = ("trust_marked", "trust_mark_type")
 
 
 def _anchor() -> TrustAnchor:
@@ -90,13 +95,23 @@ def fetch() -> Response:
 
 @blueprint.get("/federation/list")
 def list_subordinates() -> Response:
-    """§8.2: the subordinates' entity identifiers, of ``entity_type`` when given."""
-    for name in _UNSUPPORTED_LIST_PARAMETERS:
-        if name in request.args:
-            raise FederationUnsupportedParameter(f"{name} is not supported")
+    """§8.2: the subordinates' entity identifiers, of ``entity_type`` when given; with
+    ``trust_marked=true`` only those holding an active trust mark, with ``trust_mark_type`` only
+    those holding an active mark of that type (§8.2.1)."""
     if request.args.get("intermediate") == "true":
         return jsonify([])  # the anchor has no intermediate subordinates
-    return jsonify(_anchor().subordinate_ids(_optional("entity_type")))
+    anchor = _anchor()
+    ids = anchor.subordinate_ids(_optional("entity_type"))
+    trust_marked = _optional("trust_marked")
+    if trust_marked not in (None, "true", "false"):
+        raise FederationError(
+            "trust_marked must be true or false", message_en="trust_marked is true or false."
+        )
+    trust_mark_type = _optional("trust_mark_type")
+    if trust_marked == "true" or trust_mark_type is not None:
+        marked = {mark.entity_id for mark in anchor.trust_marks.active(trust_mark_type)}
+        ids = [entity_id for entity_id in ids if entity_id in marked]
+    return jsonify(ids)
 
 
 @blueprint.get("/federation/resolve")
@@ -105,6 +120,31 @@ def resolve() -> Response:
     sub, anchor = _required("sub"), _required("trust_anchor")
     types = request.args.getlist("entity_type")
     return _jwt(_anchor().resolve(sub, anchor, types), RESOLVE_RESPONSE_MEDIA_TYPE)
+
+
+@blueprint.post("/federation/trust-mark-status")
+def trust_mark_status() -> Response:
+    """§8.4: the status of the ``trust_mark`` posted (``application/x-www-form-urlencoded``), as
+    a signed ``trust-mark-status-response+jwt`` (§8.4.2), read afresh on every request."""
+    values = request.form.getlist("trust_mark")
+    if len(values) != 1 or not values[0]:
+        raise FederationError("trust_mark is missing", message_en="Post one trust_mark.")
+    return _jwt(_anchor().trust_marks.status(values[0]), STATUS_RESPONSE_MEDIA_TYPE)
+
+
+@blueprint.get("/federation/trust-mark-list")
+def trust_marked_entities() -> Response:
+    """§8.5: the entities holding an active mark of ``trust_mark_type`` (``sub`` narrows)."""
+    trust_mark_type, sub = _required("trust_mark_type"), _optional("sub")
+    return jsonify(_anchor().trust_marks.marked_entities(trust_mark_type, sub))
+
+
+@blueprint.get("/federation/trust-mark")
+def trust_mark() -> Response:
+    """§8.6: the latest active mark of ``trust_mark_type`` about ``sub``,
+    ``application/trust-mark+jwt``."""
+    trust_mark_type, sub = _required("trust_mark_type"), _required("sub")
+    return _jwt(_anchor().trust_marks.current(trust_mark_type, sub), TRUST_MARK_MEDIA_TYPE)
 
 
 # --- the admin API ------------------------------------------------------------------------------
@@ -172,7 +212,14 @@ def put_record(kind: str, key: str) -> tuple[Response, int]:
     registered = (
         services.registry.region(key) if checked == "region" else services.registry.portal(key)
     )
-    if registered is None:
+    # A18, §12.1: with automatic registration, a portal joins as a subordinate alone (its key a
+    # name of the platform's choosing, in the form of a client id); it signs in by entity id.
+    automatic = (
+        checked == "portal"
+        and services.settings.federation_automatic_registration
+        and re.fullmatch(CLIENT_ID_PATTERN, key) is not None
+    )
+    if registered is None and not automatic:
         raise RegistrationNotFound(checked, key[:64])
     body = request.get_json(silent=True)
     if not isinstance(body, dict):
@@ -201,18 +248,93 @@ def _audit(
     after: FederationSubordinate | None,
 ) -> None:
     """THREAT_MODEL row 9: every admin change leaves an audit record (gateway.observe)."""
+    _emit(
+        action,
+        f"federation_{kind}",
+        key,
+        None if before is None else _view(before),
+        None if after is None else _view(after),
+    )
+
+
+def _emit(
+    action: str,
+    target_kind: str,
+    target: str,
+    before: dict[str, Any] | None,
+    after: dict[str, Any] | None,
+) -> None:
     principal: Principal = g.admin_principal
     current_services().events.emit(
         AdminChange(
             principal=principal.name,
             role=principal.role.value,
             action=action,
-            target_kind=f"federation_{kind}",
-            target=key,
-            before=None if before is None else redact(_view(before)),
-            after=None if after is None else redact(_view(after)),
+            target_kind=target_kind,
+            target=target,
+            before=None if before is None else redact(before),
+            after=None if after is None else redact(after),
         )
     )
+
+
+# --- trust marks (§7): the platform's say-so ----------------------------------------------------
+
+
+def _mark_view(mark: FederationTrustMark) -> dict[str, Any]:
+    anchor = _anchor()
+    return {
+        "jti": mark.jti,
+        "trust_mark_type": mark.trust_mark_type,
+        "kind": mark.kind,
+        "key": mark.key,
+        "sub": mark.entity_id,
+        "issued_at": mark.issued_at.isoformat(),
+        "expires_at": None if mark.expires_at is None else mark.expires_at.isoformat(),
+        "revoked_at": None if mark.revoked_at is None else mark.revoked_at.isoformat(),
+        "status": anchor.trust_marks.status_of(mark, anchor.clock()),
+    }
+
+
+@admin_blueprint.get("/trust-marks/<kind>/<key>")
+def list_trust_marks(kind: str, key: str) -> Response:
+    """Every trust mark issued to the subordinate, with its status; ``trust_mark_type``
+    narrows."""
+    marks = _store().federation_trust_marks(_kind(kind), key, request.args.get("trust_mark_type"))
+    return jsonify({"items": [_mark_view(mark) for mark in marks]})
+
+
+@admin_blueprint.put("/trust-marks/<kind>/<key>")
+def put_trust_mark(kind: str, key: str) -> tuple[Response, int]:
+    """The subordinate holds a mark of ``trust_mark_type`` (body), until ``expires_at`` or the
+    type's lifetime: 201 with the new mark (``trust_mark``: its JWT), 200 when it held it."""
+    checked = _kind(kind)
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        raise InvalidDocument([{"field": "", "message": "the body must be a JSON object"}])
+    anchor = _anchor()
+    mark, created = anchor.trust_marks.issue(checked, key, body)
+    view = _mark_view(mark)
+    if created:
+        _emit("issue", "federation_trust_mark", f"{kind}/{key}", None, view)
+    return jsonify({**view, "trust_mark": anchor.trust_marks.token(mark)}), 201 if created else 200
+
+
+@admin_blueprint.delete("/trust-marks/<kind>/<key>")
+def revoke_trust_marks(kind: str, key: str) -> tuple[str, int]:
+    """Revoke the subordinate's marks of ``?trust_mark_type=`` (at once: §8.4 answers
+    ``revoked`` from this moment); 404 when it held none."""
+    checked = _kind(kind)
+    trust_mark_type = request.args.get("trust_mark_type", "")
+    before = [
+        _mark_view(mark)
+        for mark in _store().federation_trust_marks(checked, key, trust_mark_type)
+        if mark.revoked_at is None
+    ]
+    if not trust_mark_type or not _anchor().trust_marks.revoke(checked, key, trust_mark_type):
+        raise RegistrationNotFound("trust mark", f"{kind}/{key[:64]}")
+    _emit("revoke", "federation_trust_mark", f"{kind}/{key}", {"marks": before}, None)
+    return "", 204
 
 
 def _store() -> Store:

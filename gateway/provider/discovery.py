@@ -38,9 +38,24 @@ CLAIMS = [
 ]
 
 
-def metadata(issuer: str, proofing: Sequence[ProofingProviderSettings] = ()) -> dict[str, Any]:
-    """The provider metadata; every endpoint sits below the issuer URL."""
+#: Request object algorithms (RFC 9101 §10.1, OIDC Discovery §3), taken from portals of automatic
+#: registration only (OpenID Federation 1.0 §12.1.1.1).
+REQUEST_OBJECT_ALGORITHMS = ["RS256", "PS256", "ES256", "ES384"]
+
+
+def metadata(
+    issuer: str,
+    proofing: Sequence[ProofingProviderSettings] = (),
+    *,
+    automatic_registration: bool = False,
+) -> dict[str, Any]:
+    """The provider metadata; every endpoint sits below the issuer URL. With
+    ``automatic_registration`` (OpenID Federation 1.0 §12.1), the ``request`` parameter is
+    supported (RFC 9101 §10.1), for the portals that must use it."""
     claims = [*CLAIMS, VERIFIED_CLAIMS] if proofing else CLAIMS
+    requests: dict[str, Any] = {"request_parameter_supported": automatic_registration}
+    if automatic_registration:
+        requests["request_object_signing_alg_values_supported"] = REQUEST_OBJECT_ALGORITHMS
     return {
         "issuer": issuer,
         "authorization_endpoint": f"{issuer}/authorize",
@@ -81,7 +96,7 @@ def metadata(issuer: str, proofing: Sequence[ProofingProviderSettings] = ()) -> 
         "prompt_values_supported": ["none", "login"],
         "ui_locales_supported": ["zh-CN", "en"],
         "claims_parameter_supported": True,
-        "request_parameter_supported": False,
+        **requests,
         "request_uri_parameter_supported": False,
         "authorization_response_iss_parameter_supported": True,
         "backchannel_logout_supported": True,
@@ -95,7 +110,13 @@ def metadata(issuer: str, proofing: Sequence[ProofingProviderSettings] = ()) -> 
 def openid_configuration() -> Response:
     services = current_services()
     settings = services.settings
-    response = jsonify(metadata(settings.issuer_url, settings.proofing_providers))
+    response = jsonify(
+        metadata(
+            settings.issuer_url,
+            settings.proofing_providers,
+            automatic_registration=settings.federation_automatic_registration,
+        )
+    )
     response.cache_control.public = True
     response.cache_control.max_age = 3600
     return response

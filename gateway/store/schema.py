@@ -548,3 +548,22 @@ federation_subordinates = Table(
     Column("updated_at", UtcDateTime(), nullable=False),
     CheckConstraint("kind IN ('region', 'portal')", name="kind"),
 )
+
+# --- federation trust marks (revision 0014) ----------------------------------------------------
+
+# Trust marks the gateway issued to its subordinates (OpenID Federation 1.0 §7), by jti; revoked,
+# never deleted (the status endpoint, §8.4, answers for them).
+federation_trust_marks = Table(
+    "federation_trust_marks",
+    metadata,
+    Column("jti", String(ID), primary_key=True),
+    Column("trust_mark_type", String(2048), nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("key", String(NAME), nullable=False),
+    Column("entity_id", String(2048), nullable=False),
+    Column("issued_at", UtcDateTime(), nullable=False),
+    Column("expires_at", UtcDateTime(), nullable=True),
+    Column("revoked_at", UtcDateTime(), nullable=True),
+    CheckConstraint("kind IN ('region', 'portal')", name="kind"),
+    Index("ix_federation_trust_marks_kind_key", "kind", "key"),
+)

@@ -98,6 +98,18 @@ class ProofingRealm:
                 mapper["config"]["claim.value"] = json.dumps(verified, ensure_ascii=False)
                 self.admin.update_client_mapper(client, mapper["id"], mapper)
 
+    def place_claims(self, *, id_token: bool, userinfo: bool) -> None:
+        """Make the provider's mapper put ``verified_claims`` in its ID token, its UserInfo
+        response, or both (IDA §5 allows either)."""
+        self.admin.change_current_realm(self.realm)
+        client = self.admin.get_client_id("tongxing-proofing")
+        assert client is not None
+        for mapper in self.admin.get_mappers_from_client(client):
+            if mapper["name"] == "verified_claims":
+                mapper["config"]["id.token.claim"] = str(id_token).lower()
+                mapper["config"]["userinfo.token.claim"] = str(userinfo).lower()
+                self.admin.update_client_mapper(client, mapper["id"], mapper)
+
 
 @pytest.fixture(scope="module")
 def proofing(keycloak: KeycloakEndpoint) -> Iterator[ProofingRealm]:
@@ -461,3 +473,44 @@ def test_a_well_formed_claims_parameter_is_kept_with_the_authorization(
         r.get("client_id") == portal.client_id and json.loads(r["claims"]) == CLAIMS_REQUEST
         for r in kept
     )
+
+
+def test_verified_claims_from_the_provider_s_userinfo_only_are_fetched_and_checked(
+    gateway: RunningGateway,
+    loa2_zj: KeycloakRegion,
+    proofing: ProofingRealm,
+    site: PortalSite,
+    page: Page,
+) -> None:
+    """IDA §5: a provider may answer ``verified_claims`` in its UserInfo response only; the
+    gateway fetches them there with the provider's access token, and checks them as it checks
+    the ID token's (a framework the platform does not trust is refused all the same)."""
+    proofing.place_claims(id_token=False, userinfo=True)
+    try:
+        tax = register_portal(gateway, site, "tax-userinfo", sector="tax")
+        started = sign_in_and_proof(
+            gateway, loa2_zj, proofing, page, tax, claims=json.dumps(CLAIMS_REQUEST)
+        )
+        page.wait_for_url(f"{gateway.issuer}/**")
+        page.click("button[value=allow]")
+        page.wait_for_url(f"{tax.redirect_uri}**")
+        claims = tax.finish(site.last_visit(tax.redirect_uri), started)["claims"]
+        assert claims["acr"] == "loa3"
+        assert claims["verified_claims"]["claims"] == {"name": "张三", "birthdate": "1949-12-31"}
+
+        proofing.assert_claims({**VERIFIED, "verification": {"trust_framework": "eidas"}})
+        refused = register_portal(gateway, site, "tax-userinfo-refused", sector="tax")
+        other = page.context.browser
+        assert other is not None
+        fresh = other.new_context(locale="zh-CN")
+        try:
+            fresh_page = fresh.new_page()
+            sign_in_and_proof(gateway, loa2_zj, proofing, fresh_page, refused)
+            fresh_page.wait_for_url(f"{gateway.issuer}/proofing/callback**")
+            assert "实名核验未通过" in fresh_page.content()
+        finally:
+            fresh.close()
+        assert not [url for url in site.visits if url.startswith(refused.redirect_uri)]
+    finally:
+        proofing.assert_claims(VERIFIED)
+        proofing.place_claims(id_token=True, userinfo=False)

@@ -270,7 +270,7 @@ def test_the_list_endpoint_filters_by_entity_type(gateway: RunningGateway, leaf:
     ops = requests.get(listing, params={"entity_type": "openid_provider"}, timeout=10)
     assert ops.json() == []
     marked = requests.get(listing, params={"trust_marked": "true"}, timeout=10)
-    assert (marked.status_code, marked.json()["error"]) == (400, "unsupported_parameter")
+    assert marked.json() == []  # §8.2.1, supported since T18: no subordinate holds a mark
 
 
 # --- §8.3: resolve, by the gateway and by @openid-federation/core -------------------------------

@@ -13,16 +13,29 @@ again; the sign-in resumes it from its record.
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from authlib.oauth2 import OAuth2Error
 from authlib.oauth2.rfc6749.errors import InvalidClientError
+from authlib.oauth2.rfc6749.requests import BasicOAuth2Payload
 
 from gateway.errors import (
+    FederatedClientRefused,
+    FederationError,
+    InvalidRequestObject,
+    RequestObjectRequired,
     UnknownClient,
     UnregisteredRedirectUri,
     UnsupportedResponseType,
     UnverifiedClient,
+)
+from gateway.federation.registration import (
+    AutomaticRegistration,
+    RequestObjectError,
+    is_entity_id,
+    request_parameters,
+    verify_request_object,
 )
 from gateway.observe import SignInFailed
 from gateway.registry import Portal
@@ -73,6 +86,7 @@ def parse_authorization_request(server: OAuthServer) -> AuthorizationRequest:
 
 def _validated(server: OAuthServer) -> AuthorizationRequest:
     oauth_request = server.create_oauth2_request(None)
+    _federated_request(server, oauth_request)
     payload = oauth_request.payload
     _refuse_unprintable_echoes(server, payload)
     try:
@@ -136,6 +150,45 @@ def _validated(server: OAuthServer) -> AuthorizationRequest:
         region=values.get("region"),
         claims=claims,
     )
+
+
+def _federated_request(server: OAuthServer, oauth_request: Any) -> None:
+    """The request of a portal of automatic registration (OpenID Federation 1.0 §12.1), as
+    its signed request object says it, before Authlib validates it.
+
+    When ``client_id`` is an entity identifier and the platform enables automatic registration,
+    its trust chain is resolved (§12.1, §10: a failure is ``invalid_client``, a page); the
+    request must then be a request object by value (§12.1.1.1, RFC 9101 §5.1: else
+    ``invalid_request``) signed with a key of the resolved metadata's ``jwks``, for this OP,
+    not expired, used once (``jti``, remembered in the store): else ``invalid_request_object``
+    (RFC 9101 §6.3), a page, since the redirect URI it names is only trusted once it verifies.
+    Its claims then replace the query's parameters (RFC 9101 §5: only they are used).
+    Any other request is left as it is.
+    """
+    automatic = server.tokens.registry.federated
+    client_id = oauth_request.payload.data.get("client_id")
+    if not isinstance(automatic, AutomaticRegistration) or not is_entity_id(client_id):
+        return
+    try:
+        portal = automatic.resolve(client_id)
+    except FederationError as error:
+        raise FederatedClientRefused(
+            f"{error.code}: {error.detail or error.message_en}"[:300]
+        ) from None
+    data = oauth_request.payload.data
+    token = data.get("request")
+    if "request_uri" in data or not isinstance(token, str) or not token:
+        raise RequestObjectRequired("send the authorization request as a request object by value")
+    tokens = server.tokens
+    now = tokens.clock()
+    try:
+        claims = verify_request_object(token, portal, tokens.settings.issuer_url, now)
+    except RequestObjectError as error:
+        raise InvalidRequestObject(str(error)) from None
+    remember = datetime.fromtimestamp(float(claims["exp"]), UTC) + timedelta(minutes=1)
+    if not tokens.store.use_assertion(portal.client_id, f"request:{claims['jti']}", remember, now):
+        raise InvalidRequestObject("the request object was used before (jti)")
+    oauth_request.payload = BasicOAuth2Payload(request_parameters(claims))
 
 
 def _claims_parameter(value: str | None, refuse: Callable[[str], RefusedRequest]) -> str | None:

@@ -10,6 +10,11 @@ the subordinate's own policy (§6.1), merged under the platform's when statement
 
 The store keeps the documents as JSON and never interprets them: validation is
 :mod:`gateway.federation`'s.
+
+Trust marks (OpenID Federation 1.0 §7) the gateway issues to a subordinate on the platform's
+say-so are kept as :class:`FederationTrustMark` records (revision 0014), one per issued mark, by
+its ``jti``: never deleted, revocation sets ``revoked_at`` (the status endpoint, §8.4, answers
+``revoked`` from then on).
 """
 
 from __future__ import annotations
@@ -38,6 +43,30 @@ class FederationSubordinate:
 
     def __post_init__(self) -> None:
         require_aware(self, created_at=self.created_at, updated_at=self.updated_at)
+
+
+@dataclass(frozen=True)
+class FederationTrustMark:
+    """One trust mark issued to the subordinate ``(kind, key)`` whose entity identifier was
+    ``entity_id`` (the mark's ``sub``) at ``issued_at`` (its ``iat``); ``expires_at`` is its
+    ``exp`` (``None``: none), ``revoked_at`` when the platform withdrew it."""
+
+    jti: str
+    trust_mark_type: str
+    kind: SubordinateKind
+    key: str
+    entity_id: str
+    issued_at: datetime.datetime
+    expires_at: datetime.datetime | None = None
+    revoked_at: datetime.datetime | None = None
+
+    def __post_init__(self) -> None:
+        require_aware(
+            self,
+            issued_at=self.issued_at,
+            expires_at=self.expires_at,
+            revoked_at=self.revoked_at,
+        )
 
 
 class EntityIdTakenError(StoreError):
@@ -75,5 +104,37 @@ class FederationStore(Protocol):
         """Delete the subordinate of ``(kind, key)``; whether there was one."""
         ...
 
+    def add_federation_trust_mark(self, mark: FederationTrustMark) -> None:
+        """Record an issued trust mark. :class:`~gateway.store.contract.common.DuplicateRecordError`
+        when its ``jti`` is taken; nothing is written then."""
+        ...
 
-__all__ = ["EntityIdTakenError", "FederationStore", "FederationSubordinate", "SubordinateKind"]
+    def federation_trust_mark(self, jti: str) -> FederationTrustMark | None:
+        """The issued trust mark of ``jti``, or ``None``."""
+        ...
+
+    def federation_trust_marks(
+        self,
+        kind: SubordinateKind | None = None,
+        key: str | None = None,
+        trust_mark_type: str | None = None,
+    ) -> list[FederationTrustMark]:
+        """Every issued trust mark (revoked and expired ones too), of the subordinate
+        ``(kind, key)`` and of ``trust_mark_type`` when given, the latest issued first."""
+        ...
+
+    def revoke_federation_trust_marks(
+        self, kind: SubordinateKind, key: str, trust_mark_type: str, at: datetime.datetime
+    ) -> int:
+        """Set ``revoked_at`` = ``at`` on the not yet revoked marks of ``trust_mark_type`` issued
+        to ``(kind, key)``; how many there were (a revoked mark keeps its first revocation)."""
+        ...
+
+
+__all__ = [
+    "EntityIdTakenError",
+    "FederationStore",
+    "FederationSubordinate",
+    "FederationTrustMark",
+    "SubordinateKind",
+]

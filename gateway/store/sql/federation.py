@@ -1,7 +1,9 @@
-"""Federation subordinates on SQL: one row per (kind, key), unique entity id (revision 0013)."""
+"""Federation subordinates on SQL: one row per (kind, key), unique entity id (revision 0013);
+the trust marks issued to them, one row per jti (revision 0014)."""
 
 from __future__ import annotations
 
+import datetime
 from typing import Any
 
 from sqlalchemy import Row, delete, select, update
@@ -10,9 +12,11 @@ from sqlalchemy.exc import IntegrityError
 from gateway.store.contract.federation import (
     EntityIdTakenError,
     FederationSubordinate,
+    FederationTrustMark,
     SubordinateKind,
 )
 from gateway.store.schema import federation_subordinates as table
+from gateway.store.schema import federation_trust_marks as marks
 from gateway.store.sql.base import SqlBase, insert_into, json_object, require_aware, require_text
 
 
@@ -84,6 +88,82 @@ class SqlFederation(SqlBase):
         with self._write() as conn:
             result = conn.execute(delete(table).where(table.c.kind == kind, table.c.key == key))
             return bool(result.rowcount)
+
+    # --- trust marks (§7) --------------------------------------------------------------------
+
+    def add_federation_trust_mark(self, mark: FederationTrustMark) -> None:
+        require_text(
+            jti=mark.jti,
+            trust_mark_type=mark.trust_mark_type,
+            kind=mark.kind,
+            key=mark.key,
+            entity_id=mark.entity_id,
+        )
+        with self._write() as conn:
+            self._insert_new(
+                conn,
+                marks,
+                "trust mark",
+                jti=mark.jti,
+                trust_mark_type=mark.trust_mark_type,
+                kind=mark.kind,
+                key=mark.key,
+                entity_id=mark.entity_id,
+                issued_at=mark.issued_at,
+                expires_at=mark.expires_at,
+                revoked_at=mark.revoked_at,
+            )
+
+    def federation_trust_mark(self, jti: str) -> FederationTrustMark | None:
+        with self._read() as conn:
+            row = conn.execute(select(marks).where(marks.c.jti == jti)).first()
+        return None if row is None else _mark(row)
+
+    def federation_trust_marks(
+        self,
+        kind: SubordinateKind | None = None,
+        key: str | None = None,
+        trust_mark_type: str | None = None,
+    ) -> list[FederationTrustMark]:
+        query = select(marks).order_by(marks.c.issued_at.desc(), marks.c.jti)
+        if kind is not None:
+            query = query.where(marks.c.kind == kind)
+        if key is not None:
+            query = query.where(marks.c.key == key)
+        if trust_mark_type is not None:
+            query = query.where(marks.c.trust_mark_type == trust_mark_type)
+        with self._read() as conn:
+            return [_mark(row) for row in conn.execute(query)]
+
+    def revoke_federation_trust_marks(
+        self, kind: SubordinateKind, key: str, trust_mark_type: str, at: datetime.datetime
+    ) -> int:
+        require_aware(at=at)
+        with self._write() as conn:
+            result = conn.execute(
+                update(marks)
+                .where(
+                    marks.c.kind == kind,
+                    marks.c.key == key,
+                    marks.c.trust_mark_type == trust_mark_type,
+                    marks.c.revoked_at.is_(None),
+                )
+                .values(revoked_at=at)
+            )
+            return int(result.rowcount)
+
+
+def _mark(row: Row[Any]) -> FederationTrustMark:
+    return FederationTrustMark(
+        jti=row.jti,
+        trust_mark_type=row.trust_mark_type,
+        kind=row.kind,
+        key=row.key,
+        entity_id=row.entity_id,
+        issued_at=row.issued_at,
+        expires_at=row.expires_at,
+        revoked_at=row.revoked_at,
+    )
 
 
 def _record(row: Row[Any]) -> FederationSubordinate:
