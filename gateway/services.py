@@ -64,6 +64,21 @@ class Services:
         self.store.close()
 
 
+def federation_configured(settings: Settings) -> bool:
+    """Whether this gateway is the federation's trust anchor (issue 17): its federation keys
+    are named (``federation_keys_file``), made on first start (``create_keys``, the demo and
+    tests), already in the data folder, or needed (automatic registration). Otherwise the
+    federation is off and its endpoints answer ``not_found``: a gateway deployed before the
+    federation existed, with its signing keys from a Secret and no federation keys, keeps
+    starting. Named but missing keys stop the start (:func:`~gateway.keys.load_or_create`)."""
+    return (
+        settings.federation_keys_file is not None
+        or settings.create_keys
+        or settings.federation_automatic_registration
+        or settings.federation_keys_path.exists()
+    )
+
+
 def build_services(settings: Settings) -> Services:
     """Open the store (migrating it), load the key ring, wire the services over them, and
     start purging expired records (every ``settings.purge_interval``).
@@ -81,6 +96,11 @@ def build_services(settings: Settings) -> Services:
         watch_every=KEY_FILE_CHECK_INTERVAL,
     )
     services = wire(settings, store, keys)
+    # Before any thread starts: missing federation keys that are named stop the start cleanly.
+    if federation_configured(settings):  # issue 17
+        services.federation = TrustAnchor.build(settings, store, services.clock)
+    if services.federation is not None and settings.federation_automatic_registration:  # §12.1
+        services.registry.federated = AutomaticRegistration(services.federation, services.registry)
     services.purge = ExpiredRecordPurge(
         store,
         settings.purge_interval.total_seconds(),
@@ -92,9 +112,6 @@ def build_services(settings: Settings) -> Services:
     services.purge.start()
     services.redelivery = LogoutRedelivery(services.sessions, clock=services.clock)
     services.redelivery.start()
-    services.federation = TrustAnchor.build(settings, store, services.clock)  # issue 17
-    if settings.federation_automatic_registration:  # §12.1 (A18)
-        services.registry.federated = AutomaticRegistration(services.federation, services.registry)
     services.policy.follow()  # every process enforces the store's newest policy set
     services.regions.start_probe(services.registry.region, settings.region_circuit)  # circuits
     return services
