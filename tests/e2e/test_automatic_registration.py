@@ -15,20 +15,18 @@ never a 5xx.
 from __future__ import annotations
 
 import json
-import ssl
 import subprocess
 import sys
-import threading
 import time
 import uuid
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import requests
+from federation_fixtures import serve_entity_configuration
 from gateway_fixtures import (
     KeycloakRegion,
     PortalSite,
@@ -75,30 +73,9 @@ class Entity:
             "client_registration_types": ["automatic"],
             "jwks": {"keys": [self.public(self.rp_key)]},
         }
-        entity = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                if self.path != "/.well-known/openid-federation":
-                    self.send_response(404)
-                    self.end_headers()
-                    return
-                body = entity.entity_configuration().encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/entity-statement+jwt")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *_args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        context.load_cert_chain(tls.cert_file, tls.key_file)
-        self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
-        self.entity_id = f"https://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.server, self.entity_id = serve_entity_configuration(
+            tls.cert_file, tls.key_file, self.entity_configuration
+        )
 
     @staticmethod
     def public(key: ECKey) -> dict[str, Any]:

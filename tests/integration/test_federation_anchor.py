@@ -12,18 +12,16 @@ from __future__ import annotations
 
 import json
 import os
-import ssl
 import subprocess
-import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
+from federation_fixtures import serve_entity_configuration
 from gateway_fixtures import RunningGateway, start_gateway
 from joserfc import jws, jwt
 from joserfc.jwk import ECKey, JWKRegistry
@@ -61,30 +59,9 @@ class Leaf:
         self.metadata: dict[str, Any] = {"openid_relying_party": dict(RP_METADATA)}
         self.anchor = ""
         self.lifetime = 3600
-        leaf = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                if self.path != "/.well-known/openid-federation":
-                    self.send_response(404)
-                    self.end_headers()
-                    return
-                body = leaf.entity_configuration().encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/entity-statement+jwt")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *_args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        context.load_cert_chain(tls.cert_file, tls.key_file)
-        self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
-        self.entity_id = f"https://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.server, self.entity_id = serve_entity_configuration(
+            tls.cert_file, tls.key_file, self.entity_configuration
+        )
 
     def public_jwks(self) -> dict[str, Any]:
         public = self.key.as_dict(private=False)
