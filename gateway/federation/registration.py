@@ -232,7 +232,8 @@ def verify_request_object(token: str, portal: Portal, issuer: str, now: datetime
 
     Signed (never ``none``) with a key of the portal's resolved metadata ``jwks``, chosen by
     ``kid``; ``typ`` absent or ``oauth-authz-req+jwt``; ``iss`` and ``client_id`` the entity
-    identifier, ``aud`` this OP's issuer (its entity identifier), ``exp`` in the future but
+    identifier, no ``sub``, ``aud`` this OP's issuer (its entity identifier) and nothing else,
+    ``exp`` in the future but
     within :data:`REQUEST_OBJECT_LIFETIME`, ``jti`` present (single use is the caller's,
     through the store), no ``request`` or ``request_uri`` inside (RFC 9101 §4).
     """
@@ -272,9 +273,14 @@ def _check_request_claims(
 ) -> None:
     if claims.get("iss") != client_id or claims.get("client_id") != client_id:
         raise RequestObjectError("iss and client_id must be the entity identifier")
+    # §12.1.1.1: sub MUST NOT be present, so that the request object cannot serve as a
+    # private_key_jwt client assertion (RFC 7523 §3: iss = sub = client_id).
+    if "sub" in claims:
+        raise RequestObjectError("a request object holds no sub")
+    # §12.1.1.1: aud MUST be the OP's entity identifier and MUST NOT include any other values.
     aud = claims.get("aud")
-    if aud != issuer and not (isinstance(aud, list) and issuer in aud):
-        raise RequestObjectError("aud must be this OpenID Provider's issuer")
+    if aud != issuer and aud != [issuer]:
+        raise RequestObjectError("aud must be this OpenID Provider's issuer and nothing else")
     exp, moment = claims.get("exp"), now.timestamp()
     if not isinstance(exp, int | float) or isinstance(exp, bool):
         raise RequestObjectError("exp is required")

@@ -91,6 +91,7 @@ def request_object(key: ECKey = KEY, header: dict[str, Any] | None = None, **cla
 def test_a_good_request_object_gives_its_parameters() -> None:
     portal = portal_from_metadata(ENTITY, metadata())
     claims = verify_request_object(request_object(), portal, ISSUER, datetime.now(UTC))
+    assert verify_request_object(request_object(aud=[ISSUER]), portal, ISSUER, datetime.now(UTC))
     parameters = request_parameters(claims)
     assert parameters["response_type"] == "code"
     assert parameters["max_age"] == "600"
@@ -110,6 +111,9 @@ def test_a_good_request_object_gives_its_parameters() -> None:
             "bad signature",
         ),
         (lambda: request_object(aud="https://other.example"), "aud"),
+        # §12.1.1.1: aud names the OP and nothing else; no sub (no reuse as a client assertion).
+        (lambda: request_object(aud=[ISSUER, "https://other.example"]), "nothing else"),
+        (lambda: request_object(sub=ENTITY), "no sub"),
         (lambda: request_object(iss="https://other.example"), "iss"),
         (lambda: request_object(exp=int(time.time()) - 600), "expired"),
         (lambda: request_object(exp=int(time.time()) + 3600), "too late"),
