@@ -36,7 +36,7 @@ import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Final
+from typing import Any, Final, Literal
 from urllib.parse import urlsplit
 
 from joserfc import jws
@@ -144,14 +144,21 @@ class AutomaticRegistration:
         return portal
 
 
-def portal_from_metadata(entity_id: str, metadata: Mapping[str, Any]) -> Portal:
+def portal_from_metadata(
+    entity_id: str,
+    metadata: Mapping[str, Any],
+    registration_type: Literal["automatic", "explicit"] = "automatic",
+) -> Portal:
     """The in-memory registration of ``entity_id`` from its resolved, policy-applied
-    ``openid_relying_party`` metadata (§5.1.3, §12.1), or :class:`FederationInvalidMetadata`
-    saying what the gateway cannot take."""
+    ``openid_relying_party`` metadata (§5.1.2, §12.1, §12.2), or
+    :class:`FederationInvalidMetadata` saying what the gateway cannot take."""
     types = metadata.get("client_registration_types")
-    if not isinstance(types, list) or "automatic" not in types:
-        # §5.1.3: REQUIRED, and it must name the registration type the RP uses.
-        raise FederationInvalidMetadata("client_registration_types must include automatic")
+    # §5.1.2: RECOMMENDED; when the RP names its registration types, the one it uses is among
+    # them (the platform makes it required with an ``essential`` metadata policy, §6.1.3.1.7).
+    if types is not None and (not isinstance(types, list) or registration_type not in types):
+        raise FederationInvalidMetadata(
+            f"client_registration_types must include {registration_type}"
+        )
     method = metadata.get("token_endpoint_auth_method", "private_key_jwt")
     if method != "private_key_jwt":
         raise FederationInvalidMetadata(

@@ -69,6 +69,16 @@ def test_metadata_the_gateway_cannot_take_is_refused(changes: dict[str, Any], re
         portal_from_metadata(ENTITY, metadata(**changes))
 
 
+def test_registration_types_are_recommended_and_name_the_type_used_when_given() -> None:
+    """§5.1.2: ``client_registration_types`` is RECOMMENDED: without it the RP is taken; with
+    it, the registration type in use must be among them."""
+    assert portal_from_metadata(ENTITY, metadata(client_registration_types=None)).client_id
+    explicit = metadata(client_registration_types=["explicit"])
+    assert portal_from_metadata(ENTITY, explicit, "explicit").client_id == ENTITY
+    with pytest.raises(FederationInvalidMetadata, match="include explicit"):
+        portal_from_metadata(ENTITY, metadata(), "explicit")
+
+
 def request_object(key: ECKey = KEY, header: dict[str, Any] | None = None, **claims: Any) -> str:
     now = int(time.time())
     values: dict[str, Any] = {
