@@ -1,4 +1,5 @@
-"""``tongxing keys show|generate|rotate``: the signing key ring file (kids and states only)."""
+"""``tongxing keys show|generate|rotate|revoke``: the signing key ring file (kids and states
+only). ``revoke`` marks a retired or historical key revoked (OpenID Federation 1.0 §8.7.2)."""
 
 from __future__ import annotations
 
@@ -22,9 +23,11 @@ from gateway.cli.base import (
 from gateway.clock import utc_now
 from gateway.keys import (
     KEY_FILE_CHECK_INTERVAL,
+    REVOCATION_REASONS,
     RSA_KEY_SIZES,
     KeyFileError,
     KeyRing,
+    KeyRingError,
     SigningKey,
     load_key_ring,
     save_key_ring,
@@ -53,7 +56,19 @@ def _key_rows(ring: KeyRing) -> list[dict[str, str | None]]:
     def when(moment: datetime | None) -> str | None:
         return None if moment is None else moment.isoformat(timespec="seconds")
 
-    return [_key_row(key, when) for key in ring.keys]
+    rows = [_key_row(key, when) for key in ring.keys]
+    # §8.7: the keys rotations dropped, public halves only; "retire until" is their exp.
+    rows.extend(
+        {
+            "alg": entry.jwk.get("alg", ""),
+            "kid": entry.kid,
+            "state": "revoked" if entry.revoked_at is not None else "history",
+            "created_at": when(entry.created_at),
+            "retire_until": when(entry.expires_at),
+        }
+        for entry in ring.history
+    )
+    return rows
 
 
 def _key_row(
@@ -139,6 +154,25 @@ def command_keys_rotate(args: argparse.Namespace) -> int:
     return 0
 
 
+def command_keys_revoke(args: argparse.Namespace) -> int:
+    """Mark a retired or historical key revoked (OpenID Federation 1.0 §8.7.2, reason §8.7.3):
+    a retired key stops being published and verifying at once; the federation historical keys
+    endpoint lists it with ``revoked``."""
+    path = _keys_file(args)
+    ring = _load_ring(path)
+    try:
+        ring.revoke(args.kid, utc_now(), args.reason)
+    except KeyRingError as error:
+        raise CliError(str(error)) from None
+    try:
+        save_key_ring(ring, path)
+    except OSError as error:
+        raise CliError(f"cannot write {path}: {error.strerror}") from None
+    print(f"revoked {args.kid} in {path}")
+    _print_ring(ring, as_json=False)
+    return 0
+
+
 def add_parser(commands: Commands) -> None:
     keys = commands.add_parser("keys", help="the signing key ring file")
     actions = keys.add_subparsers(dest="action", metavar="ACTION", required=True)
@@ -176,3 +210,12 @@ def add_parser(commands: Commands) -> None:
         f"signed, id_token_hint at logout included [{DEFAULT_MAX_TOKEN_LIFETIME}]",
     )
     rotate.set_defaults(handler=command_keys_rotate)
+
+    revoke = actions.add_parser(
+        "revoke",
+        parents=[common],
+        help="revoke a retired or historical key (it leaves the published set at once)",
+    )
+    revoke.add_argument("kid", help="the key's kid (see `tongxing keys show`)")
+    revoke.add_argument("--reason", choices=REVOCATION_REASONS, default=None)
+    revoke.set_defaults(handler=command_keys_revoke)

@@ -15,6 +15,8 @@ halves are published as a JWK Set (RFC 7517 §5). The package is split by job:
     the key file: its format, atomic save, load, create-once.
 :mod:`~gateway.keys.watch`
     following the key file, so a rotated file reaches a running gateway.
+:mod:`~gateway.keys.history`
+    the public halves of keys rotations dropped (OpenID Federation 1.0 §8.7).
 :mod:`~gateway.keys.hashes`
     ``at_hash`` and ``c_hash`` (OIDC Core §3.1.3.6), for the provider and the broker alike.
 :mod:`~gateway.keys.errors`
@@ -41,6 +43,7 @@ from gateway.keys.files import (
     save_key_ring,
 )
 from gateway.keys.hashes import half_hash
+from gateway.keys.history import REVOCATION_REASONS, HistoricalKey
 from gateway.keys.ring import JWKSet, KeyRing
 from gateway.keys.signing_key import (
     KEY_STATES,
@@ -59,8 +62,10 @@ __all__ = [
     "KEY_FILE_CHECK_INTERVAL",
     "KEY_STATES",
     "MANDATORY_ALGORITHM",
+    "REVOCATION_REASONS",
     "RSA_KEY_SIZES",
     "SIGNING_ALGORITHMS",
+    "HistoricalKey",
     "InvalidKeyRingError",
     "JWKSet",
     "JoseKey",

@@ -3,13 +3,17 @@
 The file is a JSON document::
 
     {"version": 1,
-     "keys": [{"state": "active", "created_at": "...", "retire_until": null, "jwk": {...}}, ...]}
+     "keys": [{"state": "active", "created_at": "...", "retire_until": null, "jwk": {...}}, ...],
+     "history": [{"created_at": "...", "expires_at": "...", "jwk": {...},
+                  "revoked": {"revoked_at": "...", "reason": "compromised"}}, ...]}
 
 where each ``jwk`` is a private JWK (RFC 7517 §4; RSA members RFC 7518 §6.3.2, EC members
 §6.2.2) with ``alg``, ``use`` ``sig`` and, if present, a ``kid`` that must be its RFC 7638
-thumbprint, and the dates are ISO 8601 with a UTC offset. In production the file is a read-only
-Kubernetes Secret mounted into the pod; the embedded demo may create it on first start. Problems
-are reported without quoting key material.
+thumbprint, and the dates are ISO 8601 with a UTC offset. The optional ``history`` holds the
+PUBLIC JWKs of keys rotations dropped (:mod:`gateway.keys.history`, OpenID Federation 1.0 §8.7);
+a file without it is a ring without history, and readers before it ignore it. In production
+the file is a read-only Kubernetes Secret mounted into the pod; the embedded demo may create it
+on first start. Problems are reported without quoting key material.
 
 A ring loaded with ``watch_every`` follows its file (:mod:`gateway.keys.watch`).
 """
@@ -36,6 +40,7 @@ from gateway.keys.errors import (
     KeyFileMissingError,
     key_file_error,
 )
+from gateway.keys.history import parse_history
 from gateway.keys.ring import KeyRing
 from gateway.keys.signing_key import (
     EC_CURVE,
@@ -59,7 +64,7 @@ FILE_FORMAT_VERSION: Final = 1
 
 def dumps_key_ring(ring: KeyRing) -> str:
     """The ring as JSON, PRIVATE keys included: write it only to a 0600 file or a Secret."""
-    document = {
+    document: dict[str, Any] = {
         "version": FILE_FORMAT_VERSION,
         "keys": [
             {
@@ -71,6 +76,8 @@ def dumps_key_ring(ring: KeyRing) -> str:
             for key in ring.keys
         ],
     }
+    if ring.history:  # written only when there is one: older readers see the same document
+        document["history"] = [entry.document() for entry in ring.history]
     return json.dumps(document, indent=2) + "\n"
 
 
@@ -92,7 +99,10 @@ def loads_key_ring(text: str | bytes) -> KeyRing:
     entries = document.get("keys")
     if not isinstance(entries, list) or not entries:
         raise InvalidKeyRingError("'keys' must be a non-empty list")
-    return KeyRing(_parse_entry(index, entry) for index, entry in enumerate(entries))
+    return KeyRing(
+        (_parse_entry(index, entry) for index, entry in enumerate(entries)),
+        parse_history(document.get("history")),
+    )
 
 
 def _parse_entry(index: int, entry: object) -> SigningKey:

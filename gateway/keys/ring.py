@@ -16,7 +16,7 @@ import json
 import logging
 import threading
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any, Final, Protocol
 
@@ -24,7 +24,8 @@ from joserfc import jws, jwt
 from joserfc.errors import ExceededSizeError, JoseError
 
 from gateway.clock import utc_now
-from gateway.keys.errors import KeyRingError, TokenRejectedError
+from gateway.keys.errors import InvalidKeyRingError, KeyRingError, TokenRejectedError
+from gateway.keys.history import HistoricalKey, merged
 from gateway.keys.rotation import check_rules, ordered, rotate_keys, signing_keys
 from gateway.keys.signing_key import (
     MANDATORY_ALGORITHM,
@@ -72,15 +73,21 @@ class _Snapshot:
     keys: tuple[SigningKey, ...]
     by_kid: Mapping[str, SigningKey]
     active: Mapping[str, SigningKey]
+    history: tuple[HistoricalKey, ...] = ()
 
     @classmethod
-    def of(cls, keys: Iterable[SigningKey]) -> _Snapshot:
+    def of(cls, keys: Iterable[SigningKey], history: Iterable[HistoricalKey] = ()) -> _Snapshot:
         ordered_keys = ordered(keys)
         check_rules(ordered_keys)
+        held = {key.kid for key in ordered_keys}
+        kept = tuple(history)
+        if any(entry.kid in held for entry in kept):
+            raise InvalidKeyRingError("a key of the history is still held by the ring")
         return cls(
             keys=ordered_keys,
             by_kid={key.kid: key for key in ordered_keys},
             active=signing_keys(ordered_keys),
+            history=kept,
         )
 
 
@@ -95,8 +102,8 @@ class KeyRing:
     and swaps their snapshot in the same way (see :meth:`_let_follow`).
     """
 
-    def __init__(self, keys: Iterable[SigningKey]) -> None:
-        self._snapshot = _Snapshot.of(keys)
+    def __init__(self, keys: Iterable[SigningKey], history: Iterable[HistoricalKey] = ()) -> None:
+        self._snapshot = _Snapshot.of(keys, history)
         # Held to build and swap in a new snapshot, by rotate (waiting) or a follower (not waiting).
         self._swap_lock = threading.Lock()
         self._follower: KeyRingFollower | None = None
@@ -152,6 +159,24 @@ class KeyRing:
     def keys(self) -> tuple[SigningKey, ...]:
         """Every key held, published or not, ordered by algorithm then state."""
         return self._current().keys
+
+    @property
+    def history(self) -> tuple[HistoricalKey, ...]:
+        """The public halves of the keys rotations dropped (:mod:`gateway.keys.history`),
+        newest first."""
+        return self._current().history
+
+    def historical_keys(self) -> list[dict[str, Any]]:
+        """The keys no longer in use, as OpenID Federation 1.0 §8.7.2 lists them: the retired
+        keys still held (``exp``: the end of their retention), then the history (with
+        ``revoked`` when known); each with ``kid``, ``iat`` and ``exp``."""
+        snapshot = self._current()
+        retired = [
+            HistoricalKey.of(key, key.retire_until)
+            for key in snapshot.keys
+            if key.state == "retired" and key.retire_until is not None
+        ]
+        return [entry.historical_jwk() for entry in merged(retired, snapshot.history)]
 
     @property
     def algorithms(self) -> tuple[str, ...]:
@@ -253,9 +278,46 @@ class KeyRing:
         the file (``tongxing keys rotate``) to rotate the keys of every replica.
         """
         with self._swap_lock:
-            rotated = rotate_keys(self._snapshot.keys, now, max_token_lifetime)
-            self._snapshot = _Snapshot.of(rotated)
+            before = self._snapshot
+            rotated = rotate_keys(before.keys, now, max_token_lifetime)
+            kept = {key.kid for key in rotated}
+            # §8.7 (OpenID Federation 1.0): a dropped key's public half stays in the history.
+            dropped = [
+                HistoricalKey.of(key, key.retire_until)
+                for key in before.keys
+                if key.kid not in kept and key.retire_until is not None
+            ]
+            self._snapshot = _Snapshot.of(rotated, merged(dropped, before.history))
         logger.info("rotated signing keys: %s", describe_keys(self._snapshot.keys))
+
+    def revoke(self, kid: str, now: datetime, reason: str | None = None) -> HistoricalKey:
+        """Revoke the key ``kid`` (OpenID Federation 1.0 §8.7.2, ``revoked``; ``reason`` one of
+        §8.7.3): a retired key leaves the ring at once (no longer published, no longer
+        verifying) for the history; a historical key is marked. An active or next key is
+        refused (:class:`KeyRingError`): rotate it out first."""
+        moment = require_aware(now, "now")
+        with self._swap_lock:
+            snapshot = self._snapshot
+            held = snapshot.by_kid.get(kid)
+            if held is not None and (held.state != "retired" or held.retire_until is None):
+                raise KeyRingError(f"key {kid} is {held.state}: rotate it out before revoking it")
+            history = list(snapshot.history)
+            if held is not None and held.retire_until is not None:
+                history.insert(0, HistoricalKey.of(held, min(held.retire_until, moment)))
+            index = next((i for i, entry in enumerate(history) if entry.kid == kid), None)
+            if index is None:
+                raise KeyRingError(f"no retired or historical key {kid[:64]}")
+            entry = history[index]
+            # Revoked once, revoked for good: a second revocation keeps the first moment.
+            revoked = replace(
+                entry,
+                revoked_at=entry.revoked_at or moment,
+                reason=reason or entry.reason,
+            )
+            history[index] = revoked
+            self._snapshot = _Snapshot.of([key for key in snapshot.keys if key.kid != kid], history)
+        logger.info("revoked key %s (%s)", kid, reason or "no reason given")
+        return revoked
 
 
 def _active_key(snapshot: _Snapshot, alg: str) -> SigningKey:
