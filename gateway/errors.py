@@ -808,3 +808,24 @@ class RequestObjectRequired(UnverifiedClient):
     code = "invalid_request"
     message_zh = "发起登录的网站须以签名请求对象发起登录。请联系该网站。"
     message_en = "The site must send its sign-in request as a signed request object."
+
+
+class ExplicitRegistrationInvalidClientMetadata(FederationError):
+    """OpenID Federation 1.0 §12.2.2 step 6, §12.2.4 (RFC 7591 §3.2.2
+    ``invalid_client_metadata``): the portal's resolved ``openid_relying_party`` metadata is not
+    one this OP registers (X19)."""
+
+    code = "invalid_client_metadata"
+    status = 400
+    message_zh = "该网站的联邦元数据不能用于显式注册。"
+    message_en = "The entity's relying party metadata cannot be registered by this OP."
+
+
+class ExplicitRegistrationInvalidRedirectUri(FederationError):
+    """§12.2.4 (RFC 7591 §3.2.2 ``invalid_redirect_uri``): a redirect URI of the resolved
+    metadata is one the gateway does not take (X19)."""
+
+    code = "invalid_redirect_uri"
+    status = 400
+    message_zh = "该网站的重定向地址无效。"
+    message_en = "A redirect URI of the entity's metadata is not valid."

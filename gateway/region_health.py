@@ -63,7 +63,12 @@ log = logging.getLogger(__name__)
 
 FAILURES: Final = frozenset({"timeout", "connection_error", "tls_error"})
 """Codes that count as a failure, beside ``http_5xx``."""
-_CALLS: Final = {"discovery": "discovery", "JWK Set": "jwks", "token endpoint": "token"}
+_CALLS: Final = {
+    "discovery": "discovery",
+    "JWK Set": "jwks",
+    "token endpoint": "token",
+    "federation": "federation",  # a federated region's trust chain (issue 17)
+}
 _HTTP_STATUS = re.compile(r"HTTP (\d{3})")
 
 

@@ -55,6 +55,7 @@ from tongxing_api.vocabulary import (
 from tongxing_api.vocabulary import PRINCIPAL_PATTERN as PRINCIPAL_PATTERN
 from tongxing_api.vocabulary import AuthMethod as AuthMethod
 from tongxing_api.vocabulary import Level as Level
+from tongxing_api.vocabulary import MetadataSource as MetadataSource
 from tongxing_api.vocabulary import Names as Names
 from tongxing_api.vocabulary import RegionKind as RegionKind
 from tongxing_api.vocabulary import check_absolute_url as check_absolute_url
@@ -127,6 +128,21 @@ class Region(BaseModel):
     acr_mapping: dict[str, Level] = Field(default_factory=dict)
     enabled: bool = True
     managed_by: ManagedBy | None = None
+    # Issue 17: where the region's metadata and keys come from: its discovery document (OIDC
+    # Discovery §4), or its trust chain to this gateway (OpenID Federation 1.0 §10), ``issuer``
+    # then being its entity identifier (§5.1.3; gateway.federation.upstream).
+    metadata_from: MetadataSource = Field(
+        default="discovery",
+        description=(
+            "Where the region's metadata and keys come from. `discovery` (the default): its "
+            "`<issuer>/.well-known/openid-configuration` (OpenID Connect Discovery 1.0 §4). "
+            "`federation`: its trust chain to this gateway (OpenID Federation 1.0 §10); "
+            "`issuer` is then the region's entity identifier, which must be recorded as a "
+            "subordinate of kind region (`PUT /federation/subordinates/region/{key}`); the "
+            "discovery document is never read. A chain that does not resolve makes the region "
+            "unusable (`region_not_trusted`) until it does."
+        ),
+    )
 
     @field_validator("issuer")
     @classmethod
@@ -523,6 +539,8 @@ class Registry:
         # Portals of automatic registration (OpenID Federation §12.1), by entity identifier,
         # when the platform enables it: gateway.federation.registration, wired by the services.
         self.federated: FederatedPortals | None = None
+        # Portals of explicit registration (§12.2), by assigned client id: federation.explicit.
+        self.explicit: FederatedPortals | None = None
 
     @classmethod
     def for_settings(cls, store: Store, settings: Settings) -> Registry:
@@ -718,6 +736,8 @@ class Registry:
         """The registered portal ``client_id``, else the automatically registered one it names
         (an entity identifier, never a registered client id: :attr:`federated`)."""
         found = self._lookup(RegistryKind.PORTAL, client_id, Portal)
+        if found is None and self.explicit is not None:  # §12.2 (X19)
+            found = self.explicit.portal(client_id)
         if found is None and self.federated is not None:
             return self.federated.portal(client_id)
         return found

@@ -31,6 +31,13 @@ from gateway.registry import CODE_PATTERN, PRINCIPAL_PATTERN, Level
 from gateway.verified import ProofingProviderSettings
 
 MIN_SECRET_LENGTH = 32
+#: Issue 16, the verification result only (gateway.proofing): "no" answers one portal may get
+#: about one person within :data:`VERIFICATION_HOLD`; the last of them holds that portal's
+#: questions about that person until the hold ends (429). The defaults of the settings below.
+VERIFICATION_MISSES = 5
+VERIFICATION_HOLD = timedelta(hours=24)
+#: Issue 18: how long a mandate that expired or was revoked stays listed (gateway.housekeeping).
+MANDATE_RETENTION = timedelta(days=30)
 #: The principal names of the two tokens the settings hold themselves.
 PLATFORM_PRINCIPAL = "platform"
 OPERATOR_PRINCIPAL = "operator"
@@ -194,7 +201,8 @@ class Settings(BaseSettings):
         description=(
             "A PEM file of further CA certificates to trust, beside the usual roots, when the "
             "gateway calls a URL a registration names (a portal's sector_identifier_uri or "
-            "back-channel logout URI): TONGXING_OUTBOUND_CA_FILE, for a private CA."
+            "back-channel logout URI, a federation entity's configuration) and a region's "
+            "endpoints: TONGXING_OUTBOUND_CA_FILE, for a private CA."
         ),
     )
 
@@ -211,6 +219,11 @@ class Settings(BaseSettings):
     # §8.1.4 asks for records kept; the Cybersecurity Law (Art. 21) six months at least, hence
     # 184 days. The purge deletes whole days older than this (gateway.housekeeping).
     audit_retention: Annotated[timedelta, Field(ge=timedelta(days=1))] = timedelta(days=184)
+    # Issue 18: ended mandates (expired or revoked) stay listed for their enterprise this long,
+    # then the purge deletes them (gateway.housekeeping); the audit trail keeps their history.
+    mandate_retention: Annotated[
+        timedelta, Field(ge=timedelta(days=1), le=timedelta(days=3650))
+    ] = MANDATE_RETENTION
     # Issue 14, THREAT_MODEL row 8: region client secrets are sealed in the registry documents
     # (gateway.sealing.RegionSecretSealer). Rotation: docs/security/secrets.md.
     sealing_keys: list[SecretStr] = Field(
@@ -233,6 +246,14 @@ class Settings(BaseSettings):
         ),
     )
 
+    # Issue 16: the verification result only is no oracle (gateway.proofing, THREAT_MODEL row 7):
+    # after verification_misses "no" answers about one person within verification_hold, that
+    # portal's questions about that person are held (429) until the hold ends, on every replica.
+    verification_misses: Annotated[int, Field(ge=1, le=100)] = VERIFICATION_MISSES
+    verification_hold: Annotated[
+        timedelta, Field(ge=timedelta(minutes=1), le=timedelta(days=30))
+    ] = VERIFICATION_HOLD
+
     # Issue 17: the OpenID Federation trust anchor (gateway.federation), keys apart from tokens'.
     federation_keys_file: Path | None = Field(
         default=None,
@@ -254,6 +275,12 @@ class Settings(BaseSettings):
         description="OpenID Federation 1.0 §12.1: a portal the platform recorded as a federation "
         "subordinate (no portal registration) signs in by its entity identifier, with a signed "
         "request object and private_key_jwt (gateway.federation.registration).",
+    )
+    federation_explicit_registration: bool = Field(  # X19
+        default=False,
+        description="OpenID Federation 1.0 §12.2: a portal the platform recorded as a federation "
+        "subordinate registers by posting its entity configuration to /federation/register "
+        "and gets a client_id (gateway.federation.explicit).",
     )
 
     federation_trust_mark_types: dict[str, dict[str, Any]] = Field(  # T18: trust marks (§7)

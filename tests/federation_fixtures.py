@@ -8,12 +8,14 @@ gateway fetches it as it would in production: over TLS, through its guarded outb
 
 from __future__ import annotations
 
+import http.client
 import ssl
 import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 
 def serve_entity_configuration(
@@ -44,3 +46,76 @@ def serve_entity_configuration(
     server.socket = context.wrap_socket(server.socket, server_side=True)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server, f"https://127.0.0.1:{server.server_address[1]}"
+
+
+class TlsFront:
+    """A TLS reverse proxy on 127.0.0.1 in front of an http server (``upstream``, e.g.
+    Keycloak): an https origin for a realm whose ``frontendUrl`` names it. It serves each
+    path of ``statements`` (``path -> callable``) itself as an entity statement (§9) and
+    forwards everything else as it is, recording each forwarded path in ``forwarded``."""
+
+    def __init__(
+        self,
+        cert_file: Path,
+        key_file: Path,
+        upstream: str,
+        statements: dict[str, Callable[[], str]] | None = None,
+    ) -> None:
+        self.upstream = upstream.rstrip("/")
+        self.statements: dict[str, Callable[[], str]] = dict(statements or {})
+        self.forwarded: list[str] = []
+        front = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_GET(self) -> None:
+                if self.path in front.statements:
+                    body = front.statements[self.path]().encode()
+                    self.send_response(200)
+                    self.send_header("Content-Type", "application/entity-statement+jwt")
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    self.wfile.write(body)
+                    return
+                self._forward()
+
+            def do_POST(self) -> None:
+                self._forward()
+
+            def _forward(self) -> None:
+                front.forwarded.append(self.path.split("?")[0])
+                length = int(self.headers.get("Content-Length", "0") or 0)
+                body = self.rfile.read(length) if length else None
+                target = urlsplit(front.upstream)
+                connection = http.client.HTTPConnection(target.netloc, timeout=30)
+                headers = {
+                    name: value
+                    for name, value in self.headers.items()
+                    if name.lower() not in ("host", "connection", "keep-alive")
+                }
+                connection.request(self.command, self.path, body=body, headers=headers)
+                answer = connection.getresponse()
+                content = answer.read()
+                self.send_response(answer.status)
+                for name, value in answer.getheaders():
+                    if name.lower() not in ("transfer-encoding", "connection", "content-length"):
+                        self.send_header(name, value)
+                self.send_header("Content-Length", str(len(content)))
+                self.end_headers()
+                self.wfile.write(content)
+                connection.close()
+
+            def log_message(self, *_args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(cert_file, key_file)
+        self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.base = f"https://127.0.0.1:{self.server.server_address[1]}"
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()

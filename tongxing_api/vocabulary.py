@@ -32,6 +32,7 @@ __all__ = [
     "KEY_FIELDS",
     "LEVELS",
     "LOOPBACK_HOSTS",
+    "METADATA_SOURCES",
     "NAMESPACE_PATTERN",
     "NAME_MAX_LENGTH",
     "NATIVE_LOOPBACK_HOSTS",
@@ -56,6 +57,7 @@ __all__ = [
     "Collection",
     "ConsentClaim",
     "Level",
+    "MetadataSource",
     "Names",
     "OwnerKind",
     "RegionKind",
@@ -172,6 +174,12 @@ APPLICATION_TYPES: Final[tuple[ApplicationType, ...]] = get_args(ApplicationType
 #: OIDC Core §8: one ``sub`` for every portal, or one per portal's sector.
 SubjectType = Literal["public", "pairwise"]
 SUBJECT_TYPES: Final[tuple[SubjectType, ...]] = get_args(SubjectType)
+
+#: Where a region's metadata and keys come from (issue 17): its discovery document (OIDC
+#: Discovery §4, the default), or its trust chain to the gateway (OpenID Federation 1.0 §10),
+#: its ``issuer`` being then its entity identifier (§5.1.3).
+MetadataSource = Literal["discovery", "federation"]
+METADATA_SOURCES: Final[tuple[MetadataSource, ...]] = get_args(MetadataSource)
 
 #: Whom a portal serves (issue 16): natural persons, enterprises (a person acting for one, as
 #: its legal representative or an agent with a mandate), or both.

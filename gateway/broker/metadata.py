@@ -15,6 +15,13 @@ A region that fails never blocks another: every region has its own lock, upstrea
 bounded (:mod:`gateway.broker.transport`), and after a failure a region is not asked again for
 ``failure_backoff`` seconds. While it is down, the last good document and keys are served for
 up to ``max_stale`` seconds past their expiry.
+
+A region registered with ``metadata_from: "federation"`` (issue 17) is read through its trust
+chain instead (:attr:`MetadataCache.federation`, :mod:`gateway.federation.upstream`, OpenID
+Federation 1.0 §10): the resolved ``openid_provider`` metadata stands for the discovery
+document, kept until the chain's ``exp`` (§10.4) and while the subordinate record is unchanged;
+its keys by value (``jwks``, ``signed_jwks_uri``) live as long. A chain that fails is never
+served stale: the region is refused (``region_not_trusted``) until it resolves again.
 """
 
 from __future__ import annotations
@@ -26,8 +33,9 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from types import MappingProxyType
-from typing import Any, Generic, Self, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Protocol, Self, TypeVar
 
 import requests
 from joserfc.errors import JoseError
@@ -40,10 +48,14 @@ from gateway.registry import Region, check_absolute_url
 from gateway.settings import RegionCircuit
 from tongxing_api.vocabulary import check_outbound_url
 
+if TYPE_CHECKING:
+    from gateway.federation.upstream import ResolvedRegion
+
 __all__ = [
     "SIGNING_ALGORITHMS",
     "CachePolicy",
     "Clock",
+    "FederationSource",
     "MetadataCache",
     "ProviderMetadata",
     "RegionKeys",
@@ -129,7 +141,8 @@ class ProviderMetadata:
     issuer: str
     authorization_endpoint: str
     token_endpoint: str
-    jwks_uri: str
+    # None only for a federated region whose keys come by value (jwks, signed_jwks_uri).
+    jwks_uri: str | None
     userinfo_endpoint: str | None = None
     end_session_endpoint: str | None = None
     # RFC 9207 §3: when true, every authorization response carries `iss`.
@@ -146,6 +159,7 @@ class ProviderMetadata:
         document: Mapping[str, Any],
         *,
         insecure_allow_http: bool | None = None,
+        keys_by_value: bool = False,
     ) -> Self:
         """Check ``document`` against the configured ``issuer`` and extract what we use.
 
@@ -159,6 +173,8 @@ class ProviderMetadata:
         switch; when not given it is taken as on only if the configured issuer itself fails the
         rule, which the admin API allows only under that switch: a region registered as https
         on a public host is held to the rule, one registered on loopback for a test is not.
+        ``keys_by_value``: the keys came with the metadata (a federated region), so
+        ``jwks_uri`` is optional.
         """
         published = document.get("issuer")
         if published != issuer:
@@ -203,7 +219,7 @@ class ProviderMetadata:
                 url("authorization_endpoint", required=True, called=False)
             ),
             token_endpoint=_required(url("token_endpoint", required=True)),
-            jwks_uri=_required(url("jwks_uri", required=True)),
+            jwks_uri=url("jwks_uri", required=not keys_by_value),
             userinfo_endpoint=url("userinfo_endpoint", required=False),
             end_session_endpoint=url("end_session_endpoint", required=False),
             authorization_response_iss_parameter_supported=iss_supported,
@@ -338,11 +354,22 @@ class _Cached(Generic[T]):
     expires_at: float
 
 
+class FederationSource(Protocol):
+    """Resolves federated regions (:class:`gateway.federation.upstream.FederatedRegions`)."""
+
+    def version(self, region: Region) -> datetime | None: ...
+
+    def resolve(self, region: Region) -> ResolvedRegion: ...
+
+
 class _RegionEntry:
     """The cache of one region. ``lock`` serialises its fetches (single flight)."""
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
+        # A federated region: the subordinate record resolved under, the last refusal.
+        self.version: datetime | None = None
+        self.refused: RegionUnavailable | None = None
         self.metadata: _Cached[ProviderMetadata] | None = None
         self.keys: _Cached[RegionKeys] | None = None
         self.metadata_failed_at: float | None = None
@@ -378,6 +405,9 @@ class MetadataCache:
         # at once, and probed (start_probe) until it answers.
         self.health = health if health is not None else region_health.RegionHealth(clock=clock)
         self._probe: region_health.RegionProbe | None = None
+        # Issue 17: set when this gateway is a trust anchor; regions with metadata_from
+        # "federation" are refused without it.
+        self.federation: FederationSource | None = None
 
     def close(self) -> None:
         if self._probe is not None:
@@ -401,10 +431,7 @@ class MetadataCache:
         if not self._acquire(entry, wait=True):
             raise RegionUnavailable(region.code, "discovery: refresh in flight")
         try:
-            body, headers = self._get(region, entry, region.issuer + DISCOVERY_PATH, probe=True)
-            value = ProviderMetadata.from_document(region.code, region.issuer, body)
-            now = self.clock()
-            entry.metadata = _Cached(value, now, now + cache_lifetime(headers, self.policy))
+            value = self._load_metadata(region, entry, probe=True)
             entry.metadata_failed_at = entry.keys_failed_at = None
             return value
         finally:
@@ -424,7 +451,8 @@ class MetadataCache:
         """The region's discovery document: cached, refreshed when expired, stale if down."""
         entry = self._entry(region)
         cached = entry.metadata
-        if cached is not None and self.clock() < cached.expires_at:
+        if self._fresh(region, entry, cached, self.clock()):
+            assert cached is not None  # noqa: S101 - _fresh says so
             return cached.value
         return self._refresh_metadata(region, entry)
 
@@ -482,18 +510,26 @@ class MetadataCache:
         try:
             now = self.clock()
             cached = entry.metadata
-            if cached is not None and now < cached.expires_at:
+            if self._fresh(region, entry, cached, now):
+                assert cached is not None  # noqa: S101 - _fresh says so
                 return cached.value  # another thread refreshed it while this one waited
+            federated = region.metadata_from == "federation"
+            if federated and cached is not None and entry.version != self._version(region):
+                # The subordinate record changed or is gone: nothing of the old chain is used.
+                entry.metadata = entry.keys = cached = None
             if self._backing_off(entry.metadata_failed_at, now):
-                return self._stale(region, cached, "discovery", "failed recently")
+                refused = entry.refused if federated and cached is None else None
+                return self._stale(region, cached, "discovery", "failed recently", refused)
             try:
-                body, headers = self._get(region, entry, region.issuer + DISCOVERY_PATH)
-                value = ProviderMetadata.from_document(region.code, region.issuer, body)
+                value = self._load_metadata(region, entry)
             except RegionUnavailable as exc:
                 entry.metadata_failed_at = now
+                if federated and isinstance(exc, RegionMetadataInvalid):
+                    # A chain that fails is not served stale (OpenID Federation 1.0 §10).
+                    entry.metadata = entry.keys = None
+                    entry.refused = exc
+                    raise
                 return self._stale(region, cached, "discovery", exc.detail, exc)
-            now = self.clock()
-            entry.metadata = _Cached(value, now, now + cache_lifetime(headers, self.policy))
             entry.metadata_failed_at = None
             return value
         finally:
@@ -520,6 +556,10 @@ class MetadataCache:
                     return unknown_kid_in  # refetched a moment ago: the kid is unknown
             if self._backing_off(entry.keys_failed_at, now):
                 return self._stale(region, cached, "JWK Set", "failed recently")
+            if metadata.jwks_uri is None:
+                # Keys by value (a federated region): they change with its chain, re-resolved
+                # when it expires or its record changes, never on an unknown kid.
+                return self._stale(region, cached, "JWK Set", "keys by value")
             entry.keys_attempted_at = now
             try:
                 body, headers = self._get(region, entry, metadata.jwks_uri, "JWK Set")
@@ -536,6 +576,51 @@ class MetadataCache:
             return value
         finally:
             entry.lock.release()
+
+    def _load_metadata(
+        self, region: Region, entry: _RegionEntry, *, probe: bool = False
+    ) -> ProviderMetadata:
+        """Fetch (discovery) or resolve (federation) the region's metadata and cache it; under
+        ``entry.lock``."""
+        if region.metadata_from != "federation":
+            url = region.issuer + DISCOVERY_PATH
+            body, headers = self._get(region, entry, url, probe=probe)
+            value = ProviderMetadata.from_document(region.code, region.issuer, body)
+            now = self.clock()
+            entry.metadata = _Cached(value, now, now + cache_lifetime(headers, self.policy))
+            return value
+        if self.federation is None:
+            raise RegionMetadataInvalid(
+                region.code, "federation: this gateway is not a trust anchor"
+            )
+        with self.health.call(region.code, probe=probe):
+            entry.fetches += 1  # under entry.lock
+            resolved = self.federation.resolve(region)
+        # §5.1.3 is checked by the resolver; from_document checks it again with the endpoints.
+        value = ProviderMetadata.from_document(
+            region.code, region.issuer, resolved.metadata, keys_by_value=resolved.jwks is not None
+        )
+        now = self.clock()
+        # §10.4: not beyond the chain's expiry, nor the cache's longest lifetime.
+        expires_at = min(resolved.expires_at, now + self.policy.max_lifetime)
+        if resolved.jwks is not None:
+            keys = RegionKeys.from_jwks(region.code, resolved.jwks)
+            entry.keys = _Cached(keys, now, expires_at)
+        entry.metadata = _Cached(value, now, expires_at)
+        entry.version, entry.refused = resolved.version, None
+        return value
+
+    def _version(self, region: Region) -> datetime | None:
+        return None if self.federation is None else self.federation.version(region)
+
+    def _fresh(
+        self, region: Region, entry: _RegionEntry, cached: _Cached[Any] | None, now: float
+    ) -> bool:
+        """Whether ``cached`` may be served as it is: unexpired and, for a federated region,
+        resolved under the subordinate record that stands now."""
+        if cached is None or now >= cached.expires_at:
+            return False
+        return region.metadata_from != "federation" or entry.version == self._version(region)
 
     def _servable(self, cached: _Cached[Any] | None) -> bool:
         return cached is not None and self.clock() - cached.expires_at <= self.policy.max_stale

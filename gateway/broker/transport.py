@@ -10,10 +10,12 @@ region published, and the client secret is never replayed to another host.
 from __future__ import annotations
 
 import json
+import ssl
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from http.cookiejar import DefaultCookiePolicy
+from pathlib import Path
 from typing import Any
 
 import requests
@@ -61,8 +63,28 @@ class JsonResponse:
     body: dict[str, Any]
 
 
-def new_session(pool_maxsize: int = 16) -> requests.Session:
-    """A session with a connection pool, no retries, and no cookie jar.
+class _RegionAdapter(HTTPAdapter):
+    """The pool's adapter; with ``ca_file``, its certificates are trusted beside the usual
+    roots (requests adds its bundle, or ``REQUESTS_CA_BUNDLE``, to this context), as for the
+    gateway's other outbound calls (:class:`gateway.outbound.OutboundAdapter`)."""
+
+    def __init__(self, ca_file: Path | None, **kwargs: Any) -> None:
+        self.ca_file = ca_file
+        super().__init__(**kwargs)
+
+    def init_poolmanager(
+        self, connections: int, maxsize: int, block: bool = False, **pool_kwargs: Any
+    ) -> None:
+        if self.ca_file is not None:
+            context = ssl.create_default_context()
+            context.load_verify_locations(cafile=str(self.ca_file))
+            pool_kwargs["ssl_context"] = context
+        super().init_poolmanager(connections, maxsize, block, **pool_kwargs)
+
+
+def new_session(pool_maxsize: int = 16, ca_file: Path | None = None) -> requests.Session:
+    """A session with a connection pool, no retries, and no cookie jar; ``ca_file``
+    (``outbound_ca_file``: a region behind a private CA) trusted beside the usual roots.
 
     Retries would multiply the time a down region holds a request; cookies have no place in
     back-channel calls and a shared jar is the one part of a session that is not thread-safe.
@@ -73,7 +95,9 @@ def new_session(pool_maxsize: int = 16) -> requests.Session:
     session.cookies.set_policy(DefaultCookiePolicy(allowed_domains=[]))
     # read=False: a read timeout surfaces as itself (ReadTimeout), not as a spent retry budget.
     no_retries = Retry(total=0, read=False, redirect=False)
-    adapter = HTTPAdapter(pool_connections=8, pool_maxsize=pool_maxsize, max_retries=no_retries)
+    adapter = _RegionAdapter(
+        ca_file, pool_connections=8, pool_maxsize=pool_maxsize, max_retries=no_retries
+    )
     session.mount("https://", adapter)
     session.mount("http://", adapter)
     return session

@@ -7,10 +7,19 @@
   ``authority_hints``: it is the trust anchor (§3.1.1).
 * :meth:`TrustAnchor.subordinate_statement` (fetch, §8.1): about one region or portal, its
   federation keys and the metadata policy for it (the platform's merged with its own, §6.1.4.1).
-* :meth:`TrustAnchor.subordinate_ids` (list, §8.2), by entity type.
+* :meth:`TrustAnchor.subordinate_ids` (list, §8.2.1), by entity types (several: their union);
+  no subordinate is an intermediate.
 * :meth:`TrustAnchor.resolve` (§8.3): fetch the subordinate's entity configuration from its
   well-known URL through the outbound session (THREAT_MODEL row 1), verify it with the keys the
-  subordinate statement lists (§10.2), apply the metadata policy (§6.1.4.2) and sign the answer.
+  subordinate statement lists (§10.2), apply the metadata policy (§6.1.4.2), keep the trust
+  marks it carries that verify and are active (§8.3, §7.3) and sign the answer (§8.3.2).
+* :meth:`TrustAnchor.historical_keys` (§8.7): the federation keys no longer in use, signed
+  ``jwk-set+jwt``; rotations keep the dropped keys' public halves in the key file
+  (:mod:`gateway.keys.history`).
+
+Every statement is signed by the active federation key, with ``kid`` and the ``typ`` its section
+requires (§3: ``entity-statement+jwt``; §8.3.2 ``resolve-response+jwt``; §8.4.2
+``trust-mark-status-response+jwt``; §8.7.2 ``jwk-set+jwt``; §7.1 ``trust-mark+jwt``).
 
 Errors are the §8.9 codes (:mod:`gateway.errors`, ``Federation*``).
 """
@@ -45,6 +54,7 @@ from gateway.federation.policy import (
 from gateway.federation.statements import (
     ENTITY_STATEMENT_MEDIA_TYPE,
     ENTITY_STATEMENT_TYP,
+    JWK_SET_TYP,
     RESOLVE_RESPONSE_TYP,
     WELL_KNOWN_PATH,
     StatementError,
@@ -114,7 +124,11 @@ class TrustAnchor:
     # --- §9: the entity configuration --------------------------------------------------------
 
     def entity_configuration(self) -> str:
-        """The gateway's entity configuration (§3, §9), signed by its active federation key."""
+        """The gateway's entity configuration (§3.1.1, §3.1.2, §9.2), signed by its active
+        federation key: ``iss`` = ``sub``, ``iat``, ``exp``, ``jwks``, and ``metadata`` with
+        ``federation_entity`` naming the fetch, list, resolve and historical keys endpoints
+        (§5.1.1; the trust mark endpoints when trust mark types are configured) and
+        ``openid_provider``; no ``authority_hints`` (a trust anchor, §3.1.2)."""
         iat, exp = self._times()
         claims = {
             "iss": self.entity_id,
@@ -127,16 +141,16 @@ class TrustAnchor:
                     "federation_fetch_endpoint": self.endpoint("fetch"),
                     "federation_list_endpoint": self.endpoint("list"),
                     "federation_resolve_endpoint": self.endpoint("resolve"),
+                    "federation_historical_keys_endpoint": self.endpoint("historical-keys"),
                     "organization_name": self.settings.federation_organization_name,
                 },
                 "openid_provider": {
+                    # §5.1.3 (RECOMMENDED): the registration types the platform turned on,
+                    # automatic (§12.1, gateway.federation.registration) and explicit (§12.2,
+                    # gateway.federation.explicit, with federation_registration_endpoint);
+                    # none: portals register through the admin API.
+                    "client_registration_types_supported": [],
                     **_provider_metadata(self.entity_id, self.settings),
-                    # §5.1.2 (REQUIRED for a federation OP): automatic (§12.1) when the
-                    # platform enables it (gateway.federation.registration); explicit (§12.2)
-                    # is not offered: portals otherwise register through the admin API.
-                    "client_registration_types_supported": (
-                        ["automatic"] if self.settings.federation_automatic_registration else []
-                    ),
                 },
             },
         }
@@ -164,7 +178,17 @@ class TrustAnchor:
         return merge_policies(platform, check_policy(subordinate.metadata_policy))
 
     def subordinate_statement(self, entity_id: str) -> str:
-        """The subordinate statement about ``entity_id`` (§3, §8.1.2)."""
+        """The subordinate statement about ``entity_id`` (§3.1.1, §3.1.3, §8.1.2): ``iss`` this
+        anchor, ``sub``, ``iat``, ``exp``, the subordinate's ``jwks``, ``source_endpoint``, and
+        ``metadata_policy`` (with the platform's ``metadata_policy_crit``) when there is one.
+        §8.1.2: ``invalid_request`` when ``entity_id`` is the anchor itself, ``not_found``
+        when it is no subordinate."""
+        if entity_id == self.entity_id:
+            raise FederationError(
+                "sub is the trust anchor itself",
+                message_zh="sub 参数是本信任锚自身，而不是下级实体。",
+                message_en="The sub parameter names this trust anchor, not a subordinate.",
+            )
         subordinate = self.subordinate(entity_id)
         iat, exp = self._times()
         claims: dict[str, Any] = {
@@ -181,12 +205,16 @@ class TrustAnchor:
             raise FederationInvalidMetadata(str(error)) from None
         if policy:
             claims["metadata_policy"] = policy
+            if self.settings.federation_metadata_policy_crit:  # §3.1.3, §6.1.3.2
+                claims["metadata_policy_crit"] = list(self.settings.federation_metadata_policy_crit)
         return self._sign(claims)
 
-    def subordinate_ids(self, entity_type: str | None = None) -> list[str]:
-        """The entity identifiers of the subordinates (§8.2), of ``entity_type`` when given."""
+    def subordinate_ids(self, entity_types: Sequence[str] | str | None = None) -> list[str]:
+        """The entity identifiers of the subordinates (§8.2.2), of any of ``entity_types`` when
+        given (§8.2.1: several ``entity_type`` parameters filter to their union)."""
+        wanted = [entity_types] if isinstance(entity_types, str) else list(entity_types or [])
         kinds = [
-            kind for kind, kind_type in ENTITY_TYPES.items() if entity_type in (None, kind_type)
+            kind for kind, kind_type in ENTITY_TYPES.items() if not wanted or kind_type in wanted
         ]
         if not kinds:
             return []
@@ -250,10 +278,20 @@ class TrustAnchor:
 
     # --- §8.3: resolve -----------------------------------------------------------------------
 
-    def resolve(self, sub: str, trust_anchor: str, entity_types: Sequence[str] = ()) -> str:
-        """The resolve response (§8.3.2) for ``sub`` under this trust anchor."""
-        if trust_anchor != self.entity_id:
-            raise FederationInvalidTrustAnchor(f"trust anchor {trust_anchor[:200]} is not this one")
+    def resolve(
+        self, sub: str, trust_anchor: str | Sequence[str], entity_types: Sequence[str] = ()
+    ) -> str:
+        """The resolve response (§8.3.2) for ``sub`` under this trust anchor: ``iss``, ``sub``,
+        ``iat``, ``exp`` (the earliest of the chain's and the included trust marks'),
+        ``metadata`` (of ``entity_types`` when given, §8.3.1), ``trust_chain`` (subject first,
+        anchor last) and ``trust_marks``: those of the subject's entity configuration that this
+        anchor issued and that verify and are active now (§8.3: "only verified Trust Marks",
+        §7.3); no ``aud`` (requests are not authenticated, §8.8). ``trust_anchor`` may be given
+        several times (§8.3.1): one of them must be this anchor (``invalid_trust_anchor``)."""
+        anchors = [trust_anchor] if isinstance(trust_anchor, str) else list(trust_anchor)
+        if self.entity_id not in anchors:
+            shown = ", ".join(anchors)[:200]
+            raise FederationInvalidTrustAnchor(f"trust anchor {shown} is not this one")
         subordinate = self.subordinate(sub)
         statement = self.subordinate_statement(sub)
         anchor_configuration = self.entity_configuration()
@@ -278,48 +316,41 @@ class TrustAnchor:
             except PolicyViolationError as error:
                 raise FederationInvalidMetadata(str(error), message_en=f"Policy: {error}") from None
         iat, exp = self._times()
-        claims = {
+        marks = self.trust_marks.verified(leaf.get("trust_marks"), subordinate.entity_id)
+        # §8.3.2: not beyond the chain's earliest expiry nor any included trust mark's.
+        expiries = [exp, int(leaf["exp"])]
+        expiries.extend(int(expiry) for _, expiry in marks if expiry is not None)
+        claims: dict[str, Any] = {
             "iss": self.entity_id,
             "sub": subordinate.entity_id,
             "iat": iat,
-            # §8.3.2: not beyond the chain's earliest expiry.
-            "exp": min(exp, int(leaf["exp"])),
+            "exp": min(expiries),
             "metadata": resolved,
             "trust_chain": [leaf_token, statement, anchor_configuration],
         }
+        if marks:
+            claims["trust_marks"] = [entry for entry, _ in marks]
         return self._sign(claims, typ=RESOLVE_RESPONSE_TYP)
+
+    # --- §8.7: historical keys ---------------------------------------------------------------
+
+    def historical_keys(self) -> str:
+        """The federation historical keys response (§8.7.2): ``iss``, ``iat`` and ``keys``,
+        the federation keys no longer in use (retired ones with ``exp`` the end of their
+        retention, those rotations dropped, ``revoked`` when known), signed ``jwk-set+jwt``
+        by the active federation key (``kid`` in the header)."""
+        iat, _ = self._times()
+        claims = {"iss": self.entity_id, "iat": iat, "keys": self.keys.historical_keys()}
+        return self._sign(claims, typ=JWK_SET_TYP)
 
     def _fetch_entity_configuration(self, entity_id: str) -> str:
         """GET ``entity_id`` + ``/.well-known/openid-federation`` (§9) through the guarded
-        outbound session: no redirect, bounded time and size."""
+        outbound session (:func:`fetch_signed`)."""
         url = entity_id.rstrip("/") + WELL_KNOWN_PATH
-        started = time.monotonic()
         try:
-            response = self.session.get(
-                url,
-                headers={"Accept": ENTITY_STATEMENT_MEDIA_TYPE},
-                timeout=FETCH_TIMEOUT,
-                allow_redirects=False,
-                stream=True,
-            )
-        except OutboundRefusedError as error:
-            raise FederationInvalidTrustChain(f"entity configuration refused: {error}") from None
-        except requests.RequestException as error:
-            raise FederationInvalidTrustChain(
-                f"entity configuration could not be fetched ({type(error).__name__})"
-            ) from None
-        with response:
-            if response.status_code != 200:
-                raise FederationInvalidTrustChain(
-                    f"entity configuration answered HTTP {response.status_code}"
-                )
-            body = response.raw.read(MAX_STATEMENT_BYTES + 1, decode_content=True)
-        if len(body) > MAX_STATEMENT_BYTES or time.monotonic() - started > sum(FETCH_TIMEOUT):
-            raise FederationInvalidTrustChain("entity configuration too large or too slow")
-        try:
-            return str(body.decode("ascii").strip())
-        except UnicodeDecodeError:
-            raise FederationInvalidTrustChain("entity configuration is not a JWS") from None
+            return fetch_signed(self.session, url, ENTITY_STATEMENT_MEDIA_TYPE)
+        except FetchError as error:
+            raise FederationInvalidTrustChain(f"entity configuration {error}") from None
 
     def _verify_leaf(
         self, token: str, subordinate: FederationSubordinate, now: datetime
@@ -344,6 +375,88 @@ class TrustAnchor:
             raise FederationInvalidTrustChain("entity configuration: authority_hints lack us")
         return claims
 
+    # --- §12.2.2: explicit registration (X19) ------------------------------------------------
+
+    def resolve_posted(
+        self, token: str, entity_types: Sequence[str] = ()
+    ) -> tuple[dict[str, Any], dict[str, Any], list[str]]:
+        """Resolve the entity whose entity configuration ``token`` was posted to this OP
+        (§12.2.2 step 3) rather than fetched: the entity must be a subordinate; the
+        configuration verifies as :meth:`resolve`'s (§10.2, with the keys of this anchor's
+        subordinate statement about it), and the metadata policy (§6.1.4.2) is applied to its
+        ``metadata`` of ``entity_types`` (all when empty). Returns the verified claims of the
+        configuration, the chain's claims as a resolve response would carry them (``sub``,
+        ``exp`` the chain's earliest, ``metadata``) and the trust chain (§4); the §8.9 errors
+        of :meth:`resolve` otherwise."""
+        try:
+            entity_id = unverified_claims(token).get("iss")
+        except StatementError as error:
+            raise FederationInvalidTrustChain(f"entity configuration: {error}") from None
+        if not isinstance(entity_id, str):
+            raise FederationInvalidTrustChain("entity configuration: iss is missing")
+        subordinate = self.subordinate(entity_id)
+        statement = self.subordinate_statement(entity_id)
+        anchor_configuration = self.entity_configuration()
+        leaf = self._verify_leaf(token, subordinate, self.clock())
+        try:
+            policy = self.policy_for(subordinate)
+        except PolicyError as error:
+            raise FederationInvalidMetadata(str(error)) from None
+        leaf_metadata = leaf.get("metadata")
+        if not isinstance(leaf_metadata, dict):
+            raise FederationInvalidMetadata("the entity configuration has no metadata")
+        resolved: dict[str, Any] = {}
+        for entity_type, values in leaf_metadata.items():
+            if entity_types and entity_type not in entity_types:
+                continue
+            if not isinstance(values, dict):
+                raise FederationInvalidMetadata(f"{entity_type[:64]} metadata is not an object")
+            try:
+                resolved[entity_type] = apply_policy(policy, entity_type, values)
+            except PolicyViolationError as error:
+                raise FederationInvalidMetadata(str(error), message_en=f"Policy: {error}") from None
+        _, exp = self._times()
+        chain = {
+            "sub": subordinate.entity_id,
+            "exp": min(exp, int(leaf["exp"])),
+            "metadata": resolved,
+        }
+        return leaf, chain, [token, statement, anchor_configuration]
+
+
+class FetchError(ValueError):
+    """A signed document could not be fetched; the message says why (``refused: ...``,
+    ``answered HTTP 404``, ``too large or too slow``, ...)."""
+
+
+def fetch_signed(session: requests.Session, url: str, media_type: str) -> str:
+    """GET the compact JWS at ``url`` through ``session`` (the guarded outbound session,
+    THREAT_MODEL row 1): no redirect, at most :data:`MAX_STATEMENT_BYTES` within
+    :data:`FETCH_TIMEOUT`; :class:`FetchError` otherwise."""
+    started = time.monotonic()
+    try:
+        response = session.get(
+            url,
+            headers={"Accept": media_type},
+            timeout=FETCH_TIMEOUT,
+            allow_redirects=False,
+            stream=True,
+        )
+    except OutboundRefusedError as error:
+        raise FetchError(f"refused: {error}") from None
+    except requests.RequestException as error:
+        raise FetchError(f"could not be fetched ({type(error).__name__})") from None
+    with response:
+        if response.status_code != 200:
+            raise FetchError(f"answered HTTP {response.status_code}")
+        body = response.raw.read(MAX_STATEMENT_BYTES + 1, decode_content=True)
+    if len(body) > MAX_STATEMENT_BYTES or time.monotonic() - started > sum(FETCH_TIMEOUT):
+        raise FetchError("too large or too slow")
+    try:
+        return str(body.decode("ascii").strip())
+    except UnicodeDecodeError:
+        raise FetchError("is not a JWS") from None
+
 
 def _provider_metadata(issuer: str, settings: Settings) -> dict[str, Any]:
     # Imported here: the discovery views import the services, which import this module.
@@ -353,6 +466,7 @@ def _provider_metadata(issuer: str, settings: Settings) -> dict[str, Any]:
         issuer,
         settings.proofing_providers,
         automatic_registration=settings.federation_automatic_registration,
+        explicit_registration=settings.federation_explicit_registration,
     )
 
 

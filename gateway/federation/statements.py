@@ -19,9 +19,12 @@ from joserfc.errors import JoseError
 from joserfc.jwk import JWKRegistry
 
 ENTITY_STATEMENT_TYP: Final = "entity-statement+jwt"  # §3
-ENTITY_STATEMENT_MEDIA_TYPE: Final = "application/entity-statement+jwt"  # §3, §15
+ENTITY_STATEMENT_MEDIA_TYPE: Final = "application/entity-statement+jwt"  # §3, §15.1
 RESOLVE_RESPONSE_TYP: Final = "resolve-response+jwt"  # §8.3.2
-RESOLVE_RESPONSE_MEDIA_TYPE: Final = "application/resolve-response+jwt"
+RESOLVE_RESPONSE_MEDIA_TYPE: Final = "application/resolve-response+jwt"  # §15.3
+#: A signed JWK Set: the historical keys (§8.7.2) and a ``signed_jwks_uri`` (§5.2.1).
+JWK_SET_TYP: Final = "jwk-set+jwt"
+JWK_SET_MEDIA_TYPE: Final = "application/jwk-set+jwt"  # §15.6
 WELL_KNOWN_PATH: Final = "/.well-known/openid-federation"  # §9
 #: Signature algorithms accepted on statements the gateway verifies (RFC 7518 §3.1); never
 #: ``none`` or an HMAC (RFC 8725 §3.1).
@@ -121,6 +124,8 @@ def check_public_jwks(value: object) -> dict[str, Any]:
 __all__ = [
     "ENTITY_STATEMENT_MEDIA_TYPE",
     "ENTITY_STATEMENT_TYP",
+    "JWK_SET_MEDIA_TYPE",
+    "JWK_SET_TYP",
     "RESOLVE_RESPONSE_MEDIA_TYPE",
     "RESOLVE_RESPONSE_TYP",
     "WELL_KNOWN_PATH",

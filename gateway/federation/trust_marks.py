@@ -13,8 +13,11 @@ API, which subordinate holds which. :class:`TrustMarkIssuer`:
 * answers the trust mark status endpoint (§8.4) with a signed ``trust-mark-status-response+jwt``
   whose ``status`` is ``active``, ``expired``, ``revoked`` or ``invalid`` (§8.4.2), read from the
   store on every request so that a revocation is visible at once;
-* answers the trust marked entities listing (§8.5) and trust mark (§8.6) endpoints, and the list
-  endpoint's ``trust_marked`` / ``trust_mark_type`` filters (§8.2.1).
+* answers the trust marked entities listing (§8.5; ``not_found`` for a type it does not issue,
+  §8.9) and trust mark (§8.6; 404 when the entity holds no such mark) endpoints, and the list
+  endpoint's ``trust_marked`` / ``trust_mark_type`` filters (§8.2.1);
+* validates the trust marks a subject's entity configuration carries for the resolve response
+  (§8.3, §7.3): only those it issued, that verify and are active, are kept.
 
 A mark is *active* while it is not revoked, not expired, its type is still configured and its
 subordinate still has the entity identifier it was issued to: withdrawing the subordinate or the
@@ -255,34 +258,54 @@ class TrustMarkIssuer:
 
     # --- §8.4, §8.5, §8.6 --------------------------------------------------------------------
 
+    def _stored(self, claims: Mapping[str, Any]) -> FederationTrustMark | None:
+        """The stored mark a verified trust mark's claims name (by ``jti``), when every claim
+        matches it."""
+        mark = self.anchor.store.federation_trust_mark(str(claims.get("jti", "")))
+        if (
+            mark is None
+            or claims.get("iss") != self.anchor.entity_id
+            or claims.get("sub") != mark.entity_id
+            or claims.get("trust_mark_type") != mark.trust_mark_type
+            or claims.get("iat") != int(mark.issued_at.timestamp())
+        ):
+            return None
+        return mark
+
     def status(self, trust_mark: str) -> str:
-        """The signed status response (§8.4.2) about ``trust_mark``: ``invalid`` when it is not
-        a trust mark this anchor signed (bad signature, another ``typ``, a key it never
-        published); else the stored mark's status. :class:`FederationError` (400) when it is
-        not a JWT at all; :class:`FederationNotFound` (404) when this anchor signed it but does
-        not know it (§8.4.3)."""
+        """The signed status response (§8.4.2: ``iss``, ``iat``, ``trust_mark``, ``status``;
+        ``typ`` ``trust-mark-status-response+jwt`` with ``kid``) about ``trust_mark``, posted
+        form-encoded (§8.4.1): ``invalid`` when its ``iss`` is this anchor but it does not
+        verify (bad signature, another ``typ``, a key it never published); else the stored
+        mark's status. :class:`FederationError` (400 ``invalid_request``) when it is not a JWT
+        at all; :class:`FederationNotFound` (404, §8.4.2) when this anchor did not issue it
+        (another ``iss``) or does not know it."""
         now = self.anchor.clock()
         try:
-            unverified_claims(trust_mark)
+            unverified = unverified_claims(trust_mark)
         except StatementError:
             raise FederationError(
                 "trust_mark is not a JWT", message_en="The trust_mark is not a JWT."
             ) from None
+        if unverified.get("iss") != self.anchor.entity_id:
+            raise FederationNotFound(
+                "this trust mark was not issued here",
+                message_zh="此信任标记不是本签发方签发的。",
+                message_en="This trust mark was not issued by this trust mark issuer.",
+            )
         status: Status
         try:
             claims = self.anchor.keys.verify(trust_mark, now=now, typ=TRUST_MARK_TYP)
         except TokenRejectedError:
             status = "invalid"
         else:
-            mark = self.anchor.store.federation_trust_mark(str(claims.get("jti", "")))
-            if (
-                mark is None
-                or claims.get("iss") != self.anchor.entity_id
-                or claims.get("sub") != mark.entity_id
-                or claims.get("trust_mark_type") != mark.trust_mark_type
-                or claims.get("iat") != int(mark.issued_at.timestamp())
-            ):
-                raise FederationNotFound("this trust mark was not issued here")
+            mark = self._stored(claims)
+            if mark is None:
+                raise FederationNotFound(
+                    "this trust mark was not issued here",
+                    message_zh="此信任标记不是本签发方签发的。",
+                    message_en="This trust mark was not issued by this trust mark issuer.",
+                )
             status = self.status_of(mark, now)
         return self.anchor.keys.sign(
             {
@@ -294,13 +317,57 @@ class TrustMarkIssuer:
             typ=STATUS_RESPONSE_TYP,
         )
 
+    def verified(self, value: object, sub: str) -> list[tuple[dict[str, str], int | None]]:
+        """The trust marks of a subject's entity configuration (its ``trust_marks`` claim,
+        §3.1.2: objects with ``trust_mark_type`` and ``trust_mark``) that the resolve response
+        may carry (§8.3, §8.3.2), each with its ``exp``: validated as §7.3 says, issued by this
+        anchor (the only issuer ``trust_mark_issuers`` names), signed by a federation key it
+        publishes with ``typ`` ``trust-mark+jwt``, about ``sub``, of the entry's
+        ``trust_mark_type``, a type it configures, and active now (not expired, not revoked:
+        the status §8.4 would answer). Anything else is left out, never an error."""
+        if not isinstance(value, list):
+            return []
+        now = self.anchor.clock()
+        kept: list[tuple[dict[str, str], int | None]] = []
+        for entry in value[:64]:
+            if not isinstance(entry, Mapping):
+                continue
+            trust_mark_type, token = entry.get("trust_mark_type"), entry.get("trust_mark")
+            if not isinstance(trust_mark_type, str) or not isinstance(token, str):
+                continue
+            try:
+                claims = self.anchor.keys.verify(token, now=now, typ=TRUST_MARK_TYP)
+            except TokenRejectedError:
+                continue
+            mark = self._stored(claims)
+            expiry = claims.get("exp")
+            if (
+                mark is None
+                or claims.get("sub") != sub
+                or claims.get("trust_mark_type") != trust_mark_type
+                or (expiry is not None and not isinstance(expiry, int))
+                or (isinstance(expiry, int) and expiry <= now.timestamp())
+                or self.status_of(mark, now) != "active"
+            ):
+                continue
+            kept.append(({"trust_mark_type": trust_mark_type, "trust_mark": token}, expiry))
+        return kept
+
     def marked_entities(self, trust_mark_type: str, sub: str | None = None) -> list[str]:
-        """§8.5: the entity identifiers holding an active mark of ``trust_mark_type``."""
+        """§8.5.2: the entity identifiers holding an active mark of ``trust_mark_type``;
+        :class:`FederationNotFound` (§8.9 ``not_found``, 404) for a type this anchor does not
+        issue."""
+        if trust_mark_type not in self.types:
+            raise FederationNotFound(
+                "this trust mark type is not issued here",
+                message_zh="本签发方不签发此类型的信任标记。",
+                message_en="This trust mark issuer does not issue trust marks of this type.",
+            )
         return sorted({mark.entity_id for mark in self.active(trust_mark_type, sub)})
 
     def current(self, trust_mark_type: str, sub: str) -> str:
-        """§8.6: the latest active mark of ``trust_mark_type`` about ``sub``;
-        :class:`FederationNotFound` when there is none."""
+        """§8.6.2: the latest active mark of ``trust_mark_type`` about ``sub``;
+        :class:`FederationNotFound` (404) when there is none."""
         marks = self.active(trust_mark_type, sub)
         if not marks:
             raise FederationNotFound(f"no active trust mark of this type for {sub[:200]}")

@@ -4,34 +4,46 @@ Views parse and render; :class:`~gateway.federation.anchor.TrustAnchor` decides.
 errors are JSON objects with ``error`` and ``error_description`` (§8.9), whatever the caller
 accepts. The admin endpoints take the admin API's bearer tokens (:mod:`gateway.admin.access`):
 every role reads, only the platform writes (a subordinate's keys are the federation's trust, and
-a trust mark is the platform's say-so).
+a trust mark is the platform's say-so), but for the operator's writes of the subordinate of a
+region or portal it manages, bound to that registration (THREAT_MODEL row 1).
 """
 
 from __future__ import annotations
 
 import re
 from typing import Any, Final, get_args
+from urllib.parse import urlsplit
 
 from flask import Blueprint, Response, g, jsonify, request
 
-from gateway.admin.access import Operation, Principal, Principals, Role, authorize
+from gateway.admin.access import (
+    Operation,
+    Principal,
+    Principals,
+    Role,
+    authorize,
+    may_delete,
+    resource_of,
+)
 from gateway.errors import (
     FederationError,
     FederationNotFound,
     InvalidDocument,
     InvalidToken,
+    ManagedByAnother,
     RegistrationNotFound,
     RoleRefused,
 )
 from gateway.federation.anchor import TrustAnchor
 from gateway.federation.statements import (
     ENTITY_STATEMENT_MEDIA_TYPE,
+    JWK_SET_MEDIA_TYPE,
     RESOLVE_RESPONSE_MEDIA_TYPE,
     WELL_KNOWN_PATH,
 )
 from gateway.federation.trust_marks import STATUS_RESPONSE_MEDIA_TYPE, TRUST_MARK_MEDIA_TYPE
 from gateway.observe import AdminChange, redact
-from gateway.registry import CLIENT_ID_PATTERN
+from gateway.registry import CLIENT_ID_PATTERN, Portal, Region
 from gateway.services import current_services
 from gateway.store.contract import Store
 from gateway.store.contract.federation import (
@@ -44,6 +56,10 @@ from tongxing_api.vocabulary import API_PATH
 blueprint = Blueprint("federation", __name__)
 admin_blueprint = Blueprint("federation_admin", __name__, url_prefix=f"{API_PATH}/federation")
 KINDS: Final = get_args(SubordinateKind)
+#: What an operator may write here: the subordinate of a region or portal it manages.
+OPERATOR_WRITES: Final = frozenset(
+    {"federation_admin.put_record", "federation_admin.delete_record"}
+)
 
 
 def _anchor() -> TrustAnchor:
@@ -86,6 +102,24 @@ def _required(name: str) -> str:
     return value
 
 
+def _repeated(name: str) -> list[str]:
+    """A parameter that may be given several times (§8.2.1, §8.3.1), never empty."""
+    values = request.args.getlist(name)
+    if any(not value for value in values):
+        raise FederationError(f"{name} is empty", message_en=f"The {name} parameter is empty.")
+    return values
+
+
+def _boolean(name: str) -> bool:
+    """An OPTIONAL Boolean parameter (§8.2.1): ``true`` or ``false``, else ``invalid_request``."""
+    value = _optional(name)
+    if value not in (None, "true", "false"):
+        raise FederationError(
+            f"{name} must be true or false", message_en=f"{name} is true or false."
+        )
+    return value == "true"
+
+
 @blueprint.get("/federation/fetch")
 def fetch() -> Response:
     """§8.1: the subordinate statement about ``sub``."""
@@ -95,20 +129,20 @@ def fetch() -> Response:
 
 @blueprint.get("/federation/list")
 def list_subordinates() -> Response:
-    """§8.2: the subordinates' entity identifiers, of ``entity_type`` when given; with
-    ``trust_marked=true`` only those holding an active trust mark, with ``trust_mark_type`` only
-    those holding an active mark of that type (§8.2.1)."""
-    if request.args.get("intermediate") == "true":
-        return jsonify([])  # the anchor has no intermediate subordinates
+    """§8.2: the subordinates' entity identifiers (§8.2.2, a JSON array), filtered as §8.2.1
+    says: by ``entity_type`` (repeatable: any of them), ``trust_marked=true`` (holding an active
+    trust mark), ``trust_mark_type`` (holding an active mark of that type) and
+    ``intermediate=true`` (none: every subordinate is a leaf). A Boolean that is neither
+    ``true`` nor ``false``, or an empty value, is ``invalid_request`` (§8.9)."""
     anchor = _anchor()
-    ids = anchor.subordinate_ids(_optional("entity_type"))
-    trust_marked = _optional("trust_marked")
-    if trust_marked not in (None, "true", "false"):
-        raise FederationError(
-            "trust_marked must be true or false", message_en="trust_marked is true or false."
-        )
+    entity_types = _repeated("entity_type")
+    trust_marked = _boolean("trust_marked")
+    intermediate = _boolean("intermediate")
     trust_mark_type = _optional("trust_mark_type")
-    if trust_marked == "true" or trust_mark_type is not None:
+    if intermediate:
+        return jsonify([])  # the anchor's subordinates are regions and portals: leaves
+    ids = anchor.subordinate_ids(entity_types)
+    if trust_marked or trust_mark_type is not None:
         marked = {mark.entity_id for mark in anchor.trust_marks.active(trust_mark_type)}
         ids = [entity_id for entity_id in ids if entity_id in marked]
     return jsonify(ids)
@@ -116,10 +150,22 @@ def list_subordinates() -> Response:
 
 @blueprint.get("/federation/resolve")
 def resolve() -> Response:
-    """§8.3: the resolved, policy-applied metadata of ``sub`` and its trust chain."""
-    sub, anchor = _required("sub"), _required("trust_anchor")
-    types = request.args.getlist("entity_type")
-    return _jwt(_anchor().resolve(sub, anchor, types), RESOLVE_RESPONSE_MEDIA_TYPE)
+    """§8.3: the resolved, policy-applied metadata of ``sub``, its trust chain and verified
+    trust marks (§8.3.2). ``sub`` once; ``trust_anchor`` (at least once) and ``entity_type``
+    may repeat (§8.3.1)."""
+    sub, anchors = _required("sub"), _repeated("trust_anchor")
+    if not anchors:
+        raise FederationError(
+            "trust_anchor is missing", message_en="The trust_anchor parameter is missing."
+        )
+    types = _repeated("entity_type")
+    return _jwt(_anchor().resolve(sub, anchors, types), RESOLVE_RESPONSE_MEDIA_TYPE)
+
+
+@blueprint.get("/federation/historical-keys")
+def historical_keys() -> Response:
+    """§8.7: the federation keys no longer in use, a signed ``application/jwk-set+jwt``."""
+    return _jwt(_anchor().historical_keys(), JWK_SET_MEDIA_TYPE)
 
 
 @blueprint.post("/federation/trust-mark-status")
@@ -134,7 +180,8 @@ def trust_mark_status() -> Response:
 
 @blueprint.get("/federation/trust-mark-list")
 def trust_marked_entities() -> Response:
-    """§8.5: the entities holding an active mark of ``trust_mark_type`` (``sub`` narrows)."""
+    """§8.5: the entities holding an active mark of ``trust_mark_type`` (``sub`` narrows);
+    ``not_found`` (404) for a type this anchor does not issue (§8.9)."""
     trust_mark_type, sub = _required("trust_mark_type"), _optional("sub")
     return jsonify(_anchor().trust_marks.marked_entities(trust_mark_type, sub))
 
@@ -153,7 +200,8 @@ def trust_mark() -> Response:
 @admin_blueprint.before_request
 def _authenticate() -> None:
     """The admin API's bearer tokens (RFC 6750 §2.1); reads for every role, writes for the
-    platform."""
+    platform, and for the operator the writes of :data:`OPERATOR_WRITES` (the subordinate of a
+    region or portal it manages: :func:`_operator_owns`, :func:`_check_bound`)."""
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")
     principal: Principal | None = None
     if scheme.lower() == "bearer":
@@ -162,6 +210,8 @@ def _authenticate() -> None:
         raise InvalidToken()
     if request.method in ("GET", "HEAD"):
         authorize(principal, Operation.READ_REGISTRATIONS)
+    elif principal.role is Role.OPERATOR and request.endpoint in OPERATOR_WRITES:
+        authorize(principal, Operation.WRITE_REGISTRATIONS)
     elif principal.role is not Role.PLATFORM:
         raise RoleRefused(principal.role, "change federation subordinates")
     g.admin_principal = principal
@@ -207,21 +257,35 @@ def get_record(kind: str, key: str) -> Response:
 
 @admin_blueprint.put("/subordinates/<kind>/<key>")
 def put_record(kind: str, key: str) -> tuple[Response, int]:
+    """Record the subordinate of region or portal ``key``. The platform records any; an operator
+    only that of a registration it manages (the resource named in the query, as for a GET or
+    DELETE of the registration), with an entity id bound to that registration."""
     services = current_services()
     checked = _kind(kind)
-    registered = (
-        services.registry.region(key) if checked == "region" else services.registry.portal(key)
-    )
-    # A18, §12.1: with automatic registration, a portal joins as a subordinate alone (its key a
-    # name of the platform's choosing, in the form of a client id); it signs in by entity id.
-    automatic = (
-        checked == "portal"
-        and services.settings.federation_automatic_registration
-        and re.fullmatch(CLIENT_ID_PATTERN, key) is not None
-    )
-    if registered is None and not automatic:
-        raise RegistrationNotFound(checked, key[:64])
+    principal: Principal = g.admin_principal
     body = request.get_json(silent=True)
+    registered: Region | Portal | None
+    if principal.role is Role.OPERATOR:
+        registered = _operator_owns(principal, checked, key)
+        if isinstance(body, dict):
+            _check_bound(registered, body.get("entity_id"))
+    else:
+        registered = (
+            services.registry.region(key) if checked == "region" else services.registry.portal(key)
+        )
+        # A18, §12.1: with automatic registration, a portal joins as a subordinate alone (its
+        # key a name of the platform's choosing, in the form of a client id); it signs in by
+        # entity id.
+        automatic = (
+            checked == "portal"
+            and (
+                services.settings.federation_automatic_registration
+                or services.settings.federation_explicit_registration  # X19: §12.2 alike
+            )
+            and re.fullmatch(CLIENT_ID_PATTERN, key) is not None
+        )
+        if registered is None and not automatic:
+            raise RegistrationNotFound(checked, key[:64])
     if not isinstance(body, dict):
         raise InvalidDocument([{"field": "", "message": "the body must be a JSON object"}])
     before = services.store.federation_subordinate(checked, key)
@@ -232,12 +296,77 @@ def put_record(kind: str, key: str) -> tuple[Response, int]:
 
 @admin_blueprint.delete("/subordinates/<kind>/<key>")
 def delete_record(kind: str, key: str) -> tuple[str, int]:
+    """Remove the subordinate: the platform any, an operator that of a registration it
+    manages (so it must go before the registration does)."""
     checked = _kind(kind)
+    principal: Principal = g.admin_principal
+    if principal.role is Role.OPERATOR:
+        _operator_owns(principal, checked, key)
     before = _store().federation_subordinate(checked, key)
     if before is None or not _store().delete_federation_subordinate(checked, key):
         raise RegistrationNotFound("federation subordinate", f"{kind}/{key[:64]}")
     _audit("delete", checked, key, before, None)
     return "", 204
+
+
+def _operator_owns(principal: Principal, kind: SubordinateKind, key: str) -> Region | Portal:
+    """The registration behind the subordinate an operator writes, if it manages it
+    (THREAT_MODEL row 1; the rule of a registration's DELETE, :func:`may_delete`): read from
+    the store, not the registry's short-lived copy. The ownership of an operator's subordinate
+    is its registration's: nothing more is recorded, so it cannot drift from it."""
+    registry = current_services().registry
+    stored = registry.stored_region(key) if kind == "region" else registry.stored_portal(key)
+    if stored is None:
+        raise RegistrationNotFound(kind, key[:64])
+    if not may_delete(principal, stored.value.managed_by, resource_of(principal, request.args)):
+        raise ManagedByAnother(kind, key[:64])
+    return stored.value
+
+
+def _check_bound(registered: Region | Portal, entity_id: Any) -> None:
+    """What an operator may claim (THREAT_MODEL row 1: the anchor vouches only for a tenant's
+    own entity). A region's entity id is its registered issuer: an OP's issuer MUST be its
+    entity identifier (OpenID Federation 1.0 §5.1.3). A portal's entity id is at the origin of
+    one of its registered redirect URIs (RFC 6454 §4), the host the tenant already serves."""
+    if not isinstance(entity_id, str):
+        return  # TrustAnchor.register names what is wrong with it
+    if isinstance(registered, Region):
+        if entity_id != registered.issuer:
+            raise InvalidDocument(
+                [
+                    {
+                        "field": "entity_id",
+                        "message": "must be the region's registered issuer (OpenID Federation "
+                        "1.0 §5.1.3)",
+                    }
+                ]
+            )
+        return
+    origin = _origin(entity_id)
+    if origin is None or origin not in {_origin(uri) for uri in registered.redirect_uris}:
+        raise InvalidDocument(
+            [
+                {
+                    "field": "entity_id",
+                    "message": "must be at the origin of one of the portal's registered "
+                    "redirect URIs",
+                }
+            ]
+        )
+
+
+def _origin(uri: str) -> tuple[str, str, int] | None:
+    """The origin of an http(s) URI (RFC 6454 §4): scheme, host and port, in lower case and
+    with the default port filled in; ``None`` for anything else (a native app's scheme)."""
+    try:
+        parts = urlsplit(uri)
+        port = parts.port
+    except ValueError:
+        return None
+    scheme = parts.scheme.lower()
+    if scheme not in ("https", "http") or not parts.hostname:
+        return None
+    return scheme, parts.hostname.lower(), port or (443 if scheme == "https" else 80)
 
 
 def _audit(

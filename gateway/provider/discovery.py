@@ -48,14 +48,24 @@ def metadata(
     proofing: Sequence[ProofingProviderSettings] = (),
     *,
     automatic_registration: bool = False,
+    explicit_registration: bool = False,
 ) -> dict[str, Any]:
     """The provider metadata; every endpoint sits below the issuer URL. With
     ``automatic_registration`` (OpenID Federation 1.0 §12.1), the ``request`` parameter is
-    supported (RFC 9101 §10.1), for the portals that must use it."""
+    supported (RFC 9101 §10.1), for the portals that must use it. With
+    ``explicit_registration`` (§12.2), the ``federation_registration_endpoint`` and
+    ``client_registration_types_supported`` naming the registration types on (§5.1.3)."""
     claims = [*CLAIMS, VERIFIED_CLAIMS] if proofing else CLAIMS
     requests: dict[str, Any] = {"request_parameter_supported": automatic_registration}
     if automatic_registration:
         requests["request_object_signing_alg_values_supported"] = REQUEST_OBJECT_ALGORITHMS
+    if automatic_registration or explicit_registration:  # §5.1.3
+        requests["client_registration_types_supported"] = [
+            *(["automatic"] if automatic_registration else []),
+            *(["explicit"] if explicit_registration else []),
+        ]
+    if explicit_registration:  # §12.2
+        requests["federation_registration_endpoint"] = f"{issuer}/federation/register"
     return {
         "issuer": issuer,
         "authorization_endpoint": f"{issuer}/authorize",
@@ -115,6 +125,7 @@ def openid_configuration() -> Response:
             settings.issuer_url,
             settings.proofing_providers,
             automatic_registration=settings.federation_automatic_registration,
+            explicit_registration=settings.federation_explicit_registration,
         )
     )
     response.cache_control.public = True

@@ -567,3 +567,17 @@ federation_trust_marks = Table(
     CheckConstraint("kind IN ('region', 'portal')", name="kind"),
     Index("ix_federation_trust_marks_kind_key", "kind", "key"),
 )
+
+# --- federation explicit registrations (revision 0015) -----------------------------------------
+
+# Clients registered through OpenID Federation 1.0 §12.2 (gateway.federation.explicit): one per
+# entity, usable until expires_at (§12.2.6), purged after.
+federation_registrations = Table(
+    "federation_registrations",
+    metadata,
+    Column("client_id", String(NAME), primary_key=True),
+    Column("entity_id", String(2048), nullable=False, unique=True),
+    Column("portal", json_type(), nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("expires_at", UtcDateTime(), nullable=False, index=True),
+)

@@ -164,7 +164,7 @@ def assert_error_page(response: requests.Response, code: str) -> None:
 
 
 def test_the_gateway_says_it_offers_automatic_registration(gateway: RunningGateway) -> None:
-    """§5.1.2 ``client_registration_types_supported``; RFC 9101 §10.1 discovery."""
+    """§5.1.3 ``client_registration_types_supported``; RFC 9101 §10.1 discovery."""
     discovery = requests.get(f"{gateway.issuer}/.well-known/openid-configuration", timeout=10)
     assert discovery.json()["request_parameter_supported"] is True
     assert "ES256" in discovery.json()["request_object_signing_alg_values_supported"]

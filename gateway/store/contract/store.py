@@ -10,6 +10,7 @@ from gateway.store.contract.audit import AuditStore
 from gateway.store.contract.consents import ConsentStore
 from gateway.store.contract.deliveries import LogoutDeliveryStore
 from gateway.store.contract.federation import FederationStore  # issue 17
+from gateway.store.contract.federation_registrations import FederationRegistrationStore  # §12.2
 from gateway.store.contract.mandates import MandateStore
 from gateway.store.contract.pending_authorizations import PendingAuthorizationStore
 from gateway.store.contract.policy_sets import PolicySetStore
@@ -63,6 +64,7 @@ class Store(
     VerifiedClaimsStore,
     MandateStore,
     FederationStore,
+    FederationRegistrationStore,
     Protocol,
 ):
     """Everything the gateway keeps. One transaction per call; see :mod:`gateway.store.contract`.

@@ -21,6 +21,7 @@ from gateway.store.schema import (
     access_tokens,
     attempt_counters,
     authorization_codes,
+    federation_registrations,
     grants,
     logout_deliveries,
     pending_authorizations,
@@ -35,6 +36,7 @@ from gateway.store.sql.base import require_aware, unavailable
 from gateway.store.sql.consents import SqlConsents
 from gateway.store.sql.deliveries import SqlDeliveries
 from gateway.store.sql.federation import SqlFederation  # issue 17
+from gateway.store.sql.federation_registrations import SqlFederationRegistrations  # §12.2
 from gateway.store.sql.mandates import SqlMandates
 from gateway.store.sql.pending_authorizations import SqlPendingAuthorizations
 from gateway.store.sql.policy_sets import SqlPolicySets
@@ -63,6 +65,7 @@ class SqlStore(
     SqlMandates,
     SqlVerifiedClaims,
     SqlFederation,
+    SqlFederationRegistrations,
 ):
     """:class:`~gateway.store.contract.Store` on SQLite or PostgreSQL.
 
@@ -134,6 +137,7 @@ class SqlStore(
             delete(attempt_counters).where(attempt_counters.c.expires_at <= now),
             delete(used_assertions).where(used_assertions.c.expires_at <= now),
             delete(logout_deliveries).where(logout_deliveries.c.expires_at <= now),
+            delete(federation_registrations).where(federation_registrations.c.expires_at <= now),
             delete(grants).where(
                 grants.c.revoked_at.is_not(None),
                 ~exists().where(authorization_codes.c.grant_id == grants.c.grant_id),
