@@ -25,7 +25,7 @@ from __future__ import annotations
 import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Final, cast
+from typing import Any, Final, Literal, cast
 from urllib.parse import parse_qs, quote, urlsplit
 
 import requests
@@ -46,10 +46,13 @@ __all__ = [
     "InvalidKeyError",
     "Owner",
     "PutResult",
+    "SubordinateKind",
 ]
 
 #: The resource a call is made for (kind, namespace, name, uid): the query of a GET or DELETE.
 Owner = Mapping[str, str] | None
+#: What a federation subordinate is the record of (the gateway's ``SubordinateKind``).
+SubordinateKind = Literal["region", "portal"]
 #: Seconds per request.
 DEFAULT_TIMEOUT: Final = 5.0
 FIELD_TEXT_LIMIT: Final = 160  # characters of one field message of the gateway
@@ -317,6 +320,52 @@ class GatewayClient:
         """Delete the portal ``owner`` manages; False if there was none, 409 if another's."""
         return self.delete("portals", client_id, owner)
 
+    # --- federation subordinates (OpenID Federation 1.0 §3, issue 17) --------------------------
+
+    def federation_subordinate(
+        self, kind: SubordinateKind, key: str, owner: Owner = None
+    ) -> dict[str, Any] | None:
+        """The trust anchor's record of region or portal ``key`` as a subordinate (``entity_id``,
+        ``jwks``, ``metadata_policy``); ``None`` if it has none."""
+        what = f"federation subordinate {kind} {key}"
+        response = self._call("GET", _subordinate_path(kind, key), what, owner=owner)
+        if response.status_code == 404:
+            return None
+        if response.status_code != 200:
+            raise _refusal(response, what)
+        document = _json(response)
+        if not isinstance(document, dict):
+            raise GatewayUnavailableError(
+                f"the gateway's answer about {what} is not a document", status=response.status_code
+            )
+        return cast(dict[str, Any], document)
+
+    def put_federation_subordinate(
+        self, kind: SubordinateKind, key: str, document: dict[str, Any], owner: Owner = None
+    ) -> dict[str, Any] | None:
+        """Record (create or replace) the subordinate; an operator names the resource it acts
+        for in ``owner`` (the query), and may record only that of a registration it manages.
+        A 400 (a private key in ``jwks``, an entity id another subordinate has or that is not
+        bound to the registration) is :class:`GatewayRejectedError` naming the field."""
+        what = f"federation subordinate {kind} {key}"
+        response = self._call("PUT", _subordinate_path(kind, key), what, body=document, owner=owner)
+        if response.status_code != 200:
+            raise _refusal(response, what)
+        answer = _json(response)
+        return cast(dict[str, Any], answer) if isinstance(answer, dict) else None
+
+    def delete_federation_subordinate(
+        self, kind: SubordinateKind, key: str, owner: Owner = None
+    ) -> bool:
+        """Remove the subordinate; ``False`` if there was none (or no registration behind it)."""
+        what = f"deleting federation subordinate {kind} {key}"
+        response = self._call("DELETE", _subordinate_path(kind, key), what, owner=owner)
+        if response.status_code == 404:
+            return False
+        if response.status_code != 204:
+            raise _refusal(response, what)
+        return True
+
     def issuer(self) -> str:
         """The gateway's public issuer: configured, or read once from its discovery document."""
         if self.issuer_override:
@@ -406,6 +455,13 @@ def _next_after(response: requests.Response) -> str | None:
         return None
     values = parse_qs(urlsplit(link).query).get("after")
     return values[0] if values and values[0] else None
+
+
+def _subordinate_path(kind: SubordinateKind, key: str) -> str:
+    """``/admin/v1/federation/subordinates/<kind>/<key>``, the key quoted as one segment."""
+    if not key or "/" in key or key in (".", ".."):
+        raise InvalidKeyError(f"{key!r} is not a valid {kind} key")
+    return f"{API_PATH}/federation/subordinates/{kind}/{quote(key, safe='')}"
 
 
 def _path(kind: Collection, key: str | None = None) -> str:

@@ -31,6 +31,7 @@ from realm_operator.models import (
     parse_conditions,
 )
 from realm_operator.reconcile import (
+    FEDERATION_FIELD,
     INVALID_SPEC,
     ObjectRef,
     PortalReconciler,
@@ -116,6 +117,11 @@ def _portal(services: Services, ref: ObjectRef, spec: dict[str, Any], progress: 
     services.portals.reconcile(ref, parse_spec(PortalSpec, spec), progress)
 
 
+def _federated(body: kopf.Body) -> bool:
+    """Whether the status says the operator recorded a subordinate for the resource."""
+    return bool((body.get("status") or {}).get(FEDERATION_FIELD))
+
+
 def _run(
     kind: str, reconcile: Reconcile, body: kopf.Body, patch: kopf.Patch, memo: Any
 ) -> tuple[Progress, ReconcileError | None]:
@@ -143,6 +149,7 @@ def _report(
     for change in progress.changes:
         logger.info(change[0].upper() + change[1:])
         kopf.info(body, reason=reason, message=change)
+    _report_federated(body, progress, logger)
     before = condition(parse_conditions(progress.previous.get("conditions")), ConditionType.READY)
     after = condition(progress.conditions, ConditionType.READY)
     if after is None or (before and (before.status, before.reason) == (after.status, after.reason)):
@@ -152,6 +159,21 @@ def _report(
         kopf.warn(body, reason=error.reason, message=error.message)
     else:
         kopf.info(body, reason="Ready", message=after.message)
+
+
+def _report_federated(body: kopf.Body, progress: Progress, logger: Any) -> None:
+    """A Warning event when the trust anchor refuses or cannot be told (issue 17), once per
+    change of the ``Federated`` condition's status or reason."""
+    before = condition(
+        parse_conditions(progress.previous.get("conditions")), ConditionType.FEDERATED
+    )
+    after = condition(progress.conditions, ConditionType.FEDERATED)
+    if after is None or after.status != "False":
+        return
+    if before is not None and (before.status, before.reason) == (after.status, after.reason):
+        return
+    logger.warning(f"{after.reason}: {after.message}")
+    kopf.warn(body, reason=after.reason, message=after.message)
 
 
 def _change(
@@ -253,7 +275,8 @@ def repair_region(body: kopf.Body, patch: kopf.Patch, memo: Any, logger: Any, **
 
 def delete_region(body: kopf.Body, patch: kopf.Patch, memo: Any, logger: Any, **_: Any) -> None:
     def clean(services: Services, ref: ObjectRef) -> list[str]:
-        return services.regions.delete(ref, parse_spec(RegionSpec, dict(body.get("spec") or {})))
+        spec = parse_spec(RegionSpec, dict(body.get("spec") or {}))
+        return services.regions.delete(ref, spec, federated=_federated(body))
 
     _delete("Region", body, patch, memo, logger, clean)
 
@@ -268,7 +291,8 @@ def repair_portal(body: kopf.Body, patch: kopf.Patch, memo: Any, logger: Any, **
 
 def delete_portal(body: kopf.Body, patch: kopf.Patch, memo: Any, logger: Any, **_: Any) -> None:
     def clean(services: Services, ref: ObjectRef) -> list[str]:
-        return services.portals.delete(ref, parse_spec(PortalSpec, dict(body.get("spec") or {})))
+        spec = parse_spec(PortalSpec, dict(body.get("spec") or {}))
+        return services.portals.delete(ref, spec, federated=_federated(body))
 
     _delete("Portal", body, patch, memo, logger, clean)
 

@@ -365,6 +365,43 @@ def check_overrides(raw: Any) -> RealmOverrides:
     return overrides
 
 
+#: An entity identifier a resource names (OpenID Federation 1.0 §1.2): an https URL without
+#: query, fragment or userinfo. The CRDs carry the same pattern (a unit test keeps them equal).
+ENTITY_ID_PATTERN = r"^https://[^/?#@\s]+(/[^?#\s]*)?$"
+MAX_FEDERATION_KEYS = 16
+
+
+class FederationSpec(_Spec):
+    """``spec.federation``: the region or portal as a subordinate of the trust anchor (OpenID
+    Federation 1.0 §3): its entity identifier, its federation JWK Set (public keys only; the
+    gateway refuses anything else, and the refusal is the ``Federated`` condition) and its own
+    metadata policy (§6.1), merged under the platform's."""
+
+    entity_id: Annotated[str | None, Field(pattern=ENTITY_ID_PATTERN, max_length=2048)] = None
+    jwks: dict[str, Any]
+    metadata_policy: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("jwks")
+    @classmethod
+    def _key_set(cls, value: dict[str, Any]) -> dict[str, Any]:
+        """A JWK Set (RFC 7517 §5) of 1 to 16 objects; only ``keys`` is sent (the gateway keeps
+        nothing else). Whether each is a public key is the gateway's to say."""
+        keys = value.get("keys")
+        if not isinstance(keys, list) or not 0 < len(keys) <= MAX_FEDERATION_KEYS:
+            raise ValueError(f"must be a JWK Set with 1 to {MAX_FEDERATION_KEYS} keys")
+        if not all(isinstance(key, dict) for key in keys):
+            raise ValueError("each of keys must be a JWK (an object)")
+        return {"keys": keys}
+
+    def document(self, entity_id: str) -> dict[str, Any]:
+        """The subordinate as the gateway's admin API takes it."""
+        return {
+            "entity_id": entity_id,
+            "jwks": self.jwks,
+            "metadata_policy": self.metadata_policy,
+        }
+
+
 class RegionSpec(_Spec):
     code: Annotated[str, Field(pattern=CODE_PATTERN)]
     names: Names
@@ -378,6 +415,8 @@ class RegionSpec(_Spec):
     deletion_policy: DeletionPolicy = DeletionPolicy.DELETE
     enabled: bool = True
     overrides: dict[str, Any] = Field(default_factory=dict)
+    # Issue 17: without federation.entityId, the realm's issuer (OpenID Federation 1.0 §5.1.3).
+    federation: FederationSpec | None = None
 
     @field_validator("acr_mapping")
     @classmethod
@@ -438,6 +477,8 @@ class PortalSpec(_Spec):
     token_endpoint_auth_method: AuthMethod = AuthMethod.CLIENT_SECRET_BASIC
     secret_name: Annotated[str, Field(pattern=SECRET_NAME_PATTERN, max_length=253)]
     enabled: bool = True
+    # Issue 17: the portal as a subordinate; its entityId is required (no realm to derive it).
+    federation: FederationSpec | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -487,6 +528,12 @@ class PortalSpec(_Spec):
             )
         return self
 
+    @model_validator(mode="after")
+    def _portal_names_its_entity(self) -> PortalSpec:
+        if self.federation is not None and self.federation.entity_id is None:
+            raise ValueError("federation.entityId is required for a Portal")
+        return self
+
     def client_id_for(self, name: str) -> str:
         """The gateway client id: ``clientId``, or the resource's name."""
         return self.client_id or name
@@ -509,6 +556,10 @@ class ConditionType(StrEnum):
     # Whether the gateway reaches the region's IdP now (its circuit, gateway.region_health):
     # informational, it does not make the Region unready (provisioning is done either way).
     REACHABLE = "Reachable"
+    # Whether the trust anchor publishes the subordinate spec.federation describes (issue 17):
+    # present only with spec.federation; False says why (the gateway's refusal), and, like
+    # Reachable, never makes the resource unready (its sign-ins do not depend on it).
+    FEDERATED = "Federated"
 
 
 REGION_CONDITIONS = (

@@ -39,6 +39,7 @@ from realm_operator.models import (
     Condition,
     ConditionType,
     DeletionPolicy,
+    FederationSpec,
     OverrideError,
     PortalSpec,
     RegionSpec,
@@ -63,6 +64,7 @@ from tongxing_api.client import (
     GatewayRejectedError,
     GatewayUnauthorizedError,
     GatewayUnavailableError,
+    SubordinateKind,
 )
 from tongxing_api.vocabulary import OWNER_FIELDS, above
 
@@ -73,6 +75,8 @@ LEVEL_ABOVE_CEILING = "LevelAboveCeiling"
 OVERRIDE_NOT_ALLOWED = "OverrideNotAllowed"
 REGION_CODE_TAKEN = "RegionCodeTaken"
 CLIENT_ID_TAKEN = "ClientIdTaken"
+#: The status field with the entity id the operator recorded at the trust anchor (issue 17).
+FEDERATION_FIELD = "federationEntityId"
 # The fixed keys of a granted credentials Secret: a Region cannot choose which keys are read.
 USERNAME_KEY = "username"
 PASSWORD_KEY = "password"  # noqa: S105 - the name of a key, not a password
@@ -160,6 +164,10 @@ class Progress:
             if condition(self.conditions, type_) is None:
                 self.set(type_, None, "Pending", "not reached yet")
         self.phase = "Failed" if error.permanent else "Provisioning"
+
+    def drop(self, type_: ConditionType) -> None:
+        """Forget a condition that no longer applies (``Federated`` without spec.federation)."""
+        self.conditions = [c for c in self.conditions if c.type != type_.value]
 
     def ready(self, message: str) -> None:
         self.set(ConditionType.READY, True, "Ready", message)
@@ -387,6 +395,7 @@ class RegionReconciler:
         )
         progress.ready(f"citizens of {spec.names.en} can sign in through the gateway")
         mirror_region_health(self.gateway, spec.code, progress)
+        federate(self.gateway, ref, "region", spec.code, spec.federation, issuer, progress)
 
     def _claimable(self, ref: ObjectRef, spec: RegionSpec) -> None:
         """A code another owner registered is reported before any realm is made for it.
@@ -544,7 +553,7 @@ class RegionReconciler:
             )
         progress.fields["registeredSecret"] = fingerprint
 
-    def delete(self, ref: ObjectRef, spec: RegionSpec) -> list[str]:
+    def delete(self, ref: ObjectRef, spec: RegionSpec, *, federated: bool = False) -> list[str]:
         """Remove the registration and (unless retained) the realm: only what is this Region's.
 
         A Region the platform does not grant its Keycloak never had anything made for it: it is
@@ -570,6 +579,8 @@ class RegionReconciler:
             if owner not in (None, ref.key):
                 # Never this Region's: its registration and realm belong to another Region.
                 return [f"left realm {spec.realm_name} and its registration to Region {owner}"]
+        if federated or spec.federation is not None:
+            changes += leave_federation(self.settings, self.gateway, ref, "region", spec.code)
         with _translated(self.settings, ConditionType.GATEWAY_REGISTERED):
             try:
                 if self.gateway.delete_region(spec.code, managed_by(ref)):
@@ -591,6 +602,85 @@ class RegionReconciler:
                 except KeycloakRejectedError as exc:
                     changes.append(f"left realm {spec.realm_name} as it is: {exc.message}")
         return changes
+
+
+def federate(
+    gateway: GatewayClient,
+    ref: ObjectRef,
+    kind: SubordinateKind,
+    key: str,
+    federation: FederationSpec | None,
+    issuer: str | None,
+    progress: Progress,
+) -> None:
+    """The subordinate spec.federation describes, at the trust anchor (OpenID Federation 1.0
+    §3, issue 17): read, diff, write, as the registration is; removed when spec.federation is
+    (only if this operator recorded it: one the platform recorded is the platform's).
+
+    A region's entity id defaults to its realm's issuer (§5.1.3: an OP's issuer is its entity
+    id). Every failure is the ``Federated`` condition (False, with the gateway's field messages)
+    and never stops the reconcile: the registration serves sign-ins without the federation, and
+    the drift timer tries again.
+    """
+    owner = managed_by(ref)
+    where = f"{kind} {key}"
+    try:
+        if federation is None:
+            if progress.previous_field(FEDERATION_FIELD):
+                if gateway.delete_federation_subordinate(kind, key, owner):
+                    progress.changes.append(f"removed {where} from the federation")
+                progress.fields[FEDERATION_FIELD] = None  # a merge patch's null removes it
+            progress.drop(ConditionType.FEDERATED)
+            return
+        entity_id = federation.entity_id or issuer
+        if entity_id is None:  # a Portal's model requires entityId; this is a guard
+            raise GatewayRejectedError("no entity id to record", [])
+        desired = federation.document(entity_id)
+        actual = gateway.federation_subordinate(kind, key, owner)
+        stale = sorted(
+            name for name, value in desired.items() if actual is None or actual.get(name) != value
+        )
+        if stale:
+            gateway.put_federation_subordinate(kind, key, desired, owner)
+            progress.changes.append(
+                f"published {where} in the federation as {entity_id}"
+                if actual is None
+                else f"updated {where} in the federation ({', '.join(stale)})"
+            )
+        progress.fields[FEDERATION_FIELD] = entity_id
+        progress.set(
+            ConditionType.FEDERATED,
+            True,
+            "SubordinateRecorded",
+            f"the trust anchor {gateway.url} publishes a subordinate statement about {entity_id}",
+        )
+    except GatewayRejectedError as exc:
+        progress.set(ConditionType.FEDERATED, False, "SubordinateRefused", exc.message)
+    except (GatewayForbiddenError, GatewayConflictError) as exc:
+        progress.set(ConditionType.FEDERATED, False, "SubordinateForbidden", exc.message)
+    except GatewayUnauthorizedError as exc:
+        progress.set(ConditionType.FEDERATED, False, "GatewayUnauthorized", exc.message)
+    except GatewayUnavailableError as exc:
+        progress.set(ConditionType.FEDERATED, False, "GatewayUnavailable", exc.message)
+
+
+def leave_federation(
+    settings: OperatorSettings,
+    gateway: GatewayClient,
+    ref: ObjectRef,
+    kind: SubordinateKind,
+    key: str,
+) -> list[str]:
+    """Remove the subordinate of a resource being deleted, before its registration (the gateway
+    derives the operator's right to it from the registration). Another owner's is left; a
+    gateway that cannot be reached is waited for (the finalizer holds)."""
+    with _translated(settings, ConditionType.FEDERATED):
+        try:
+            if gateway.delete_federation_subordinate(kind, key, managed_by(ref)):
+                return [f"removed {kind} {key} from the federation"]
+        except (GatewayConflictError, GatewayForbiddenError):
+            return [f"left the federation subordinate {kind} {key} to its owner"]
+    return []
 
 
 def managed_by(ref: ObjectRef) -> dict[str, str]:
@@ -692,6 +782,7 @@ class PortalReconciler:
             f"portal {client_id} is registered with the gateway at {self.gateway.url}",
         )
         progress.ready(f"portal {client_id} can sign people in through the gateway")
+        federate(self.gateway, ref, "portal", client_id, spec.federation, None, progress)
 
     def _ensure_secret(
         self, ref: ObjectRef, spec: PortalSpec, client_id: str, issuer: str, progress: Progress
@@ -728,10 +819,13 @@ class PortalReconciler:
             progress.changes.append(f"updated Secret {spec.secret_name}")
         return client_secret
 
-    def delete(self, ref: ObjectRef, spec: PortalSpec) -> list[str]:
-        """Remove the registration if it is this Portal's, and the Secret this Portal owns."""
+    def delete(self, ref: ObjectRef, spec: PortalSpec, *, federated: bool = False) -> list[str]:
+        """Remove the subordinate and the registration if they are this Portal's, and the Secret
+        this Portal owns."""
         changes: list[str] = []
         client_id = spec.client_id_for(ref.name)
+        if federated or spec.federation is not None:
+            changes += leave_federation(self.settings, self.gateway, ref, "portal", client_id)
         with _translated(self.settings, ConditionType.GATEWAY_REGISTERED):
             try:
                 if self.gateway.delete_portal(client_id, managed_by(ref)):
