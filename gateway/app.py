@@ -18,6 +18,7 @@ from gateway.errors import (
     StoreUnavailable,
     TongxingError,
 )
+from gateway.federation.explicit_views import blueprint as federation_explicit  # X19, §12.2
 from gateway.federation.views import admin_blueprint as federation_admin
 from gateway.federation.views import blueprint as federation
 from gateway.health import blueprint as health
@@ -131,13 +132,14 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         admin,
         federation,  # issue 17: OpenID Federation 1.0
         federation_admin,
+        federation_explicit,
     )
     for blueprint in blueprints:
         app.register_blueprint(blueprint)
 
     instrument(app)  # request counts and times, /metrics (internal, as the probes)
     RequestIds.install(app)  # X-Request-ID in and out, in every log line (gateway.logs)
-    app.before_request(RequestLimits.from_settings(services.settings))  # before any store access
+    RequestLimits.install(app, services.settings)  # before any store access; views find it
     app.before_request(_refuse_undecodable_query)
     app.after_request(_security_headers)
     app.context_processor(language.template_values)  # which language leads on every page

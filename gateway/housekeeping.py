@@ -5,8 +5,9 @@ Codes, pending authorizations, tokens, SSO sessions, attempt counters and used a
 expire by time, and every read already ignores what has expired; without a purge the rows would
 stay, and an anonymous caller who starts sign-ins it never finishes would grow the store without
 bound (THREAT_MODEL.md row 7). Mandates that ended go the same way: an invitation that expired
-unaccepted at once, a mandate that expired or was revoked after :data:`MANDATE_RETENTION` (the
-audit trail keeps their history). Each gateway process runs one :class:`ExpiredRecordPurge`;
+unaccepted at once, a mandate that expired or was revoked after ``mandate_retention`` (the
+setting ``TONGXING_MANDATE_RETENTION``, default :data:`MANDATE_RETENTION`: 30 days; the audit
+trail keeps their history). Each gateway process runs one :class:`ExpiredRecordPurge`;
 several replicas purging the same database is harmless (a delete of what is gone deletes
 nothing).
 
@@ -24,6 +25,7 @@ import threading
 
 from gateway.clock import Clock, utc_now
 from gateway.sessions import Sessions
+from gateway.settings import MANDATE_RETENTION
 from gateway.store.contract import AuditStore, LifecycleStore
 from gateway.store.contract.mandates import MandateStore
 
@@ -31,8 +33,6 @@ log = logging.getLogger(__name__)
 
 REDELIVERY_INTERVAL = 5.0
 """Seconds between two looks for due logout deliveries (the shortest back-off is 10 s)."""
-MANDATE_RETENTION = datetime.timedelta(days=30)
-"""How long a mandate that expired or was revoked stays listed for its enterprise."""
 
 
 class _PeriodicJob:

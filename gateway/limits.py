@@ -20,6 +20,11 @@ What is limited, and by which key (the classes of :class:`~gateway.settings.Rate
   ``token_address`` limit every id from one address shares.
 * The admin API (``/admin/v1/*``): per principal, keyed by the SHA-256 of its bearer token when
   that hash is one the settings know; any other token (or none) counts against its address.
+* ``POST /verification`` (issue 16, the verification result only): per address here, with the
+  ``token_address`` limit in a bucket of its own; and per portal (``verification``), which the
+  view counts through :func:`limit` once the access token has named the portal: the portal is
+  known only after the token is looked up, and a token that is not a live one costs no portal
+  its budget.
 
 **Per process.** The windows live in this process's memory (the ``limits`` library's moving
 window over :class:`~limits.storage.MemoryStorage`, which expires old entries itself); nothing is
@@ -44,7 +49,7 @@ from dataclasses import dataclass
 from typing import Final
 from urllib.parse import unquote
 
-from flask import Response, current_app, request
+from flask import Flask, Response, current_app, request
 from limits import RateLimitItem, parse
 from limits.storage import MemoryStorage
 from limits.strategies import MovingWindowRateLimiter
@@ -52,8 +57,9 @@ from limits.strategies import MovingWindowRateLimiter
 from gateway.errors import TooManyRequests
 from gateway.settings import RateLimits, Settings, token_sha256
 
-__all__ = ["RequestLimits", "client_address"]
+__all__ = ["RequestLimits", "client_address", "limit"]
 
+EXTENSION: Final = "tongxing_request_limits"
 TOKEN_PATHS: Final = ("/token", "/revoke")
 MFA_PREFIXES: Final = ("/mfa", "/consents/second-factor/")
 ADMIN_PREFIX: Final = "/admin/"
@@ -83,6 +89,8 @@ class RequestLimits:
         self.token_address = parse(limits.token_address)
         self.mfa = parse(limits.mfa)
         self.admin = parse(limits.admin)
+        #: The limits a view counts itself, by name, once it knows the key (:func:`limit`).
+        self.keyed = {"verification": parse(limits.verification)}
         self.admin_hashes = frozenset(admin_hashes)
         self.storage = MemoryStorage()
         self.limiter = MovingWindowRateLimiter(self.storage)
@@ -96,6 +104,14 @@ class RequestLimits:
             hashes.append(token_sha256(settings.operator_token))
         hashes.extend(client.token_sha256 for client in settings.admin_clients)
         return cls(settings.rate_limits, hashes)
+
+    @classmethod
+    def install(cls, app: Flask, settings: Settings) -> RequestLimits:
+        """The ``before_request`` hook of ``app``, which views find for :func:`limit`."""
+        made = cls.from_settings(settings)
+        app.extensions[EXTENSION] = made
+        app.before_request(made)
+        return made
 
     def __call__(self) -> Response | None:
         """Flask ``before_request``: ``None`` to go on, or the 429 answer."""
@@ -124,7 +140,17 @@ class RequestLimits:
             return [_Rule("mfa", self.mfa, address)]
         if path.startswith(ADMIN_PREFIX):
             return [_Rule("admin", self.admin, self._admin_key(address))]
+        if path == "/verification" and request.method == "POST":
+            return [_Rule("verification_address", self.token_address, address)]
         return []
+
+    def count(self, name: str, key: str) -> Response | None:
+        """Count a request against the keyed limit ``name`` (:attr:`keyed`) for ``key``:
+        ``None`` to go on, or the 429 answer."""
+        if not self.enabled:
+            return None
+        rule = _Rule(name, self.keyed[name], key)
+        return None if self._hit(rule) else self._refuse(rule)
 
     def _admin_key(self, address: str) -> str:
         scheme, _, token = request.headers.get("Authorization", "").partition(" ")
@@ -165,6 +191,14 @@ class RequestLimits:
         response = current_app.make_response(current_app.handle_user_exception(error))
         response.headers["Retry-After"] = str(retry_after)
         return response
+
+
+def limit(name: str, key: str) -> Response | None:
+    """Count the current request against this application's keyed limit ``name`` for ``key``
+    (a view's own, once it knows the key): ``None`` to go on, or the 429 answer with
+    ``Retry-After`` (RFC 6585 §4) to return. No limits installed: ``None``."""
+    limits: RequestLimits | None = current_app.extensions.get(EXTENSION)
+    return None if limits is None else limits.count(name, key)
 
 
 def client_address(remote_addr: str | None) -> str:

@@ -28,7 +28,8 @@ signed-in person's (:meth:`ProofingService.verify`). It gets ``match`` true or f
 number: the number it sent is compared by its keyed hash (:func:`gateway.identity.identity_key`)
 with the national subject's key, and the name with the verified name (else the region's).
 A "no" is counted per portal and person in the store (every replica sees it): after
-:data:`VERIFICATION_MISSES` of them in :data:`VERIFICATION_HOLD`, that portal gets no answer
+``verification_misses`` of them in ``verification_hold`` (settings; defaults
+:data:`VERIFICATION_MISSES` and :data:`VERIFICATION_HOLD`), that portal gets no answer
 about that person until the hold ends (:class:`VerificationHeld`, a 429). Without it the
 answer would be an oracle: a portal that knows a person's birth date and home county could try
 the thousand-odd remaining numbers in an afternoon and learn the number this rule withholds.
@@ -43,7 +44,7 @@ import logging
 import unicodedata
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any, Protocol
 
 from gateway.assurance import PROOFED_LEVEL, STEP_UP_LEVEL
@@ -63,7 +64,7 @@ from gateway.policy import known_level, level_rank
 from gateway.registry import Region
 from gateway.sealing import IdentitySealer
 from gateway.sessions import SEALED_ID_NUMBER, Sessions
-from gateway.settings import Settings
+from gateway.settings import VERIFICATION_HOLD, VERIFICATION_MISSES, Settings
 from gateway.signin import INTERACTION_LIFETIME, REGION_LEG_LIFETIME, Answer, SignIn
 from gateway.store.contract import (
     AttemptStore,
@@ -94,14 +95,10 @@ PROOFED_KIND = "identity.proofed"
 VERIFICATION_KIND = "verification.checked"
 MAX_NAME_LENGTH = 128
 MAX_NUMBER_LENGTH = 32
-#: "No" answers one portal may get about one person within :data:`VERIFICATION_HOLD`; the
-#: last of them holds that portal's questions about that person until the hold ends.
-VERIFICATION_MISSES = 5
-VERIFICATION_HOLD = timedelta(hours=24)
 
 
 class VerificationHeld(Exception):  # noqa: N818 - an answer (429), not a fault
-    """This portal got :data:`VERIFICATION_MISSES` "no" answers about this person lately: no
+    """This portal got ``verification_misses`` "no" answers about this person lately: no
     further answer until ``until`` (RFC 6585 §4 with ``Retry-After``)."""
 
     def __init__(self, until: datetime) -> None:
@@ -379,7 +376,9 @@ class ProofingService:
         )
         match = number_matches and name_matches
         if not match:
-            self.store.record_failure(misses, now, VERIFICATION_MISSES, VERIFICATION_HOLD)
+            self.store.record_failure(
+                misses, now, self.settings.verification_misses, self.settings.verification_hold
+            )
         self.store.append_audit(
             AuditEntry(
                 kind=VERIFICATION_KIND,
@@ -424,7 +423,9 @@ def _transaction(leg: UpstreamLeg, state: str) -> LoginTransaction:
 
 __all__ = [
     "PROOFED_KIND",
+    "VERIFICATION_HOLD",  # the settings' defaults, from gateway.settings
     "VERIFICATION_KIND",
+    "VERIFICATION_MISSES",
     "ProofingService",
     "ProofingStore",
     "Verification",

@@ -10,10 +10,12 @@ from gateway.assurance import Assurance
 from gateway.audit import AuditTrail
 from gateway.broker import RegionClient
 from gateway.broker.metadata import MetadataCache
-from gateway.broker.transport import HttpLimits
+from gateway.broker.transport import HttpLimits, new_session
 from gateway.clock import Clock, utc_now
 from gateway.federation.anchor import TrustAnchor
+from gateway.federation.explicit import ExplicitRegistration  # X19
 from gateway.federation.registration import AutomaticRegistration
+from gateway.federation.upstream import FederatedRegions
 from gateway.housekeeping import ExpiredRecordPurge, LogoutRedelivery
 from gateway.keys import KEY_FILE_CHECK_INTERVAL, KeyRing, load_or_create
 from gateway.logs import EventLog
@@ -75,6 +77,7 @@ def federation_configured(settings: Settings) -> bool:
         settings.federation_keys_file is not None
         or settings.create_keys
         or settings.federation_automatic_registration
+        or settings.federation_explicit_registration
         or settings.federation_keys_path.exists()
     )
 
@@ -99,8 +102,13 @@ def build_services(settings: Settings) -> Services:
     # Before any thread starts: missing federation keys that are named stop the start cleanly.
     if federation_configured(settings):  # issue 17
         services.federation = TrustAnchor.build(settings, store, services.clock)
+        services.regions.federation = FederatedRegions(services.federation)  # regions (R19)
     if services.federation is not None and settings.federation_automatic_registration:  # §12.1
         services.registry.federated = AutomaticRegistration(services.federation, services.registry)
+    if services.federation is not None and settings.federation_explicit_registration:  # §12.2
+        services.registry.explicit = ExplicitRegistration(
+            services.federation, services.registry, store
+        )
     services.purge = ExpiredRecordPurge(
         store,
         settings.purge_interval.total_seconds(),
@@ -108,6 +116,7 @@ def build_services(settings: Settings) -> Services:
         audit=store,
         audit_retention=settings.audit_retention,
         mandates=store,  # ended mandates too (issue 18, G17)
+        mandate_retention=settings.mandate_retention,
     )
     services.purge.start()
     services.redelivery = LogoutRedelivery(services.sessions, clock=services.clock)
@@ -140,7 +149,7 @@ def wire(settings: Settings, store: Store, keys: KeyRing, clock: Clock = utc_now
     limits = HttpLimits(
         connect_timeout=min(2.0, timeout / 2), read_timeout=timeout / 2, total_timeout=timeout
     )
-    regions = MetadataCache(limits=limits)
+    regions = MetadataCache(limits=limits, session=new_session(ca_file=settings.outbound_ca_file))
     policy = PolicyEngine(settings.policy_dir, clock=clock, store=store)
     assurance = Assurance(policy, proofing=bool(settings.proofing_providers))  # loa3 reachable
     tokens = TokenService(

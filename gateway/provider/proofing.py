@@ -7,23 +7,20 @@
 * ``POST /verification``: the verification result only (网号/网证): a portal, with the person's
   access token (RFC 6750 §2.1) and ``name`` and ``id_number`` in the form body, learns whether
   they are the signed-in person's: ``{"match": true}`` or ``{"match": false}``, nothing else.
-  Limited per portal (``rate_limits.verification``) and per address, audited.
+  Limited per portal (``rate_limits.verification``) and per address (:mod:`gateway.limits`),
+  audited.
 """
 
 from __future__ import annotations
 
 import math
-import time
 
 from flask import Blueprint, current_app, jsonify, redirect, request
-from limits import parse
-from limits.storage import MemoryStorage
-from limits.strategies import MovingWindowRateLimiter
 from werkzeug.wrappers import Response
 
 from gateway.broker import RegionClient
 from gateway.errors import InvalidRequest, TooManyRequests, VerificationTokenInvalid
-from gateway.limits import client_address
+from gateway.limits import limit
 from gateway.proofing import (
     MAX_NAME_LENGTH,
     MAX_NUMBER_LENGTH,
@@ -34,7 +31,6 @@ from gateway.provider.answers import pending_id, render, session_id
 from gateway.services import Services, current_services
 
 blueprint = Blueprint("proofing", __name__)
-_LIMITER_KEY = "tongxing_verification_limits"
 
 
 @blueprint.after_request
@@ -80,57 +76,13 @@ def callback() -> Response:
     return render(service(services).complete(params, pending_id(), session_id()))
 
 
-class _Limits:
-    """Moving windows per portal and per address, in this process (as :mod:`gateway.limits`)."""
-
-    def __init__(self, per_portal: str, per_address: str) -> None:
-        self.per_portal = parse(per_portal)
-        self.per_address = parse(per_address)
-        self.limiter = MovingWindowRateLimiter(MemoryStorage())
-
-    def hit(self, name: str, key: str) -> None:
-        """Count a request; :class:`_Refused` (a 429 with ``Retry-After``) over the limit."""
-        limit = self.per_portal if name == "portal" else self.per_address
-        if self.limiter.hit(limit, "verification", name, key):
-            return
-        stats = self.limiter.get_window_stats(limit, "verification", name, key)
-        retry_after = max(1, math.ceil(stats.reset_time - time.time()))
-        error = TooManyRequests(
-            f"verification {name} limit {limit} reached", details={"retry_after": retry_after}
-        )
-        response = current_app.make_response(current_app.handle_user_exception(error))
-        response.headers["Retry-After"] = str(retry_after)  # RFC 6585 §4, RFC 9110 §10.2.3
-        raise _Refused(response)
-
-
-class _Refused(Exception):  # noqa: N818 - the answer, not an error of the gateway
-    def __init__(self, response: Response) -> None:
-        super().__init__("rate limited")
-        self.response = response
-
-
-def _limits(services: Services) -> _Limits:
-    made: _Limits | None = current_app.extensions.get(_LIMITER_KEY)
-    if made is None:
-        rates = services.settings.rate_limits
-        made = _Limits(rates.verification, rates.token_address)
-        current_app.extensions[_LIMITER_KEY] = made
-    return made
-
-
 @blueprint.post("/verification")
 def verification() -> Response:
-    """The verification result only: ``match`` true or false (never the number)."""
-    try:
-        return _verification(current_services())
-    except _Refused as refused:
-        return refused.response
+    """The verification result only: ``match`` true or false (never the number).
 
-
-def _verification(services: Services) -> Response:
-    limits = _limits(services) if services.settings.rate_limits.enabled else None
-    if limits is not None:
-        limits.hit("address", client_address(request.remote_addr))
+    Limited (:mod:`gateway.limits`, RFC 6585 §4): per address before this view runs, per portal
+    here once the access token has named the portal."""
+    services = current_services()
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not token.strip() or len(token) > 512:
         raise VerificationTokenInvalid("no bearer token")
@@ -141,8 +93,9 @@ def _verification(services: Services) -> Response:
     client_id = proofing.token_client(token.strip())
     if client_id is None:
         raise VerificationTokenInvalid("the access token is not a live token of a person")
-    if limits is not None:
-        limits.hit("portal", client_id)
+    refused = limit("verification", client_id)
+    if refused is not None:
+        return refused
     try:
         verified = proofing.verify(token.strip(), name, number)
     except VerificationHeld as held:

@@ -67,6 +67,16 @@ GATEWAY_SECRET_KEYS = (
 )
 
 Document = dict[str, Any]
+#: A proofing provider as gateway.proofing.providers holds it (its secret: a key of a Secret).
+PROVIDER = {
+    "id": "mps",
+    "names": {"zh": "公安部实名核验", "en": "MPS real-name check"},
+    "issuer": "https://proofing.example.gov.cn/realms/proofing",
+    "client_id": "tongxing",
+    "client_secret_key": "mps",
+    "trust_frameworks": ["cn_mps"],
+    "claims": ["name"],
+}
 
 
 # --- helm -------------------------------------------------------------------------------------
@@ -265,6 +275,11 @@ def test_the_ingress_routes_the_public_endpoints_and_not_the_admin_api(
     assert [r for r in public if not _routed(paths, r)] == []  # every public endpoint reaches it
     assert [r for r in internal if _routed(paths, r)] == []  # the admin API and probes do not
     assert not _routed(paths, "/")
+    # OpenID Federation 1.0 (§9, §8): the entity configuration and the federation endpoints.
+    federation = [r for r in public if "federation" in r]
+    assert "/.well-known/openid-federation" in federation
+    assert len(federation) > 3
+    assert all(_routed(paths, r) for r in [*federation, "/federation/fetch", "/federation/list"])
     exposed = ingress_paths("--set=gateway.ingress.exposeAdminApi=true")
     assert all(_routed(exposed, r) for r in routes if r.startswith("/admin/"))
 
@@ -415,6 +430,168 @@ def test_limits_circuits_retention_and_sealing_keys_reach_the_gateway_as_its_set
     assert "TONGXING_SEALING_KEYS" not in env_refs(
         container(one(defaults, "Deployment", "tx-tongxing-gateway"))
     )
+
+
+def _pod_environment(
+    documents: list[Document], secret_values: dict[tuple[str, str], str]
+) -> dict[str, str]:
+    """The gateway container's environment as the kubelet makes it: the ConfigMap, then each
+    variable in order, a Secret's key from ``secret_values``, and ``$(NAME)`` of an earlier
+    variable expanded in a value (Kubernetes' dependent environment variables)."""
+    env = dict(one(documents, "ConfigMap", "tx-tongxing-gateway")["data"])
+    for variable in container(one(documents, "Deployment", "tx-tongxing-gateway"))["env"]:
+        reference = variable.get("valueFrom", {}).get("secretKeyRef")
+        if reference is not None:
+            env[variable["name"]] = secret_values.get(
+                (reference["name"], reference["key"]), secrets.token_urlsafe(32)
+            )
+        else:
+            env[variable["name"]] = re.sub(
+                r"\$\((\w+)\)", lambda m: env.get(m.group(1), m.group(0)), variable["value"]
+            )
+    return env
+
+
+def _settings_from(
+    env: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Settings:
+    """The gateway's settings from a pod's environment (paths moved under ``tmp_path``)."""
+    for name, value in env.items():
+        if name.startswith("TONGXING_"):
+            monkeypatch.setenv(name, value)
+    monkeypatch.setenv("TONGXING_DATA_DIR", str(tmp_path))
+    return Settings()  # type: ignore[call-arg]
+
+
+def test_the_federation_and_proofing_reach_the_gateway_as_its_settings(
+    helm: Helm, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 17's trust anchor (its key ring from a Secret, as a file) and issue 16's proofing
+    providers (their client secrets from a Secret, never the ConfigMap or the values)."""
+    from gateway.services import federation_configured
+
+    documents = render(helm, *PRODUCTION_VALUES)
+    data = one(documents, "ConfigMap", "tx-tongxing-gateway")["data"]
+    gateway = one(documents, "Deployment", "tx-tongxing-gateway")
+    item = container(gateway)
+    mounts = {m["name"]: m for m in item["volumeMounts"]}
+    volumes = {v["name"]: v for v in gateway["spec"]["template"]["spec"]["volumes"]}
+    keys_file = Path(data["TONGXING_FEDERATION_KEYS_FILE"])
+    assert mounts["federation-keys"] == {
+        "name": "federation-keys", "mountPath": str(keys_file.parent), "readOnly": True
+    }  # fmt: skip
+    assert volumes["federation-keys"]["secret"] == {
+        "secretName": "tongxing-federation-keys",
+        "items": [{"key": "federation-keys.json", "path": keys_file.name}],
+        "defaultMode": 0o440,
+    }
+    assert mounts["federation-keys"]["mountPath"] != mounts["signing-keys"]["mountPath"]
+    assert env_refs(item)["PROOFING_CLIENT_SECRET_0"] == ("tongxing-proofing", "mps")
+    assert "TONGXING_PROOFING_PROVIDERS" not in data
+    client_secret = secrets.token_urlsafe(24)
+    rendered = json.dumps([d for d in documents if d["kind"] in {"ConfigMap", "Deployment"}])
+    assert client_secret not in rendered
+
+    env = _pod_environment(documents, {("tongxing-proofing", "mps"): client_secret})
+    settings = _settings_from(env, tmp_path, monkeypatch)
+    assert settings.federation_keys_file == keys_file
+    assert federation_configured(settings)
+    assert settings.federation_organization_name == "国家政务服务平台"
+    assert settings.federation_statement_lifetime.total_seconds() == 12 * 3600
+    assert settings.federation_metadata_policy == {
+        "openid_relying_party": {"token_endpoint_auth_method": {"one_of": ["private_key_jwt"]}}
+    }
+    assert list(settings.federation_trust_mark_types) == [
+        "https://id.example.gov.cn/trust-marks/government-portal"
+    ]
+    assert settings.federation_automatic_registration is True
+    (provider,) = settings.proofing_providers
+    assert (provider.id, provider.client_id, provider.trust_frameworks) == (
+        "mps", "tongxing", ["cn_mps"]
+    )  # fmt: skip
+    assert provider.client_secret.get_secret_value() == client_secret
+
+
+def test_the_federation_is_off_and_no_proofing_by_default(
+    helm: Helm, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No federation Secret named: no federation setting, no key mount, and the gateway starts
+    with the federation off (gateway.services.federation_configured); no providers, no secret."""
+    from gateway.services import federation_configured
+
+    documents = render(helm, *MINIMAL_VALUES)
+    data = one(documents, "ConfigMap", "tx-tongxing-gateway")["data"]
+    assert [name for name in data if "FEDERATION" in name or "PROOFING" in name] == []
+    gateway = one(documents, "Deployment", "tx-tongxing-gateway")
+    names = [e["name"] for e in container(gateway).get("env", [])]
+    assert [name for name in names if "FEDERATION" in name or "PROOFING" in name] == []
+    assert "federation-keys" not in {
+        v["name"] for v in gateway["spec"]["template"]["spec"]["volumes"]
+    }
+    settings = _settings_from(_pod_environment(documents, {}), tmp_path, monkeypatch)
+    assert not federation_configured(settings)
+    assert settings.proofing_providers == []
+
+
+@pytest.mark.parametrize(
+    ("values", "expected"),
+    [
+        (
+            ["--set=gateway.federation.automaticRegistration=true"],
+            "gateway.federation.automaticRegistration: the federation is off without its key "
+            "ring; set gateway.federation.existingSecret",
+        ),
+        (
+            ['--set-json=gateway.federation.metadataPolicy={"openid_relying_party":{}}'],
+            "gateway.federation.metadataPolicy: the federation is off",
+        ),
+        (
+            ["--set-json=gateway.proofing.providers=" + json.dumps([PROVIDER])],
+            "gateway.proofing.existingSecret: name the Secret that holds the proofing providers'",
+        ),
+        (
+            [
+                "--set=gateway.proofing.existingSecret=tongxing-proofing",
+                "--set-json=gateway.proofing.providers=" + json.dumps([PROVIDER, PROVIDER]),
+            ],
+            'gateway.proofing.providers: the id "mps" appears twice',
+        ),
+        (
+            [
+                "--set=gateway.proofing.existingSecret=tongxing-proofing",
+                "--set-json=gateway.proofing.providers="
+                + json.dumps([{**PROVIDER, "client_secret": "in-the-values"}]),
+            ],
+            "additional properties 'client_secret' not allowed",
+        ),
+    ],
+    ids=["registration", "policy", "no-secret", "twice", "secret-in-values"],
+)
+def test_federation_and_proofing_values_that_cannot_work_fail(
+    helm: Helm, values: list[str], expected: str
+) -> None:
+    assert expected in refused(helm, *MINIMAL_VALUES, *values)
+
+
+def test_the_verification_budget_and_the_mandate_retention_reach_the_gateway(
+    helm: Helm, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    documents = render(
+        helm,
+        *MINIMAL_VALUES,
+        "--set=gateway.settings.verificationMisses=3",
+        "--set=gateway.settings.verificationHold=PT12H",
+        "--set=gateway.settings.mandateRetention=P90D",
+    )
+    settings = _settings_from(_pod_environment(documents, {}), tmp_path, monkeypatch)
+    assert settings.verification_misses == 3
+    assert settings.verification_hold.total_seconds() == 12 * 3600
+    assert settings.mandate_retention.days == 90
+    message = refused(helm, *MINIMAL_VALUES, "--set=gateway.settings.verificationMisses=0")
+    assert "/gateway/settings/verificationMisses" in message
+    # Not set: not rendered, the gateway's defaults apply.
+    data = one(render(helm, *MINIMAL_VALUES), "ConfigMap", "tx-tongxing-gateway")["data"]
+    assert not {"TONGXING_VERIFICATION_MISSES", "TONGXING_MANDATE_RETENTION"} & set(data)
 
 
 def test_watching_every_namespace_grants_cluster_wide_and_shares_a_cluster_peering(
@@ -866,6 +1043,28 @@ def test_helm_install_on_the_cluster_checks_the_named_secrets(
         assert code == 0, output
         assert "wait --for=condition=Ready region/zj" in output  # NOTES.txt: what to apply next
         assert "url: http://kc:8080" in output  # the Region to apply names the granted Keycloak
+        # The federation's key ring and the proofing providers' secrets: named Secrets too.
+        federated = (*granted, "--set=gateway.federation.existingSecret=fed")
+        code, output = install(*federated)
+        assert code != 0
+        assert f"gateway.federation.existingSecret: Secret {namespace}/fed does not exist" in (
+            output
+        )
+        create_secret(kube, namespace, "fed", {"federation-keys.json": "{}"})
+        proofing = (
+            *federated,
+            "--set=gateway.proofing.existingSecret=proof",
+            "--set-json=gateway.proofing.providers=" + json.dumps([PROVIDER]),
+        )
+        create_secret(kube, namespace, "proof", {"other": "x" * 32})
+        code, output = install(*proofing)
+        assert code != 0
+        assert f'gateway.proofing.existingSecret: Secret {namespace}/proof has no key "mps"' in (
+            output
+        )
+        create_secret(kube, namespace, "proof", {"mps": "x" * 32})
+        code, output = install(*proofing)
+        assert code == 0, output
 
         # With the addresses in the cluster, helm install reads them (and the endpoint's port).
         kubectl(

@@ -61,6 +61,9 @@ def test_every_object_in_the_schema_refuses_unknown_keys() -> None:
         if extra is True:
             assert "passed" in schema.get("description", ""), f"{path} allows any key"
             passed_through.append(path)
+        elif isinstance(extra, dict) and extra.get("type") == "object":
+            # A map of objects (trust-mark types by URL): each value refuses unknown keys.
+            assert extra.get("additionalProperties") is False, f"{path}: values allow any key"
         else:
             assert extra is False or extra == {"type": "string"}, path
     assert "/gateway/securityContext" in passed_through

@@ -145,6 +145,10 @@ spelling (a JSON list). */}}
 {{- toJson $byNamespace -}}
 {{- end -}}
 
+{{- define "tongxing.gateway.proofingSecret" -}}
+{{- required "gateway.proofing.existingSecret: name the Secret that holds the proofing providers' client secrets (each provider's client_secret_key is a key of it), e.g. kubectl create secret generic tongxing-proofing --from-literal=mps=..." .Values.gateway.proofing.existingSecret -}}
+{{- end -}}
+
 {{- define "tongxing.gateway.signingKeysSecret" -}}
 {{- required "gateway.signingKeys.existingSecret: name the Secret that holds the signing key ring (tongxing keys generate --file keys.json; kubectl create secret generic tongxing-signing-keys --from-file=keys.json)" .Values.gateway.signingKeys.existingSecret -}}
 {{- end -}}
@@ -191,6 +195,7 @@ so `helm template` and `helm install` fail before anything is applied.
 {{- if .Values.operator.enabled -}}
 {{- include "tongxing.operator.validateKeycloaks" . -}}
 {{- end -}}
+{{- include "tongxing.gateway.validateFederationAndProofing" . -}}
 {{- $_ := include "tongxing.gateway.issuer" . -}}
 {{- $_ := include "tongxing.gateway.secretName" . -}}
 {{- $_ := include "tongxing.gateway.signingKeysSecret" . -}}
@@ -212,6 +217,16 @@ the release namespace answering tells that helm is talking to a cluster.
 {{- end -}}
 {{- include "tongxing.checkSecret" (list . "gateway.secrets.existingSecret" $gateway.secrets.existingSecret $required) -}}
 {{- include "tongxing.checkSecret" (list . "gateway.signingKeys.existingSecret" $gateway.signingKeys.existingSecret (list $gateway.signingKeys.key)) -}}
+{{- with $gateway.federation.existingSecret -}}
+{{- include "tongxing.checkSecret" (list $ "gateway.federation.existingSecret" . (list $gateway.federation.key)) -}}
+{{- end -}}
+{{- with $gateway.proofing.providers -}}
+{{- $keys := list -}}
+{{- range . -}}
+{{- $keys = append $keys .client_secret_key -}}
+{{- end -}}
+{{- include "tongxing.checkSecret" (list $ "gateway.proofing.existingSecret" $gateway.proofing.existingSecret $keys) -}}
+{{- end -}}
 {{- if $gateway.database.existingSecret -}}
 {{- include "tongxing.checkSecret" (list . "gateway.database.existingSecret" $gateway.database.existingSecret (list $gateway.database.key)) -}}
 {{- $found := lookup "v1" "Secret" .Release.Namespace $gateway.database.existingSecret -}}
@@ -356,4 +371,30 @@ apiServerPorts and the Endpoints' ports. Without a cluster to ask (helm template
 {{- $rulePorts = append $rulePorts (dict "port" . "protocol" "TCP") -}}
 {{- end -}}
 {{- toYaml (list (dict "to" $peers "ports" $rulePorts)) -}}
+{{- end -}}
+
+{{/*
+The federation's values need its key ring (without it the gateway starts with the federation
+off, and automatic or explicit registration would stop its start); each proofing provider id
+once, and the proofing Secret named when there are providers.
+*/}}
+{{- define "tongxing.gateway.validateFederationAndProofing" -}}
+{{- $federation := .Values.gateway.federation -}}
+{{- if not $federation.existingSecret -}}
+{{- range $name := list "automaticRegistration" "explicitRegistration" "metadataPolicy" "metadataPolicyCrit" "trustMarkTypes" "organizationName" "statementLifetime" -}}
+{{- if index $federation $name -}}
+{{- fail (printf "gateway.federation.%s: the federation is off without its key ring; set gateway.federation.existingSecret to the Secret holding it (tongxing keys generate --file federation-keys.json; kubectl create secret generic tongxing-federation-keys --from-file=federation-keys.json)" $name) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- $ids := list -}}
+{{- range .Values.gateway.proofing.providers -}}
+{{- if has .id $ids -}}
+{{- fail (printf "gateway.proofing.providers: the id %q appears twice; each provider's id is its own" .id) -}}
+{{- end -}}
+{{- $ids = append $ids .id -}}
+{{- end -}}
+{{- if .Values.gateway.proofing.providers -}}
+{{- $_ := include "tongxing.gateway.proofingSecret" . -}}
+{{- end -}}
 {{- end -}}
