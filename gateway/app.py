@@ -175,8 +175,15 @@ def _security_headers(response: Response) -> Response:
 
 
 def wants_json() -> bool:
-    """API callers get JSON errors, people get a page."""
-    if request.path.startswith(("/admin/", "/token", "/introspect", "/revoke", "/userinfo")):
+    """API callers get JSON errors, people get a page. The federation's endpoints are always
+    API (OpenID Federation 1.0 §8.9: ``application/json`` with ``error`` and
+    ``error_description``, also for what Werkzeug or an unexpected fault answers)."""
+    if (
+        request.path.startswith(
+            ("/admin/", "/token", "/introspect", "/revoke", "/userinfo", "/federation/")
+        )
+        or request.path == "/.well-known/openid-federation"
+    ):
         return True
     best = request.accept_mimetypes.best_match(["text/html", "application/json"])
     return best == "application/json"

@@ -156,6 +156,20 @@ def test_fetch_about_the_anchor_itself_is_an_invalid_request(gateway: RunningGat
     assert error_of(answer) == (400, "invalid_request")  # §8.1.2
 
 
+def test_what_no_view_answers_is_a_federation_error_too(gateway: RunningGateway) -> None:
+    """§8.9 for what Werkzeug answers before a view: an unknown federation path, a wrong
+    method, whatever the caller accepts (a resolver asks for entity statements, not HTML)."""
+    accept = {"Accept": "application/entity-statement+jwt, text/html;q=0.9"}
+    unknown = requests.get(f"{gateway.issuer}/federation/nothing", headers=accept, timeout=10)
+    assert error_of(unknown) == (404, "not_found")
+    wrong = requests.delete(f"{gateway.issuer}/federation/fetch", headers=accept, timeout=10)
+    assert error_of(wrong)[0] == 405
+    configuration = requests.post(
+        f"{gateway.issuer}/.well-known/openid-federation", headers=accept, timeout=10
+    )
+    assert error_of(configuration)[0] == 405
+
+
 def test_the_list_endpoint_takes_the_final_parameters(
     gateway: RunningGateway, leaf: MarkedLeaf
 ) -> None:
