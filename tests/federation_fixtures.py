@@ -119,3 +119,47 @@ class TlsFront:
     def close(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+def serve_federation_entity(
+    cert_file: Path,
+    key_file: Path,
+    configuration: Callable[[], str],
+    fetch: Callable[[str], str | None],
+) -> tuple[ThreadingHTTPServer, str]:
+    """An intermediate entity (I20) over https on 127.0.0.1: its configuration (read at each
+    request) at the well-known path (§9), and at ``/fetch?sub=`` the subordinate statement
+    ``fetch(sub)`` (§8.1; ``None``: 404 ``not_found``). The server and its entity identifier."""
+    from urllib.parse import parse_qs
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            parts = urlsplit(self.path)
+            body: str | None = None
+            if parts.path == "/.well-known/openid-federation":
+                body = configuration()
+            elif parts.path == "/fetch":
+                subs = parse_qs(parts.query).get("sub", [])
+                body = fetch(subs[0]) if len(subs) == 1 else None
+            if body is None:
+                self.send_response(404)
+                self.send_header("Content-Type", "application/json")
+                self.end_headers()
+                self.wfile.write(b'{"error": "not_found"}')
+                return
+            data = body.encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/entity-statement+jwt")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *_args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert_file, key_file)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, f"https://127.0.0.1:{server.server_address[1]}"

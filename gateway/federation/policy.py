@@ -17,13 +17,19 @@ the policy is loaded, with the reason, never when a chain is resolved:
 Applying a checked policy to metadata (§6.1.4.2) either gives the resolved metadata or a
 :class:`PolicyViolationError` saying which parameter broke which operator. Pure functions over JSON
 values: no HTTP, no store, no clock.
+
+Constraints (§6.2) are here too: :func:`check_constraints` when the platform records an
+intermediate, :func:`check_chain_constraint` and :func:`allowed_metadata` when a chain through one
+is resolved.
 """
 
 from __future__ import annotations
 
 import copy
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Final
+from urllib.parse import urlsplit
 
 #: The standard operators (§6.1.3.1), in the order they are applied (§6.1.4.2).
 OPERATORS: Final = ("value", "add", "default", "one_of", "subset_of", "superset_of", "essential")
@@ -223,12 +229,119 @@ def _union(first: Iterable[Any], second: Iterable[Any]) -> list[Any]:
     return out
 
 
+# --- §6.2: constraints -----------------------------------------------------------------------
+
+#: What the anchor's statement about an intermediate says when the platform gives no other
+#: constraints: its subordinates are leaves (§6.2.1: ``max_path_length`` counts the
+#: intermediates between the anchor and the chain's subject, so 1 is the intermediate itself)
+#: that are relying parties (§6.2.3).
+DEFAULT_INTERMEDIATE_CONSTRAINTS: Final[dict[str, Any]] = {
+    "max_path_length": 1,
+    "allowed_entity_types": ["openid_relying_party"],
+}
+_DOMAIN: Final = re.compile(r"^\.?(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-9-]+$")
+
+
+class ConstraintError(ValueError):
+    """Constraints that break §6.2, or a chain that breaks them; the message says which."""
+
+
+def check_constraints(value: object) -> dict[str, Any]:
+    """``value`` as the ``constraints`` of a subordinate statement (§3.1.3, §6.2), with
+    :data:`DEFAULT_INTERMEDIATE_CONSTRAINTS` for what it leaves out: ``max_path_length`` an
+    integer >= 0 (§6.2.1), ``naming_constraints`` with ``permitted`` and/or ``excluded`` arrays
+    of domain name constraints (§6.2.2, RFC 5280 §4.2.1.10: ``host.example.cn`` or
+    ``.example.cn``), ``allowed_entity_types`` an array of entity type identifiers without
+    ``federation_entity`` (§6.2.3). Other members are refused (the platform sets only these).
+    :class:`ConstraintError` says what is wrong."""
+    if value is None:
+        value = {}
+    if not isinstance(value, dict):
+        raise ConstraintError("constraints must be a JSON object")
+    unknown = sorted(set(value) - {"max_path_length", "naming_constraints", "allowed_entity_types"})
+    if unknown:
+        raise ConstraintError(f"unknown constraint {unknown[0][:64]}")
+    checked: dict[str, Any] = {**copy.deepcopy(DEFAULT_INTERMEDIATE_CONSTRAINTS), **value}
+    length = checked["max_path_length"]
+    if isinstance(length, bool) or not isinstance(length, int) or length < 0:
+        raise ConstraintError("max_path_length must be an integer >= 0 (§6.2.1)")
+    types = checked["allowed_entity_types"]
+    if not isinstance(types, list) or not all(isinstance(item, str) and item for item in types):
+        raise ConstraintError("allowed_entity_types must be an array of entity types (§6.2.3)")
+    if "federation_entity" in types:
+        raise ConstraintError("allowed_entity_types must not include federation_entity (§6.2.3)")
+    naming = checked.get("naming_constraints")
+    if naming is not None:
+        if not isinstance(naming, dict) or not naming or set(naming) - {"permitted", "excluded"}:
+            raise ConstraintError("naming_constraints has permitted and/or excluded (§6.2.2)")
+        for name, names in naming.items():
+            if not isinstance(names, list) or not all(
+                isinstance(item, str) and _DOMAIN.match(item) for item in names
+            ):
+                raise ConstraintError(
+                    f"naming_constraints.{name} must be an array of lower-case domain names "
+                    "or .domains (§6.2.2)"
+                )
+    return checked
+
+
+def _name_matches(host: str, constraint: str) -> bool:
+    """RFC 5280 §4.2.1.10 as §6.2.2 reads it: ``.example.cn`` is any host below it (not
+    ``example.cn`` itself), ``host.example.cn`` that host only."""
+    if constraint.startswith("."):
+        return host.endswith(constraint)
+    return host == constraint
+
+
+def check_chain_constraint(
+    constraints: Mapping[str, Any], intermediates_below: int, subordinates: Sequence[str]
+) -> None:
+    """Apply the ``constraints`` of one subordinate statement to its chain (§6.2: each
+    statement's independently): ``intermediates_below`` is the number of intermediates between
+    the statement's issuer and the chain's subject (§6.2.1), ``subordinates`` the entity
+    identifiers of the entities below the issuer, subject included (§6.2.2, on their hosts).
+    :class:`ConstraintError` when the chain breaks them. Unknown members are ignored (§6.2)."""
+    length = constraints.get("max_path_length")
+    if isinstance(length, int) and not isinstance(length, bool) and intermediates_below > length:
+        raise ConstraintError(
+            f"max_path_length {length} exceeded: {intermediates_below} intermediates (§6.2.1)"
+        )
+    naming = constraints.get("naming_constraints")
+    if not isinstance(naming, Mapping):
+        return
+    permitted, excluded = naming.get("permitted"), naming.get("excluded")
+    for entity_id in subordinates:
+        host = (urlsplit(entity_id).hostname or "").lower()
+        if isinstance(excluded, list) and any(_name_matches(host, str(n)) for n in excluded):
+            raise ConstraintError(f"{host[:253]} is excluded by naming_constraints (§6.2.2)")
+        if isinstance(permitted, list) and not any(_name_matches(host, str(n)) for n in permitted):
+            raise ConstraintError(f"{host[:253]} is not permitted by naming_constraints (§6.2.2)")
+
+
+def allowed_metadata(constraints: Mapping[str, Any], metadata: Mapping[str, Any]) -> dict[str, Any]:
+    """The subject's ``metadata`` without the entity types ``allowed_entity_types`` does not
+    list (§6.2.3: removed, before the policies are applied); ``federation_entity`` stays."""
+    allowed = constraints.get("allowed_entity_types")
+    if not isinstance(allowed, list):
+        return dict(metadata)
+    return {
+        entity_type: values
+        for entity_type, values in metadata.items()
+        if entity_type == "federation_entity" or entity_type in allowed
+    }
+
+
 __all__ = [
+    "DEFAULT_INTERMEDIATE_CONSTRAINTS",
     "OPERATORS",
+    "ConstraintError",
     "Policy",
     "PolicyError",
     "PolicyViolationError",
+    "allowed_metadata",
     "apply_policy",
+    "check_chain_constraint",
+    "check_constraints",
     "check_policy",
     "merge_policies",
 ]

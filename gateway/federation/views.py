@@ -43,7 +43,7 @@ from gateway.federation.statements import (
 )
 from gateway.federation.trust_marks import STATUS_RESPONSE_MEDIA_TYPE, TRUST_MARK_MEDIA_TYPE
 from gateway.observe import AdminChange, redact
-from gateway.registry import CLIENT_ID_PATTERN, Portal, Region
+from gateway.registry import CLIENT_ID_PATTERN, CODE_PATTERN, Portal, Region
 from gateway.services import current_services
 from gateway.store.contract import Store
 from gateway.store.contract.federation import (
@@ -132,16 +132,14 @@ def list_subordinates() -> Response:
     """§8.2: the subordinates' entity identifiers (§8.2.2, a JSON array), filtered as §8.2.1
     says: by ``entity_type`` (repeatable: any of them), ``trust_marked=true`` (holding an active
     trust mark), ``trust_mark_type`` (holding an active mark of that type) and
-    ``intermediate=true`` (none: every subordinate is a leaf). A Boolean that is neither
+    ``intermediate=true`` (the intermediates only, I20). A Boolean that is neither
     ``true`` nor ``false``, or an empty value, is ``invalid_request`` (§8.9)."""
     anchor = _anchor()
     entity_types = _repeated("entity_type")
     trust_marked = _boolean("trust_marked")
     intermediate = _boolean("intermediate")
     trust_mark_type = _optional("trust_mark_type")
-    if intermediate:
-        return jsonify([])  # the anchor's subordinates are regions and portals: leaves
-    ids = anchor.subordinate_ids(entity_types)
+    ids = anchor.subordinate_ids(entity_types, intermediate=intermediate)
     if trust_marked or trust_mark_type is not None:
         marked = {mark.entity_id for mark in anchor.trust_marks.active(trust_mark_type)}
         ids = [entity_id for entity_id in ids if entity_id in marked]
@@ -230,8 +228,15 @@ def _kind(kind: str) -> SubordinateKind:
     return kind  # type: ignore[return-value]
 
 
+def _marked_kind(kind: str) -> SubordinateKind:
+    """A kind trust marks are issued to: a region or a portal (not an intermediate, I20)."""
+    if kind == "intermediate":
+        raise RegistrationNotFound("federation subordinate kind", kind)
+    return _kind(kind)
+
+
 def _view(record: FederationSubordinate) -> dict[str, Any]:
-    return {
+    view = {
         "kind": record.kind,
         "key": record.key,
         "entity_id": record.entity_id,
@@ -240,6 +245,9 @@ def _view(record: FederationSubordinate) -> dict[str, Any]:
         "created_at": record.created_at.isoformat(),
         "updated_at": record.updated_at.isoformat(),
     }
+    if record.kind == "intermediate":
+        view["constraints"] = record.constraints
+    return view
 
 
 @admin_blueprint.get("/subordinates")
@@ -266,9 +274,17 @@ def put_record(kind: str, key: str) -> tuple[Response, int]:
     body = request.get_json(silent=True)
     registered: Region | Portal | None
     if principal.role is Role.OPERATOR:
+        if checked == "intermediate":  # I20: the platform's alone, whatever the operator runs
+            raise RoleRefused(principal.role, "record an intermediate")
         registered = _operator_owns(principal, checked, key)
         if isinstance(body, dict):
             _check_bound(registered, body.get("entity_id"))
+    elif checked == "intermediate":
+        # I20: a province's federation entity, its key a name of the platform's choosing in
+        # the form of a region code; nothing else is registered for it.
+        if re.fullmatch(CODE_PATTERN, key) is None:
+            raise RegistrationNotFound(checked, key[:64])
+        registered = None
     else:
         registered = (
             services.registry.region(key) if checked == "region" else services.registry.portal(key)
@@ -301,6 +317,8 @@ def delete_record(kind: str, key: str) -> tuple[str, int]:
     checked = _kind(kind)
     principal: Principal = g.admin_principal
     if principal.role is Role.OPERATOR:
+        if checked == "intermediate":  # I20: the platform's alone
+            raise RoleRefused(principal.role, "remove an intermediate")
         _operator_owns(principal, checked, key)
     before = _store().federation_subordinate(checked, key)
     if before is None or not _store().delete_federation_subordinate(checked, key):
@@ -429,7 +447,9 @@ def _mark_view(mark: FederationTrustMark) -> dict[str, Any]:
 def list_trust_marks(kind: str, key: str) -> Response:
     """Every trust mark issued to the subordinate, with its status; ``trust_mark_type``
     narrows."""
-    marks = _store().federation_trust_marks(_kind(kind), key, request.args.get("trust_mark_type"))
+    marks = _store().federation_trust_marks(
+        _marked_kind(kind), key, request.args.get("trust_mark_type")
+    )
     return jsonify({"items": [_mark_view(mark) for mark in marks]})
 
 
@@ -437,7 +457,7 @@ def list_trust_marks(kind: str, key: str) -> Response:
 def put_trust_mark(kind: str, key: str) -> tuple[Response, int]:
     """The subordinate holds a mark of ``trust_mark_type`` (body), until ``expires_at`` or the
     type's lifetime: 201 with the new mark (``trust_mark``: its JWT), 200 when it held it."""
-    checked = _kind(kind)
+    checked = _marked_kind(kind)
     body = request.get_json(silent=True)
     if not isinstance(body, dict):
         raise InvalidDocument([{"field": "", "message": "the body must be a JSON object"}])
@@ -453,7 +473,7 @@ def put_trust_mark(kind: str, key: str) -> tuple[Response, int]:
 def revoke_trust_marks(kind: str, key: str) -> tuple[str, int]:
     """Revoke the subordinate's marks of ``?trust_mark_type=`` (at once: §8.4 answers
     ``revoked`` from this moment); 404 when it held none."""
-    checked = _kind(kind)
+    checked = _marked_kind(kind)
     trust_mark_type = request.args.get("trust_mark_type", "")
     before = [
         _mark_view(mark)

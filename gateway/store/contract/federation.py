@@ -7,6 +7,9 @@ its entity identifier and federation JWK Set here (``PUT /admin/v1/federation/su
 ``kind`` says what the entity is for the list endpoint's ``entity_type`` filter (§8.2): a
 region is an ``openid_provider``, a portal an ``openid_relying_party``. ``metadata_policy`` is
 the subordinate's own policy (§6.1), merged under the platform's when statements are issued.
+A subordinate of kind ``intermediate`` (revision 0016) is a federation entity that vouches for
+subordinates of its own (§1.2, "Intermediate Entity"): its ``key`` is a name of the platform's
+choosing, and ``constraints`` the ones the anchor's statement about it carries (§6.2).
 
 The store keeps the documents as JSON and never interprets them: validation is
 :mod:`gateway.federation`'s.
@@ -25,7 +28,7 @@ from typing import Literal, Protocol
 
 from gateway.store.contract.common import JsonObject, StoreError, require_aware
 
-SubordinateKind = Literal["region", "portal"]
+SubordinateKind = Literal["region", "portal", "intermediate"]
 
 
 @dataclass(frozen=True)
@@ -40,6 +43,9 @@ class FederationSubordinate:
     metadata_policy: JsonObject = field(hash=False)
     created_at: datetime.datetime
     updated_at: datetime.datetime
+    #: The ``constraints`` of the anchor's statement about an intermediate (§3.1.3, §6.2),
+    #: ``{}`` for a region or portal (revision 0016).
+    constraints: JsonObject = field(default_factory=dict, hash=False)
 
     def __post_init__(self) -> None:
         require_aware(self, created_at=self.created_at, updated_at=self.updated_at)

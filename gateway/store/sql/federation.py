@@ -1,4 +1,5 @@
-"""Federation subordinates on SQL: one row per (kind, key), unique entity id (revision 0013);
+"""Federation subordinates on SQL: one row per (kind, key), unique entity id (revision 0013;
+intermediates and their constraints, revision 0016);
 the trust marks issued to them, one row per jti (revision 0014)."""
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ class SqlFederation(SqlBase):
             "entity_id": subordinate.entity_id,
             "jwks": json_object(subordinate.jwks, "jwks"),
             "metadata_policy": json_object(subordinate.metadata_policy, "metadata_policy"),
+            "constraints": json_object(subordinate.constraints, "constraints"),
             "updated_at": subordinate.updated_at,
         }
         where = (table.c.kind == subordinate.kind, table.c.key == subordinate.key)
@@ -175,6 +177,7 @@ def _record(row: Row[Any]) -> FederationSubordinate:
         metadata_policy=dict(row.metadata_policy),
         created_at=row.created_at,
         updated_at=row.updated_at,
+        constraints=dict(row.constraints),
     )
 
 
