@@ -33,6 +33,7 @@ from gateway.provider.discovery import blueprint as discovery
 from gateway.provider.logout import blueprint as logout
 from gateway.provider.mandates import blueprint as mandates
 from gateway.provider.oauth import EXTENSION, build_oauth_server
+from gateway.provider.par import blueprint as par  # RFC 9126 (P20)
 from gateway.provider.proofing import blueprint as proofing
 from gateway.provider.stepup import blueprint as stepup
 from gateway.provider.token import blueprint as token
@@ -59,6 +60,7 @@ SECURITY_HEADERS = {
 SESSIONLESS_PATHS = frozenset(
     {
         "/token",
+        "/par",
         "/introspect",
         "/revoke",
         "/userinfo",
@@ -125,6 +127,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         mandates,
         proofing,
         token,
+        par,
         userinfo,
         logout,
         backchannel,

@@ -829,3 +829,18 @@ class ExplicitRegistrationInvalidRedirectUri(FederationError):
     status = 400
     message_zh = "该网站的重定向地址无效。"
     message_en = "A redirect URI of the entity's metadata is not valid."
+
+
+class InvalidRequestUri(UnverifiedClient):
+    """RFC 9126 §4 (task P20): the ``request_uri`` brought to ``/authorize`` names no pushed
+    request this portal may use: unknown, expired, already used, another portal's, or not a
+    reference this gateway issued (an URL is never fetched: THREAT_MODEL row 1). A page, since
+    the redirect URI is only known from the pushed request (``invalid_request_uri``, RFC 9101
+    §6.2)."""
+
+    code = "invalid_request_uri"
+    message_zh = "该登录请求已失效或已被使用。请回到发起登录的网站重新开始。"
+    message_en = (
+        "This sign-in request has expired or was already used. Please go back to the site "
+        "that sent you here and start again."
+    )

@@ -13,7 +13,7 @@ What is limited, and by which key (the classes of :class:`~gateway.settings.Rate
   Werkzeug's ``ProxyFix`` (``TONGXING_PROXY_HOPS``); an IPv6 address counts by its /64, the
   smallest prefix one subscriber is routinely given (RFC 6177 §2), so a host cannot escape its
   limit by walking its own prefix.
-* ``/token``, ``/revoke``, ``/introspect``: per client id *as claimed* (HTTP Basic or the
+* ``/token``, ``/revoke``, ``/par``, ``/introspect``: per client id *as claimed* (HTTP Basic or the
   ``client_id`` parameter, RFC 6749 §2.3.1) together with the address. The id is not verified
   yet, so it only splits buckets: a flood that names a portal's id from elsewhere fills its own
   bucket, never the portal's (no lock-out of others, row 7). Invented ids are caught by the
@@ -60,7 +60,7 @@ from gateway.settings import RateLimits, Settings, token_sha256
 __all__ = ["RequestLimits", "client_address", "limit"]
 
 EXTENSION: Final = "tongxing_request_limits"
-TOKEN_PATHS: Final = ("/token", "/revoke")
+TOKEN_PATHS: Final = ("/token", "/revoke", "/par")  # /par: RFC 9126, counted as /token
 MFA_PREFIXES: Final = ("/mfa", "/consents/second-factor/")
 ADMIN_PREFIX: Final = "/admin/"
 MAX_CLIENT_ID: Final = 255  # longer claimed ids are cut: they only name a bucket

@@ -223,6 +223,8 @@ class Portal(BaseModel):
     allowed_home_regions: list[Annotated[str, Field(pattern=CODE_PATTERN)]] | None = None
     # Whom the portal serves: people, enterprises (people acting for one), or both (issue 16).
     subject_kinds: Literal["people", "enterprises", "both"] = "people"
+    # RFC 9126 §6 (task P20): the portal's authorization requests are taken only when pushed.
+    require_pushed_authorization_requests: bool = False
     enabled: bool = True
     managed_by: ManagedBy | None = None
 

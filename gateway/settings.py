@@ -289,6 +289,16 @@ class Settings(BaseSettings):
         "lifetime seconds}}); the gateway issues them through the admin API.",
     )
 
+    # Task P20: pushed authorization requests (RFC 9126, gateway.provider.par).
+    pushed_request_lifetime: Annotated[
+        timedelta, Field(ge=timedelta(seconds=10), le=timedelta(minutes=10))
+    ] = timedelta(seconds=60)
+    require_pushed_authorization_requests: bool = Field(
+        default=False,
+        description="RFC 9126 §5, §6: every portal must push its authorization request to /par "
+        "(a portal's registration may require it alone).",
+    )
+
     @model_validator(mode="after")
     def _federation_policy(self) -> Settings:
         check_policy(self.federation_metadata_policy, self.federation_metadata_policy_crit)

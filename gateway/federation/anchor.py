@@ -8,7 +8,10 @@
 * :meth:`TrustAnchor.subordinate_statement` (fetch, §8.1): about one region or portal, its
   federation keys and the metadata policy for it (the platform's merged with its own, §6.1.4.1).
 * :meth:`TrustAnchor.subordinate_ids` (list, §8.2.1), by entity types (several: their union);
-  no subordinate is an intermediate.
+  an intermediate (I20) is a ``federation_entity``, listed alone with ``intermediate=true``.
+* Intermediates (I20, §1.2, §6.2): a province's federation entity the platform records with the
+  ``constraints`` the anchor's statement about it carries; :meth:`TrustAnchor.resolve` follows a
+  leaf's ``authority_hints`` to one (:meth:`TrustAnchor._resolve_through_intermediate`).
 * :meth:`TrustAnchor.resolve` (§8.3): fetch the subordinate's entity configuration from its
   well-known URL through the outbound session (THREAT_MODEL row 1), verify it with the keys the
   subordinate statement lists (§10.2), apply the metadata policy (§6.1.4.2), keep the trust
@@ -31,6 +34,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
+from urllib.parse import quote
 
 import requests
 
@@ -44,10 +48,14 @@ from gateway.errors import (
     InvalidDocument,
 )
 from gateway.federation.policy import (
+    ConstraintError,
     Policy,
     PolicyError,
     PolicyViolationError,
+    allowed_metadata,
     apply_policy,
+    check_chain_constraint,
+    check_constraints,
     check_policy,
     merge_policies,
 )
@@ -77,7 +85,11 @@ from gateway.store.contract.federation import (
 ENTITY_TYPES: Final[dict[SubordinateKind, str]] = {
     "region": "openid_provider",
     "portal": "openid_relying_party",
+    "intermediate": "federation_entity",
 }
+#: How many intermediates a chain may have below a recorded one (the leaf's authority hints are
+#: followed up to this many, each one fetch, before a recorded intermediate must be reached).
+MAX_UNRECORDED_INTERMEDIATES: Final = 2
 MAX_STATEMENT_BYTES: Final = 64 * 1024
 FETCH_TIMEOUT: Final = (1.5, 3.0)
 
@@ -207,30 +219,37 @@ class TrustAnchor:
             claims["metadata_policy"] = policy
             if self.settings.federation_metadata_policy_crit:  # §3.1.3, §6.1.3.2
                 claims["metadata_policy_crit"] = list(self.settings.federation_metadata_policy_crit)
+        if subordinate.kind == "intermediate":  # §3.1.3, §6.2: what it may vouch for
+            claims["constraints"] = subordinate.constraints
         return self._sign(claims)
 
-    def subordinate_ids(self, entity_types: Sequence[str] | str | None = None) -> list[str]:
+    def subordinate_ids(
+        self, entity_types: Sequence[str] | str | None = None, intermediate: bool = False
+    ) -> list[str]:
         """The entity identifiers of the subordinates (§8.2.2), of any of ``entity_types`` when
-        given (§8.2.1: several ``entity_type`` parameters filter to their union)."""
+        given (§8.2.1: several ``entity_type`` parameters filter to their union; an
+        intermediate is a ``federation_entity``), the intermediates only with
+        ``intermediate``."""
         wanted = [entity_types] if isinstance(entity_types, str) else list(entity_types or [])
         kinds = [
-            kind for kind, kind_type in ENTITY_TYPES.items() if not wanted or kind_type in wanted
+            kind
+            for kind, kind_type in ENTITY_TYPES.items()
+            if (not wanted or kind_type in wanted) and (not intermediate or kind == "intermediate")
         ]
-        if not kinds:
-            return []
-        if len(kinds) == len(ENTITY_TYPES):
-            return [item.entity_id for item in self.store.federation_subordinates()]
-        return [item.entity_id for item in self.store.federation_subordinates(kinds[0])]
+        return [
+            item.entity_id for item in self.store.federation_subordinates() if item.kind in kinds
+        ]
 
     # --- the platform's registrations (admin API) -------------------------------------------
 
     def register(
         self, kind: SubordinateKind, key: str, body: Mapping[str, Any]
     ) -> FederationSubordinate:
-        """Record (create or replace) the subordinate of region or portal ``key`` from an admin
-        API body: ``entity_id`` (an https URL without query or fragment, §1.2, through
-        :class:`~gateway.outbound.OutboundPolicy`), ``jwks`` (public keys, §3) and optional
-        ``metadata_policy`` (§6.1), which must merge with the platform's (§6.1.4.1).
+        """Record (create or replace) the subordinate of region, portal or intermediate ``key``
+        from an admin API body: ``entity_id`` (an https URL without query or fragment, §1.2,
+        through :class:`~gateway.outbound.OutboundPolicy`), ``jwks`` (public keys, §3) and
+        optional ``metadata_policy`` (§6.1), which must merge with the platform's (§6.1.4.1);
+        an intermediate's optional ``constraints`` (§6.2, :func:`check_constraints`).
         :class:`~gateway.errors.InvalidDocument` lists what is wrong."""
         errors: list[FieldError] = []
         entity_id = body.get("entity_id")
@@ -257,6 +276,14 @@ class TrustAnchor:
             merge_policies(platform, check_policy(own_policy))
         except PolicyError as error:
             errors.append({"field": "metadata_policy", "message": str(error)})
+        constraints: dict[str, Any] = {}
+        if kind == "intermediate":  # I20: §6.2, the defaults for what the body leaves out
+            try:
+                constraints = check_constraints(body.get("constraints"))
+            except ConstraintError as error:
+                errors.append({"field": "constraints", "message": str(error)})
+        elif "constraints" in body:
+            errors.append({"field": "constraints", "message": "only an intermediate has them"})
         if errors or not isinstance(entity_id, str):
             raise InvalidDocument(errors)
         now = self.clock()
@@ -268,6 +295,7 @@ class TrustAnchor:
             metadata_policy=dict(own_policy),
             created_at=now,
             updated_at=now,
+            constraints=constraints,
         )
         try:
             return self.store.put_federation_subordinate(record)
@@ -292,19 +320,15 @@ class TrustAnchor:
         if self.entity_id not in anchors:
             shown = ", ".join(anchors)[:200]
             raise FederationInvalidTrustAnchor(f"trust anchor {shown} is not this one")
-        subordinate = self.subordinate(sub)
-        statement = self.subordinate_statement(sub)
-        anchor_configuration = self.entity_configuration()
-        now = self.clock()
-        leaf_token = self._fetch_entity_configuration(subordinate.entity_id)
-        leaf = self._verify_leaf(leaf_token, subordinate, now)
-        try:
-            policy = self.policy_for(subordinate)
-        except PolicyError as error:
-            raise FederationInvalidMetadata(str(error)) from None
-        leaf_metadata = leaf.get("metadata")
+        if self.store.federation_subordinate_by_entity(sub) is None:
+            chain = self._resolve_through_intermediate(sub)  # I20
+        else:
+            chain = self._resolve_direct(sub)
+        leaf_metadata = chain.leaf.get("metadata")
         if not isinstance(leaf_metadata, dict):
             raise FederationInvalidMetadata("the entity configuration has no metadata")
+        for constraints in chain.constraints:  # §6.2.3: before the policies are applied
+            leaf_metadata = allowed_metadata(constraints, leaf_metadata)
         resolved: dict[str, Any] = {}
         for entity_type, values in leaf_metadata.items():
             if entity_types and entity_type not in entity_types:
@@ -312,25 +336,155 @@ class TrustAnchor:
             if not isinstance(values, dict):
                 raise FederationInvalidMetadata(f"{entity_type[:64]} metadata is not an object")
             try:
-                resolved[entity_type] = apply_policy(policy, entity_type, values)
+                resolved[entity_type] = apply_policy(chain.policy, entity_type, values)
             except PolicyViolationError as error:
                 raise FederationInvalidMetadata(str(error), message_en=f"Policy: {error}") from None
         iat, exp = self._times()
-        marks = self.trust_marks.verified(leaf.get("trust_marks"), subordinate.entity_id)
+        marks = self.trust_marks.verified(chain.leaf.get("trust_marks"), sub)
         # §8.3.2: not beyond the chain's earliest expiry nor any included trust mark's.
-        expiries = [exp, int(leaf["exp"])]
+        expiries = [exp, *chain.expiries]
         expiries.extend(int(expiry) for _, expiry in marks if expiry is not None)
         claims: dict[str, Any] = {
             "iss": self.entity_id,
-            "sub": subordinate.entity_id,
+            "sub": sub,
             "iat": iat,
             "exp": min(expiries),
             "metadata": resolved,
-            "trust_chain": [leaf_token, statement, anchor_configuration],
+            "trust_chain": chain.tokens,
         }
         if marks:
             claims["trust_marks"] = [entry for entry, _ in marks]
         return self._sign(claims, typ=RESOLVE_RESPONSE_TYP)
+
+    def _resolve_direct(self, sub: str) -> _Chain:
+        """The chain of a direct subordinate: its entity configuration (§10.2), this anchor's
+        statement about it, this anchor's configuration (§4)."""
+        subordinate = self.subordinate(sub)
+        statement = self.subordinate_statement(sub)
+        anchor_configuration = self.entity_configuration()
+        leaf_token = self._fetch_entity_configuration(subordinate.entity_id)
+        leaf = self._verify_leaf(leaf_token, subordinate, self.clock())
+        try:
+            policy = self.policy_for(subordinate)
+        except PolicyError as error:
+            raise FederationInvalidMetadata(str(error)) from None
+        return _Chain(
+            leaf, [leaf_token, statement, anchor_configuration], policy, [], [int(leaf["exp"])]
+        )
+
+    def _resolve_through_intermediate(self, sub: str) -> _Chain:
+        """The chain of ``sub`` through a recorded intermediate (I20; §4, §10.1, §10.2, §6.2).
+
+        Up (§10.1): the subject's entity configuration is fetched and its ``authority_hints``
+        followed (through the guarded outbound session, :func:`fetch_signed`) until one names an
+        intermediate the platform recorded, at most :data:`MAX_UNRECORDED_INTERMEDIATES`
+        unrecorded ones between; ``not_found`` when no intermediate is recorded at all,
+        ``invalid_trust_chain`` when no hint leads to one. Down (§10.2): the recorded
+        intermediate's configuration verifies with the keys of this anchor's statement about it
+        and names this anchor; then each superior's fetch endpoint (§8.1) gives its statement
+        about the entity below, verified with the superior's keys (``iss``, ``sub``), and the
+        entity's configuration verifies with the keys that statement lists and names the
+        superior. Each statement's ``constraints`` hold (§6.2.1, §6.2.2), the policies merge
+        top-down (§6.1.4.1: this anchor's for the intermediate first). The trust chain is the
+        subject's configuration, the statements from the subject's superior up, and this
+        anchor's configuration (§4)."""
+        recorded = {item.entity_id: item for item in self.store.federation_subordinates()}
+        if not any(item.kind == "intermediate" for item in recorded.values()):
+            raise FederationNotFound(f"{sub[:200]} is not a subordinate")
+        now = self.clock()
+        path: list[tuple[str, str]] = []  # (entity id, entity configuration), the subject first
+        top: FederationSubordinate | None = None
+        entity_id: str | None = sub
+        while entity_id is not None and top is None:
+            if len(path) > MAX_UNRECORDED_INTERMEDIATES:
+                raise FederationInvalidTrustChain("too many intermediates below a recorded one")
+            token = self._fetch_entity_configuration(entity_id)
+            path.append((entity_id, token))
+            try:
+                hints = unverified_claims(token).get("authority_hints")
+            except StatementError as error:
+                raise FederationInvalidTrustChain(f"entity configuration: {error}") from None
+            hints = (
+                [hint for hint in hints if isinstance(hint, str)] if isinstance(hints, list) else []
+            )
+            top = next(
+                (
+                    recorded[hint]
+                    for hint in hints
+                    if hint in recorded and recorded[hint].kind == "intermediate"
+                ),
+                None,
+            )
+            seen = {self.entity_id, *recorded, *(item for item, _ in path)}
+            entity_id = next((hint for hint in hints if hint not in seen), None)
+        if top is None:
+            raise FederationInvalidTrustChain(
+                "no authority hint leads to an intermediate recorded by this trust anchor"
+            )
+        superior_id = top.entity_id
+        superior = self._verify_leaf(self._fetch_entity_configuration(superior_id), top, now)
+        statements = [self.subordinate_statement(superior_id)]  # from the top down
+        constraints: list[Mapping[str, Any]] = [top.constraints]
+        expiries: list[int] = []
+        try:
+            policy = self.policy_for(top)
+        except PolicyError as error:
+            raise FederationInvalidMetadata(str(error)) from None
+        for entity_id, token in reversed(path):
+            statement = self._fetch_statement(superior, entity_id)
+            try:
+                about = verify_statement(
+                    statement, superior.get("jwks") or {}, typ=ENTITY_STATEMENT_TYP, now=now
+                )
+            except StatementError as error:
+                raise FederationInvalidTrustChain(f"subordinate statement: {error}") from None
+            if about.get("iss") != superior_id or about.get("sub") != entity_id:
+                raise FederationInvalidTrustChain("subordinate statement: iss or sub is wrong")
+            keys = about.get("jwks")
+            if not isinstance(keys, dict):
+                raise FederationInvalidTrustChain("subordinate statement: no jwks")
+            superior = self._verify_configuration(token, entity_id, keys, superior_id, now)
+            try:
+                own = check_policy(
+                    about.get("metadata_policy") or {}, about.get("metadata_policy_crit") or ()
+                )
+                policy = merge_policies(policy, own)
+            except PolicyError as error:
+                raise FederationInvalidMetadata(str(error)) from None
+            statements.append(statement)
+            given = about.get("constraints")
+            constraints.append(given if isinstance(given, dict) else {})
+            expiries.append(int(about["exp"]))
+            superior_id = entity_id
+        # §6.2: each statement's constraints, on the entities below its issuer.
+        below = [entity_id for entity_id, _ in path] + [top.entity_id]
+        count = len(statements)
+        try:
+            for index, given in enumerate(constraints):
+                issued_above = count - index  # the statement's subject is below[issued_above - 1]
+                check_chain_constraint(given, issued_above - 1, below[:issued_above])
+        except ConstraintError as error:
+            raise FederationInvalidTrustChain(str(error)) from None
+        leaf = superior
+        expiries.append(int(leaf["exp"]))
+        tokens = [path[0][1], *reversed(statements), self.entity_configuration()]
+        return _Chain(leaf, tokens, policy, constraints, expiries)
+
+    def _fetch_statement(self, superior: Mapping[str, Any], sub: str) -> str:
+        """The subordinate statement about ``sub`` from the fetch endpoint (§8.1.1) the
+        superior's verified entity configuration names, through the guarded session."""
+        metadata = superior.get("metadata")
+        federation = metadata.get("federation_entity") if isinstance(metadata, dict) else None
+        endpoint = (
+            federation.get("federation_fetch_endpoint") if isinstance(federation, dict) else None
+        )
+        if not isinstance(endpoint, str) or not endpoint.startswith("https://"):
+            raise FederationInvalidTrustChain("the superior has no https federation_fetch_endpoint")
+        url = f"{endpoint}{'&' if '?' in endpoint else '?'}sub={quote(sub, safe='')}"
+        try:
+            return fetch_signed(self.session, url, ENTITY_STATEMENT_MEDIA_TYPE)
+        except FetchError as error:
+            raise FederationInvalidTrustChain(f"subordinate statement {error}") from None
 
     # --- §8.7: historical keys ---------------------------------------------------------------
 
@@ -358,21 +512,34 @@ class TrustAnchor:
         """§10.2: the entity configuration is self-signed with a key of its own ``jwks`` that
         the subordinate statement lists too; ``iss`` = ``sub`` = the entity identifier; its
         ``authority_hints`` name this trust anchor."""
+        return self._verify_configuration(
+            token, subordinate.entity_id, subordinate.jwks, self.entity_id, now
+        )
+
+    @staticmethod
+    def _verify_configuration(
+        token: str, entity_id: str, jwks: Mapping[str, Any], superior: str, now: datetime
+    ) -> dict[str, Any]:
+        """§10.2: ``token`` is ``entity_id``'s configuration, self-signed with a key of its own
+        ``jwks`` that ``jwks`` (its superior's statement's) lists too, ``iss`` = ``sub`` =
+        ``entity_id``, with ``superior`` among its ``authority_hints``."""
         try:
             own = unverified_claims(token).get("jwks")
             if not isinstance(own, dict):
                 raise StatementError("the entity configuration has no jwks")
-            claims = verify_statement(token, subordinate.jwks, typ=ENTITY_STATEMENT_TYP, now=now)
+            claims = verify_statement(token, jwks, typ=ENTITY_STATEMENT_TYP, now=now)
             verify_statement(token, own, typ=ENTITY_STATEMENT_TYP, now=now)
         except StatementError as error:
             raise FederationInvalidTrustChain(f"entity configuration: {error}") from None
-        if claims.get("iss") != subordinate.entity_id or claims.get("sub") != subordinate.entity_id:
+        if claims.get("iss") != entity_id or claims.get("sub") != entity_id:
             raise FederationInvalidTrustChain(
                 "entity configuration: iss and sub must be the entity"
             )
         hints = claims.get("authority_hints")
-        if not isinstance(hints, list) or self.entity_id not in hints:
-            raise FederationInvalidTrustChain("entity configuration: authority_hints lack us")
+        if not isinstance(hints, list) or superior not in hints:
+            raise FederationInvalidTrustChain(
+                "entity configuration: authority_hints lack its superior"
+            )
         return claims
 
     # --- §12.2.2: explicit registration (X19) ------------------------------------------------
@@ -424,6 +591,19 @@ class TrustAnchor:
         return leaf, chain, [token, statement, anchor_configuration]
 
 
+@dataclass(frozen=True)
+class _Chain:
+    """A verified trust chain (§4) before its resolution: the subject's verified
+    configuration, the chain's statements (§4 order), the merged metadata policy (§6.1.4.1),
+    the constraints of its statements (§6.2) and the expiries of those below the anchor."""
+
+    leaf: dict[str, Any]
+    tokens: list[str]
+    policy: Policy
+    constraints: list[Mapping[str, Any]]
+    expiries: list[int]
+
+
 class FetchError(ValueError):
     """A signed document could not be fetched; the message says why (``refused: ...``,
     ``answered HTTP 404``, ``too large or too slow``, ...)."""
@@ -467,6 +647,7 @@ def _provider_metadata(issuer: str, settings: Settings) -> dict[str, Any]:
         settings.proofing_providers,
         automatic_registration=settings.federation_automatic_registration,
         explicit_registration=settings.federation_explicit_registration,
+        require_pushed=settings.require_pushed_authorization_requests,
     )
 
 

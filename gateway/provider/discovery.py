@@ -49,12 +49,15 @@ def metadata(
     *,
     automatic_registration: bool = False,
     explicit_registration: bool = False,
+    require_pushed: bool = False,
 ) -> dict[str, Any]:
     """The provider metadata; every endpoint sits below the issuer URL. With
     ``automatic_registration`` (OpenID Federation 1.0 §12.1), the ``request`` parameter is
     supported (RFC 9101 §10.1), for the portals that must use it. With
     ``explicit_registration`` (§12.2), the ``federation_registration_endpoint`` and
-    ``client_registration_types_supported`` naming the registration types on (§5.1.3)."""
+    ``client_registration_types_supported`` naming the registration types on (§5.1.3). The
+    pushed authorization request endpoint (RFC 9126 §5) is always there; ``require_pushed``
+    says every portal must use it."""
     claims = [*CLAIMS, VERIFIED_CLAIMS] if proofing else CLAIMS
     requests: dict[str, Any] = {"request_parameter_supported": automatic_registration}
     if automatic_registration:
@@ -70,6 +73,8 @@ def metadata(
         "issuer": issuer,
         "authorization_endpoint": f"{issuer}/authorize",
         "token_endpoint": f"{issuer}/token",
+        "pushed_authorization_request_endpoint": f"{issuer}/par",  # RFC 9126 §5
+        "require_pushed_authorization_requests": require_pushed,
         "userinfo_endpoint": f"{issuer}/userinfo",
         "jwks_uri": f"{issuer}/jwks",
         "end_session_endpoint": f"{issuer}/logout",
@@ -126,6 +131,7 @@ def openid_configuration() -> Response:
             settings.proofing_providers,
             automatic_registration=settings.federation_automatic_registration,
             explicit_registration=settings.federation_explicit_registration,
+            require_pushed=settings.require_pushed_authorization_requests,
         )
     )
     response.cache_control.public = True

@@ -546,7 +546,9 @@ federation_subordinates = Table(
     Column("metadata_policy", json_type(), nullable=False),
     Column("created_at", UtcDateTime(), nullable=False),
     Column("updated_at", UtcDateTime(), nullable=False),
-    CheckConstraint("kind IN ('region', 'portal')", name="kind"),
+    # Revision 0016 (I20): intermediates, and the constraints of the anchor's statement (§6.2).
+    Column("constraints", json_type(), nullable=False),
+    CheckConstraint("kind IN ('region', 'portal', 'intermediate')", name="kind"),
 )
 
 # --- federation trust marks (revision 0014) ----------------------------------------------------
@@ -579,5 +581,16 @@ federation_registrations = Table(
     Column("entity_id", String(2048), nullable=False, unique=True),
     Column("portal", json_type(), nullable=False),
     Column("created_at", UtcDateTime(), nullable=False),
+    Column("expires_at", UtcDateTime(), nullable=False, index=True),
+)
+
+# Pushed authorization requests (RFC 9126, revision 0017): the request_uri's hash, the portal that
+# pushed it, its parameters; taken once at /authorize, purged at expires_at.
+pushed_authorization_requests = Table(
+    "pushed_authorization_requests",
+    metadata,
+    Column("reference_hash", String(HASH), primary_key=True),
+    Column("client_id", String(NAME), nullable=False),
+    Column("parameters", json_type(), nullable=False),
     Column("expires_at", UtcDateTime(), nullable=False, index=True),
 )

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from authlib.oauth2 import OAuth2Error
 from authlib.oauth2.rfc6749.errors import InvalidClientError
@@ -24,6 +24,7 @@ from gateway.errors import (
     FederatedClientRefused,
     FederationError,
     InvalidRequestObject,
+    InvalidRequestUri,
     RequestObjectRequired,
     UnknownClient,
     UnregisteredRedirectUri,
@@ -40,12 +41,15 @@ from gateway.federation.registration import (
 from gateway.observe import SignInFailed
 from gateway.registry import Portal
 from gateway.signin import RefusedRequest
-from gateway.store.contract import AuthorizationRequest
+from gateway.store.contract import AuthorizationRequest, token_hash
+from gateway.store.contract.pushed_requests import PushedRequestStore
 from gateway.verified import ClaimsRequestError, parse_claims_request
 
 if TYPE_CHECKING:
     from .server import OAuthServer
 
+REQUEST_URI_PREFIX = "urn:ietf:params:oauth:request_uri:"
+"""What every ``request_uri`` the gateway issues at ``/par`` starts with (RFC 9126 §2.2)."""
 MAX_PARAMETER_LENGTH = 2048
 """The longest value of a parameter the gateway keeps for the answer (bad input costs a
 refusal, never an unbounded record: THREAT_MODEL row 7)."""
@@ -86,7 +90,18 @@ def parse_authorization_request(server: OAuthServer) -> AuthorizationRequest:
 
 def _validated(server: OAuthServer) -> AuthorizationRequest:
     oauth_request = server.create_oauth2_request(None)
-    _federated_request(server, oauth_request)
+    pushed = _pushed_request(server, oauth_request)
+    if not pushed:
+        _federated_request(server, oauth_request)
+    return validated_request(server, oauth_request, pushed=pushed)
+
+
+def validated_request(
+    server: OAuthServer, oauth_request: Any, *, pushed: bool
+) -> AuthorizationRequest:
+    """The authorization request ``oauth_request`` holds (its request object already taken,
+    for a portal of automatic registration), validated; ``pushed`` when its parameters came
+    from ``/par`` (RFC 9126): a portal that must push (§6) is refused otherwise."""
     payload = oauth_request.payload
     _refuse_unprintable_echoes(server, payload)
     try:
@@ -131,6 +146,11 @@ def _validated(server: OAuthServer) -> AuthorizationRequest:
             payload.state,
             client_id,
         )
+    if not pushed and (
+        server.tokens.settings.require_pushed_authorization_requests
+        or grant.request.client.portal.require_pushed_authorization_requests
+    ):  # RFC 9126 §6: only pushed requests are taken from this portal
+        raise refuse("this portal's authorization requests must be pushed (RFC 9126)")
     claims = _claims_parameter(payload.data.get("claims"), refuse)
     hint = values.get("id_token_hint")
     return AuthorizationRequest(
@@ -152,6 +172,61 @@ def _validated(server: OAuthServer) -> AuthorizationRequest:
     )
 
 
+def _pushed_request(server: OAuthServer, oauth_request: Any) -> bool:
+    """Replace the query with the pushed request its ``request_uri`` names (RFC 9126 §4: only
+    the pushed parameters are used), taken once from the store; ``False`` when there is no
+    ``request_uri``.
+
+    The ``request_uri`` must be one this gateway issued (never fetched: THREAT_MODEL row 1),
+    live, unused, and pushed by the portal ``client_id`` names (RFC 9126 §4, §7.3); else
+    :class:`~gateway.errors.InvalidRequestUri`, a page: the redirect URI is only known from the
+    pushed request. Another portal's attempt leaves the request to its owner.
+    """
+    data = oauth_request.payload.data
+    reference = data.get("request_uri")
+    if reference is None:
+        return False
+    client_id = data.get("client_id")
+    if not isinstance(reference, str) or not reference.startswith(REQUEST_URI_PREFIX):
+        raise InvalidRequestUri("request_uri is not a reference this gateway issued at /par")
+    if not isinstance(client_id, str) or not client_id:
+        raise InvalidRequestUri("client_id is required with request_uri (RFC 9126 §4)")
+    if len(oauth_request.payload.datalist.get("request_uri", [])) > 1:
+        raise InvalidRequestUri("request_uri is repeated")
+    tokens = server.tokens
+    store = pushed_requests(tokens.store)
+    taken = store.take_pushed_request(token_hash(reference), client_id, tokens.clock())
+    if taken is None:
+        raise InvalidRequestUri("request_uri is unknown, expired, used or another portal's")
+    oauth_request.payload = BasicOAuth2Payload(dict(taken.parameters))
+    return True
+
+
+class ClientAuthenticationFailed(ValueError):  # noqa: N818 - named after what happened
+    """The client did not authenticate (RFC 6749 §5.2 ``invalid_client``); the message says
+    why."""
+
+
+def authenticated_portal(server: OAuthServer, oauth_request: Any, methods: list[str]) -> Portal:
+    """The portal the request authenticates as, by one of ``methods`` and the portal's own
+    registered method (RFC 9126 §2: as at the token endpoint), or
+    :class:`ClientAuthenticationFailed`."""
+    try:
+        client = server.authenticate_client(oauth_request, methods, endpoint="par")
+    except InvalidClientError as error:
+        raise ClientAuthenticationFailed(
+            error.description or "client authentication failed"
+        ) from None
+    portal: Portal = client.portal
+    return portal
+
+
+def pushed_requests(store: object) -> PushedRequestStore:
+    """The token service's store as the pushed requests' (it is the whole
+    :class:`~gateway.store.contract.Store`, :func:`gateway.services.wire`)."""
+    return cast(PushedRequestStore, store)
+
+
 def _federated_request(server: OAuthServer, oauth_request: Any) -> None:
     """The request of a portal of automatic registration (OpenID Federation 1.0 §12.1), as
     its signed request object says it, before Authlib validates it.
@@ -163,7 +238,8 @@ def _federated_request(server: OAuthServer, oauth_request: Any) -> None:
     not expired, used once (``jti``, remembered in the store): else ``invalid_request_object``
     (RFC 9101 §6.3), a page, since the redirect URI it names is only trusted once it verifies.
     Its claims then replace the query's parameters (RFC 9101 §5: only they are used).
-    Any other request is left as it is.
+    Any other request is left as it is. ``/par`` takes the request object the same way
+    (OpenID Federation 1.0 §12.1.1.2: :func:`federated_request`).
     """
     automatic = server.tokens.registry.federated
     client_id = oauth_request.payload.data.get("client_id")
@@ -189,6 +265,9 @@ def _federated_request(server: OAuthServer, oauth_request: Any) -> None:
     if not tokens.store.use_assertion(portal.client_id, f"request:{claims['jti']}", remember, now):
         raise InvalidRequestObject("the request object was used before (jti)")
     oauth_request.payload = BasicOAuth2Payload(request_parameters(claims))
+
+
+federated_request = _federated_request
 
 
 def _claims_parameter(value: str | None, refuse: Callable[[str], RefusedRequest]) -> str | None:
@@ -259,4 +338,13 @@ def _unverified(error: OAuth2Error) -> UnverifiedClient:
     return page(f"{error.error}: {error.description or 'no description'}"[:300])
 
 
-__all__ = ["MAX_PARAMETER_LENGTH", "parse_authorization_request"]
+__all__ = [
+    "MAX_PARAMETER_LENGTH",
+    "REQUEST_URI_PREFIX",
+    "ClientAuthenticationFailed",
+    "authenticated_portal",
+    "federated_request",
+    "parse_authorization_request",
+    "pushed_requests",
+    "validated_request",
+]

@@ -14,6 +14,7 @@ from gateway.store.contract.federation_registrations import FederationRegistrati
 from gateway.store.contract.mandates import MandateStore
 from gateway.store.contract.pending_authorizations import PendingAuthorizationStore
 from gateway.store.contract.policy_sets import PolicySetStore
+from gateway.store.contract.pushed_requests import PushedRequestStore  # RFC 9126
 from gateway.store.contract.registry import RegistryStore
 from gateway.store.contract.replay import ReplayStore
 from gateway.store.contract.second_factors import SecondFactorStore
@@ -65,6 +66,7 @@ class Store(
     MandateStore,
     FederationStore,
     FederationRegistrationStore,
+    PushedRequestStore,
     Protocol,
 ):
     """Everything the gateway keeps. One transaction per call; see :mod:`gateway.store.contract`.

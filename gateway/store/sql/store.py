@@ -25,6 +25,7 @@ from gateway.store.schema import (
     grants,
     logout_deliveries,
     pending_authorizations,
+    pushed_authorization_requests,
     refresh_tokens,
     session_participants,
     sso_sessions,
@@ -40,6 +41,7 @@ from gateway.store.sql.federation_registrations import SqlFederationRegistration
 from gateway.store.sql.mandates import SqlMandates
 from gateway.store.sql.pending_authorizations import SqlPendingAuthorizations
 from gateway.store.sql.policy_sets import SqlPolicySets
+from gateway.store.sql.pushed_requests import SqlPushedRequests  # RFC 9126
 from gateway.store.sql.registry import SqlRegistry
 from gateway.store.sql.replay import SqlReplay
 from gateway.store.sql.second_factors import SqlSecondFactors
@@ -66,6 +68,7 @@ class SqlStore(
     SqlVerifiedClaims,
     SqlFederation,
     SqlFederationRegistrations,
+    SqlPushedRequests,
 ):
     """:class:`~gateway.store.contract.Store` on SQLite or PostgreSQL.
 
@@ -138,6 +141,9 @@ class SqlStore(
             delete(used_assertions).where(used_assertions.c.expires_at <= now),
             delete(logout_deliveries).where(logout_deliveries.c.expires_at <= now),
             delete(federation_registrations).where(federation_registrations.c.expires_at <= now),
+            delete(pushed_authorization_requests).where(
+                pushed_authorization_requests.c.expires_at <= now
+            ),
             delete(grants).where(
                 grants.c.revoked_at.is_not(None),
                 ~exists().where(authorization_codes.c.grant_id == grants.c.grant_id),
