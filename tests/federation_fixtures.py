@@ -9,13 +9,21 @@ gateway fetches it as it would in production: over TLS, through its guarded outb
 from __future__ import annotations
 
 import http.client
+import json
 import ssl
+import subprocess
 import threading
+import time
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
+
+from joserfc import jwt
+from joserfc.jwk import ECKey
+
+from gateway.federation.statements import ENTITY_STATEMENT_TYP
 
 
 def serve_entity_configuration(
@@ -163,3 +171,98 @@ def serve_federation_entity(
     server.socket = context.wrap_socket(server.socket, server_side=True)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server, f"https://127.0.0.1:{server.server_address[1]}"
+
+
+def node_peer(script: str, *args: str) -> Any:
+    """Run the Node peer ``tests/peers/<script>`` with ``args``: the JSON object it prints, or
+    :class:`AssertionError` with what it wrote on stderr."""
+    from tongxing_dev.peers import PEERS  # the harness, as the tests import it
+
+    done = subprocess.run(
+        ["node", str(PEERS / script), *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        cwd=PEERS,
+    )
+    if done.returncode != 0:
+        raise AssertionError(done.stderr.strip())
+    return json.loads(done.stdout)
+
+
+class PortalEntity:
+    """A portal's federation entity on loopback (OpenID Federation 1.0 §9): its federation key,
+    its protocol key (the ``jwks`` of its ``openid_relying_party`` metadata) and its entity
+    configuration, signed with ``signing_key`` (the federation key unless a test changes it)
+    and listing :meth:`own_key` in its ``jwks``; ``aud`` only when set (§12.2.1)."""
+
+    def __init__(
+        self,
+        cert_file: Path,
+        key_file: Path,
+        anchor: str,
+        redirect_uri: str,
+        *,
+        client_name: str,
+        scope: str,
+        registration_type: str,
+        aud: Any = None,
+    ) -> None:
+        self.federation_key = ECKey.generate_key("P-256")
+        self.signing_key = self.federation_key
+        self.rp_key = ECKey.generate_key("P-256")
+        self.anchor = anchor
+        self.aud = aud
+        self.lifetime = 3600
+        self.redirect_uri = redirect_uri
+        self.metadata: dict[str, Any] = {
+            "client_name": client_name,
+            "redirect_uris": [redirect_uri],
+            "token_endpoint_auth_method": "private_key_jwt",
+            "grant_types": ["authorization_code", "refresh_token"],
+            "scope": scope,
+            "client_registration_types": [registration_type],
+            "jwks": {"keys": [self.public(self.rp_key)]},
+        }
+        self.server, self.entity_id = serve_entity_configuration(
+            cert_file, key_file, self.entity_configuration
+        )
+
+    @staticmethod
+    def public(key: ECKey) -> dict[str, Any]:
+        return {**key.as_dict(private=False), "kid": key.thumbprint(), "alg": "ES256"}
+
+    def own_key(self) -> ECKey:
+        """The key the entity configuration lists as the entity's own (§3: ``jwks``)."""
+        return self.federation_key
+
+    def entity_configuration(self) -> str:
+        now = int(time.time())
+        claims: dict[str, Any] = {
+            "iss": self.entity_id,
+            "sub": self.entity_id,
+            "iat": now,
+            "exp": now + self.lifetime,
+            "jwks": {"keys": [self.public(self.own_key())]},
+            "authority_hints": [self.anchor],
+            "metadata": {"openid_relying_party": self.metadata},
+        }
+        if self.aud is not None:
+            claims["aud"] = self.aud
+        header = {"alg": "ES256", "kid": self.signing_key.thumbprint(), "typ": ENTITY_STATEMENT_TYP}
+        return str(jwt.encode(header, claims, self.signing_key))
+
+    def record(self, admin: Callable[..., Any], key: str) -> None:
+        """The platform records the entity as portal subordinate ``key`` with its federation
+        key (``admin``: a running gateway's admin call)."""
+        answer = admin(
+            "PUT",
+            f"/federation/subordinates/portal/{key}",
+            {"entity_id": self.entity_id, "jwks": {"keys": [self.public(self.federation_key)]}},
+        )
+        assert answer.status_code == 200, answer.text
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()

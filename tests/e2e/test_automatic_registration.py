@@ -15,7 +15,6 @@ never a 5xx.
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 import time
 import uuid
@@ -26,7 +25,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import requests
-from federation_fixtures import serve_entity_configuration
+from federation_fixtures import PortalEntity, node_peer
 from gateway_fixtures import (
     KeycloakRegion,
     PortalSite,
@@ -37,9 +36,6 @@ from gateway_fixtures import (
 from joserfc import jws, jwt
 from joserfc.jwk import ECKey
 from playwright.sync_api import Page
-from tongxing_dev.peers import PEERS
-
-from gateway.federation.statements import ENTITY_STATEMENT_TYP
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration"))
 from test_sector_identifier import Tls, _certificates  # type: ignore[import-not-found]
@@ -53,47 +49,20 @@ POLICY = {
 }
 
 
-class Entity:
-    """A portal's federation entity on loopback: its federation key, its protocol key (the
-    ``jwks`` of its ``openid_relying_party`` metadata) and its entity configuration (§9)."""
+class Entity(PortalEntity):
+    """A portal of automatic registration on loopback (§12.1: ``client_registration_types``
+    automatic)."""
 
     def __init__(self, tls: Tls, anchor: str, redirect_uri: str) -> None:
-        self.federation_key = ECKey.generate_key("P-256")
-        self.signing_key = self.federation_key
-        self.rp_key = ECKey.generate_key("P-256")
-        self.anchor = anchor
-        self.lifetime = 3600
-        self.redirect_uri = redirect_uri
-        self.metadata: dict[str, Any] = {
-            "client_name": "杭州市民卡",
-            "redirect_uris": [redirect_uri],
-            "token_endpoint_auth_method": "private_key_jwt",
-            "grant_types": ["authorization_code", "refresh_token"],
-            "scope": "openid profile id_number",
-            "client_registration_types": ["automatic"],
-            "jwks": {"keys": [self.public(self.rp_key)]},
-        }
-        self.server, self.entity_id = serve_entity_configuration(
-            tls.cert_file, tls.key_file, self.entity_configuration
+        super().__init__(
+            tls.cert_file,
+            tls.key_file,
+            anchor,
+            redirect_uri,
+            client_name="杭州市民卡",
+            scope="openid profile id_number",
+            registration_type="automatic",
         )
-
-    @staticmethod
-    def public(key: ECKey) -> dict[str, Any]:
-        return {**key.as_dict(private=False), "kid": key.thumbprint(), "alg": "ES256"}
-
-    def entity_configuration(self) -> str:
-        now = int(time.time())
-        claims = {
-            "iss": self.entity_id,
-            "sub": self.entity_id,
-            "iat": now,
-            "exp": now + self.lifetime,
-            "jwks": {"keys": [self.public(self.federation_key)]},
-            "authority_hints": [self.anchor],
-            "metadata": {"openid_relying_party": self.metadata},
-        }
-        header = {"alg": "ES256", "kid": self.signing_key.thumbprint(), "typ": ENTITY_STATEMENT_TYP}
-        return jwt.encode(header, claims, self.signing_key)
 
     def credentials(self, key: ECKey | None = None, kid: str | None = None) -> str:
         """The client-json of ``federated_rp.mjs``: signing with ``key`` (the RP key)."""
@@ -103,31 +72,11 @@ class Entity:
 
     def join(self, gateway: RunningGateway, name: str | None = None) -> None:
         """The platform records the entity as a subordinate (the federation endpoint only)."""
-        key = name or f"fed-{uuid.uuid4().hex[:8]}"
-        answer = gateway.admin(
-            "PUT",
-            f"/federation/subordinates/portal/{key}",
-            {"entity_id": self.entity_id, "jwks": {"keys": [self.public(self.federation_key)]}},
-        )
-        assert answer.status_code == 200, answer.text
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        self.record(gateway.admin, name or f"fed-{uuid.uuid4().hex[:8]}")
 
 
 def federated_rp(command: str, gateway: RunningGateway, *args: str) -> Any:
-    done = subprocess.run(
-        ["node", str(PEERS / "federated_rp.mjs"), command, gateway.issuer, *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-        cwd=PEERS,
-    )
-    if done.returncode != 0:
-        raise AssertionError(done.stderr.strip())
-    return json.loads(done.stdout)
+    return node_peer("federated_rp.mjs", command, gateway.issuer, *args)
 
 
 @pytest.fixture(scope="module")

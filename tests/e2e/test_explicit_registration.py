@@ -16,9 +16,7 @@ Never a 5xx.
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,7 +24,7 @@ from typing import Any
 
 import pytest
 import requests
-from federation_fixtures import serve_entity_configuration
+from federation_fixtures import PortalEntity, node_peer
 from gateway_fixtures import (
     KeycloakRegion,
     PortalSite,
@@ -37,7 +35,6 @@ from gateway_fixtures import (
 from joserfc import jws, jwt
 from joserfc.jwk import ECKey
 from playwright.sync_api import Page
-from tongxing_dev.peers import PEERS
 
 from gateway.federation.explicit import ExplicitRegistration
 from gateway.federation.statements import ENTITY_STATEMENT_TYP
@@ -56,58 +53,29 @@ EC = "application/entity-statement+jwt"
 CHAIN = "application/trust-chain+json"
 
 
-class Entity:
-    """A portal's federation entity: its federation key, its protocol key (the ``jwks`` of its
-    ``openid_relying_party`` metadata) and its entity configuration for the OP (§12.2.1)."""
+class Entity(PortalEntity):
+    """A portal of explicit registration: its entity configuration is for the OP (§12.2.1:
+    ``aud``, ``client_registration_types`` explicit) and lists the key it is signed with."""
 
     def __init__(self, tls: Tls, gateway: RunningGateway, redirect_uri: str) -> None:
-        self.gateway = gateway
-        self.federation_key = ECKey.generate_key("P-256")
-        self.signing_key = self.federation_key
-        self.rp_key = ECKey.generate_key("P-256")
-        self.aud: Any = gateway.issuer
-        self.lifetime = 3600
-        self.redirect_uri = redirect_uri
-        self.metadata: dict[str, Any] = {
-            "client_name": "宁波市民卡",
-            "redirect_uris": [redirect_uri],
-            "token_endpoint_auth_method": "private_key_jwt",
-            "grant_types": ["authorization_code", "refresh_token"],
-            "scope": "openid profile",
-            "client_registration_types": ["explicit"],
-            "jwks": {"keys": [self.public(self.rp_key)]},
-        }
-        self.server, self.entity_id = serve_entity_configuration(
-            tls.cert_file, tls.key_file, self.entity_configuration
+        super().__init__(
+            tls.cert_file,
+            tls.key_file,
+            gateway.issuer,
+            redirect_uri,
+            client_name="宁波市民卡",
+            scope="openid profile",
+            registration_type="explicit",
+            aud=gateway.issuer,
         )
+        self.gateway = gateway
 
-    @staticmethod
-    def public(key: ECKey) -> dict[str, Any]:
-        return {**key.as_dict(private=False), "kid": key.thumbprint(), "alg": "ES256"}
-
-    def entity_configuration(self) -> str:
-        now = int(time.time())
-        claims = {
-            "iss": self.entity_id,
-            "sub": self.entity_id,
-            "aud": self.aud,
-            "iat": now,
-            "exp": now + self.lifetime,
-            "jwks": {"keys": [self.public(self.signing_key)]},
-            "authority_hints": [self.gateway.issuer],
-            "metadata": {"openid_relying_party": self.metadata},
-        }
-        header = {"alg": "ES256", "kid": self.signing_key.thumbprint(), "typ": ENTITY_STATEMENT_TYP}
-        return jwt.encode(header, claims, self.signing_key)
+    def own_key(self) -> ECKey:
+        return self.signing_key
 
     def join(self) -> None:
         """The platform records the entity as a portal subordinate with its federation key."""
-        answer = self.gateway.admin(
-            "PUT",
-            f"/federation/subordinates/portal/{self.key}",
-            {"entity_id": self.entity_id, "jwks": {"keys": [self.public(self.federation_key)]}},
-        )
-        assert answer.status_code == 200, answer.text
+        self.record(self.gateway.admin, self.key)
 
     key = ""
 
@@ -123,23 +91,9 @@ class Entity:
         jwk = {**self.rp_key.as_dict(private=True), "kid": self.rp_key.thumbprint(), "alg": "ES256"}
         return json.dumps({"client_id": client_id, "jwk": jwk})
 
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
 
 def explicit_rp(command: str, issuer: str, *args: str) -> Any:
-    done = subprocess.run(
-        ["node", str(PEERS / "explicit_rp.mjs"), command, issuer, *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-        cwd=PEERS,
-    )
-    if done.returncode != 0:
-        raise AssertionError(done.stderr.strip())
-    return json.loads(done.stdout)
+    return node_peer("explicit_rp.mjs", command, issuer, *args)
 
 
 @pytest.fixture(scope="module")

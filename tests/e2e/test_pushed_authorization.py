@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import secrets
-import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -26,7 +25,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 
 import pytest
 import requests
-from federation_fixtures import serve_entity_configuration
+from federation_fixtures import node_peer, serve_entity_configuration
 from gateway_fixtures import (
     KeycloakRegion,
     Portal,
@@ -38,7 +37,6 @@ from gateway_fixtures import (
 )
 from joserfc import jwt
 from playwright.sync_api import Page
-from tongxing_dev.peers import PEERS
 
 from gateway.provider.oauth.authorization import REQUEST_URI_PREFIX, pushed_requests
 from gateway.store.contract import token_hash
@@ -53,17 +51,7 @@ HTML = {"Accept": "text/html,application/xhtml+xml"}
 
 
 def par_rp(command: str, gateway: RunningGateway, *args: str) -> Any:
-    done = subprocess.run(
-        ["node", str(PEERS / "par_rp.mjs"), command, gateway.issuer, *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-        cwd=PEERS,
-    )
-    if done.returncode != 0:
-        raise AssertionError(done.stderr.strip())
-    return json.loads(done.stdout)
+    return node_peer("par_rp.mjs", command, gateway.issuer, *args)
 
 
 @pytest.fixture(scope="module")

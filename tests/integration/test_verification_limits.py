@@ -22,15 +22,17 @@ from typing import Any
 
 import pytest
 from flask.testing import FlaskClient
+from test_verification_oracle import (  # type: ignore[import-not-found]
+    NAME,  # the same person and name
+    PERSON,
+)
+from test_verification_oracle import _token_for as live_token
 
 from gateway.app import create_app
-from gateway.identity import check_character, identity_key, parse_identity_number
+from gateway.identity import check_character
 from gateway.services import Services, build_services
 from gateway.settings import Settings
-from gateway.store import AccessTokenRecord, SsoSession, token_hash
 
-PERSON = "11010519491231002X"  # GB 11643's own worked example
-NAME = "张三"
 OTHER = "11010519491231001" + check_character("11010519491231001")
 
 Make = Callable[..., Services]
@@ -66,40 +68,8 @@ def make(tmp_path: Path) -> Iterator[Make]:
 
 
 def _token_for(services: Services, client_id: str) -> str:
-    """A live access token of ``client_id`` for the person, in a live SSO session."""
-    now = datetime.datetime.now(datetime.UTC)
-    store = services.store
-    secret = services.settings.national_secret.get_secret_value().encode()
-    subject = store.link_subject(
-        identity_key(parse_identity_number(PERSON), secret), "zj", "zj-1", now
-    )
-    session_hash = token_hash(f"sso-{client_id}")
-    store.create_session(
-        SsoSession(
-            session_hash=session_hash,
-            subject=subject.id,
-            region="zj",
-            auth_time=now,
-            acr="loa2",
-            amr=("pwd", "otp"),
-            created_at=now,
-            expires_at=now + datetime.timedelta(hours=8),
-            claims={"name": NAME},
-        )
-    )
-    grant = store.create_grant(client_id, subject.id, now, session_hash=session_hash)
-    token = secrets.token_urlsafe(32)
-    store.save_access_token(
-        AccessTokenRecord(
-            token_hash=token_hash(token),
-            grant_id=grant.grant_id,
-            client_id=client_id,
-            subject=subject.id,
-            scope="openid profile",
-            expires_at=now + datetime.timedelta(hours=1),
-        )
-    )
-    return token
+    """A live access token of ``client_id`` for the person, in a live SSO session, now."""
+    return str(live_token(services, client_id, datetime.datetime.now(datetime.UTC)))
 
 
 def _ask(
